@@ -1,0 +1,385 @@
+//! The heartbeat a node sends: ollama-herd 0.11.4's schema (reference §1.2) plus herd's additions
+//! (per-GPU VRAM, node identity, Ollama reachability). Parsing is lenient about unknown fields and
+//! strict about types: a bad report is a typed [`HeartbeatError`], never a panic.
+
+use crate::ids::ModelName;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Longest accepted node id, in bytes.
+pub const MAX_NODE_ID_LEN: usize = 256;
+
+/// A parsed report from a node.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Report {
+    /// A regular heartbeat.
+    Heartbeat(Box<Heartbeat>),
+    /// `{"node_id": .., "draining": true}`: the node is shutting down.
+    Drain {
+        /// The node.
+        node_id: String,
+    },
+}
+
+/// Why a report was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeartbeatError {
+    /// Not JSON, or a field of the wrong type.
+    #[error("invalid heartbeat JSON at line {line} column {column}: {message}")]
+    Json {
+        /// serde's description.
+        message: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// The body is JSON but not an object.
+    #[error("heartbeat must be a JSON object")]
+    NotAnObject,
+    /// A required field is absent.
+    #[error("heartbeat is missing required field `{0}`")]
+    MissingField(&'static str),
+    /// `node_id` is empty, too long, or has control characters.
+    #[error("invalid node_id")]
+    InvalidNodeId,
+}
+
+/// CPU figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Cpu {
+    /// Physical cores.
+    pub cores_physical: u32,
+    /// Utilisation, percent.
+    pub utilization_pct: f64,
+}
+
+/// Memory pressure as the node computes it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pressure {
+    /// Fine.
+    #[default]
+    Normal,
+    /// Getting tight.
+    Warn,
+    /// Loading anything new would swap.
+    Critical,
+    /// Anything else a newer agent may send.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Memory figures, decimal GB as ollama-herd sends them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Memory {
+    /// Total RAM.
+    pub total_gb: f64,
+    /// Used RAM.
+    pub used_gb: f64,
+    /// Available RAM.
+    pub available_gb: f64,
+    /// Pressure level.
+    pub pressure: Pressure,
+    /// macOS wired memory.
+    pub wired_gb: f64,
+    /// macOS compressor.
+    pub compressed_gb: f64,
+    /// Swap used.
+    pub swap_used_gb: f64,
+    /// Swap total.
+    pub swap_total_gb: f64,
+}
+
+/// One loaded model, from Ollama's `/api/ps`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadedModel {
+    /// Model name.
+    pub name: ModelName,
+    /// Resident size including KV cache, GB.
+    #[serde(default)]
+    pub size_gb: f64,
+    /// Part of it in GPU memory, GB (herd addition; `None` from ollama-herd agents).
+    #[serde(default)]
+    pub size_vram_gb: Option<f64>,
+    /// Requests Ollama is running on it.
+    #[serde(default)]
+    pub requests_active: u32,
+    /// e.g. "8.0B".
+    #[serde(default)]
+    pub parameter_size: String,
+    /// e.g. "Q4_K_M".
+    #[serde(default)]
+    pub quantization: String,
+    /// The allocated context window; 0 = unknown.
+    #[serde(default)]
+    pub context_length: u32,
+    /// Runner kind.
+    #[serde(default)]
+    pub runner: String,
+    /// Digest.
+    #[serde(default)]
+    pub digest: String,
+}
+
+/// Ollama `/api/tags` metadata for one model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelMeta {
+    /// `gguf` or `safetensors`.
+    pub format: String,
+    /// Model family.
+    pub family: String,
+    /// All families.
+    pub families: Option<Vec<String>>,
+    /// e.g. "8.0B".
+    pub parameter_size: String,
+    /// e.g. "Q4_K_M".
+    pub quantization_level: String,
+    /// `completion`, `vision`, `tools`, `thinking`, `embedding`...
+    pub capabilities: Vec<String>,
+    /// Digest.
+    pub digest: String,
+}
+
+/// The node's Ollama.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Ollama {
+    /// Loaded models.
+    pub models_loaded: Vec<LoadedModel>,
+    /// Models on disk.
+    pub models_available: Vec<ModelName>,
+    /// Metadata; `None` = unchanged since the last report.
+    pub models_available_meta: Option<BTreeMap<ModelName, ModelMeta>>,
+    /// On-disk sizes, GB.
+    pub models_available_sizes: BTreeMap<ModelName, f64>,
+    /// `OLLAMA_MAX_LOADED_MODELS`; 0 = unreported.
+    pub max_loaded_models: u32,
+    /// `OLLAMA_NUM_PARALLEL`; 0 = unreported.
+    pub num_parallel: u32,
+    /// Sum of active requests.
+    pub requests_active: u32,
+    /// Ollama version.
+    pub version: String,
+    /// herd addition: `false` when the agent could not reach its Ollama. ollama-herd agents
+    /// never send it, so it defaults to reachable.
+    pub reachable: Option<bool>,
+}
+
+/// Adaptive-capacity learner output.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Capacity {
+    /// `full`, `learned_*`, `paused`, `bootstrap`.
+    pub mode: String,
+    /// Memory ceiling, GB; 0 = none.
+    pub ceiling_gb: f64,
+    /// 0..1.
+    pub availability_score: f64,
+}
+
+/// One GPU (herd addition, from NVML).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Gpu {
+    /// Index on the node.
+    pub index: u32,
+    /// Product name.
+    pub name: String,
+    /// Total VRAM.
+    pub vram_total_bytes: u64,
+    /// Used VRAM.
+    pub vram_used_bytes: u64,
+    /// Free VRAM.
+    pub vram_free_bytes: u64,
+    /// Utilisation, percent.
+    pub utilization_pct: f64,
+    /// Temperature.
+    pub temperature_c: Option<f64>,
+    /// Power draw.
+    pub power_w: Option<f64>,
+}
+
+/// A regular heartbeat. Fields ollama-herd sends that routing does not use are kept loosely.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Heartbeat {
+    /// Node identity as the node names itself.
+    pub node_id: String,
+    /// Architecture label.
+    pub arch: String,
+    /// Node clock at send; informational only.
+    pub timestamp: f64,
+    /// CPU.
+    pub cpu: Cpu,
+    /// Memory.
+    pub memory: Memory,
+    /// Machine thermal state (not used for routing).
+    pub thermal: Option<serde_json::Value>,
+    /// Disk.
+    pub disk: Option<serde_json::Value>,
+    /// Ollama state.
+    pub ollama: Ollama,
+    /// Where Ollama listens, from the node's view.
+    pub ollama_host: String,
+    /// Self-reported LAN address.
+    pub lan_ip: String,
+    /// Drain flag (normally sent alone; see [`Report::Drain`]).
+    pub draining: bool,
+    /// Capacity learner.
+    pub capacity: Option<Capacity>,
+    /// Agent version.
+    pub agent_version: String,
+    /// Failed heartbeats since the last success.
+    pub connection_failures: u64,
+    /// Failed heartbeats since start.
+    pub connection_failures_total: u64,
+    /// Chip name.
+    pub chip: String,
+    /// Memory bandwidth, GB/s; 0 = unknown.
+    pub memory_bandwidth_gbps: f64,
+    /// herd addition: per-GPU figures.
+    pub gpus: Vec<Gpu>,
+    /// herd addition: a stable machine identity (e.g. machine-id hash), so two machines that
+    /// claim one node id are told apart.
+    pub machine_id: Option<String>,
+    /// herd addition: the fleet key the node presents.
+    pub fleet_key: Option<String>,
+}
+
+impl Heartbeat {
+    /// Parses a report body.
+    ///
+    /// # Errors
+    /// [`HeartbeatError`] for anything that is not a usable report; never panics.
+    pub fn parse(body: &[u8]) -> Result<Report, HeartbeatError> {
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(json_error)?;
+        let obj = value.as_object().ok_or(HeartbeatError::NotAnObject)?;
+        let node_id = match obj.get("node_id") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(_) => return Err(HeartbeatError::InvalidNodeId),
+            None => return Err(HeartbeatError::MissingField("node_id")),
+        };
+        if node_id.is_empty() || node_id.len() > MAX_NODE_ID_LEN || node_id.chars().any(char::is_control) {
+            return Err(HeartbeatError::InvalidNodeId);
+        }
+        if obj.get("draining") == Some(&serde_json::Value::Bool(true)) {
+            return Ok(Report::Drain { node_id });
+        }
+        for field in ["cpu", "memory", "ollama"] {
+            if !obj.contains_key(field) {
+                return Err(HeartbeatError::MissingField(field));
+            }
+        }
+        let mut hb: Heartbeat = serde_json::from_value(value).map_err(json_error)?;
+        hb.sanitize();
+        Ok(Report::Heartbeat(Box::new(hb)))
+    }
+
+    /// Clamps figures a buggy agent may send (negative sizes, NaN is impossible in JSON) so the
+    /// scorer never sees them.
+    fn sanitize(&mut self) {
+        let m = &mut self.memory;
+        for v in [&mut m.total_gb, &mut m.used_gb, &mut m.available_gb] {
+            *v = v.max(0.0);
+        }
+        self.memory_bandwidth_gbps = self.memory_bandwidth_gbps.max(0.0);
+        for lm in &mut self.ollama.models_loaded {
+            lm.size_gb = lm.size_gb.max(0.0);
+        }
+        for v in self.ollama.models_available_sizes.values_mut() {
+            *v = v.max(0.0);
+        }
+        if let Some(c) = &mut self.capacity {
+            c.ceiling_gb = c.ceiling_gb.max(0.0);
+            c.availability_score = c.availability_score.clamp(0.0, 1.0);
+        }
+        for g in &mut self.gpus {
+            g.vram_free_bytes = g.vram_free_bytes.min(g.vram_total_bytes.max(g.vram_free_bytes));
+        }
+    }
+}
+
+fn json_error(e: serde_json::Error) -> HeartbeatError {
+    HeartbeatError::Json { message: e.to_string(), line: e.line(), column: e.column() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A heartbeat shaped exactly as ollama-herd 0.11.4's agent sends it.
+    pub(crate) const OLLAMA_HERD_HEARTBEAT: &str = r#"{
+      "node_id": "mac-studio", "arch": "apple_silicon", "timestamp": 1732700000.5,
+      "cpu": {"cores_physical": 24, "utilization_pct": 12.5},
+      "memory": {"total_gb": 192.0, "used_gb": 120.0, "available_gb": 72.0, "pressure": "normal",
+                 "wired_gb": 80.1, "compressed_gb": 1.2, "swap_used_gb": 0.0, "swap_total_gb": 0.0},
+      "thermal": {"state": "nominal", "temperature_c": null, "source": "pmset"},
+      "disk": {"total_gb": 2000, "used_gb": 900, "available_gb": 1100},
+      "ollama": {
+        "models_loaded": [{"name": "llama3.3:70b", "size_gb": 48.2, "requests_active": 1,
+                           "parameter_size": "70.6B", "quantization": "Q4_K_M",
+                           "context_length": 8192, "runner": "llamacpp", "digest": "abc"}],
+        "models_available": ["llama3.3:70b", "qwen3:8b", "nomic-embed-text"],
+        "models_available_meta": {"qwen3:8b": {"format": "gguf", "family": "qwen3",
+             "families": ["qwen3"], "parameter_size": "8.2B", "quantization_level": "Q4_K_M",
+             "capabilities": ["completion", "tools", "thinking"], "modified_at": "2025-01-01"}},
+        "models_available_sizes": {"llama3.3:70b": 42.5, "qwen3:8b": 5.2},
+        "max_loaded_models": 3, "num_parallel": 4, "requests_active": 1, "version": "0.12.6",
+        "backend_clients": []
+      },
+      "ollama_host": "http://localhost:11434", "lan_ip": "192.168.1.20",
+      "capacity": null, "agent_version": "0.11.4", "process_memory": {"rss_gb": 0.2},
+      "image": null, "image_port": 11436, "mlx_servers": [],
+      "connection_failures": 0, "connection_failures_total": 2,
+      "chip": "Apple M2 Ultra", "memory_bandwidth_gbps": 800
+    }"#;
+
+    #[test]
+    fn accepts_ollama_herd_agent_payload() {
+        let Report::Heartbeat(hb) = Heartbeat::parse(OLLAMA_HERD_HEARTBEAT.as_bytes()).unwrap() else {
+            panic!("expected heartbeat")
+        };
+        assert_eq!(hb.node_id, "mac-studio");
+        assert_eq!(hb.memory.pressure, Pressure::Normal);
+        assert_eq!(hb.ollama.models_loaded[0].context_length, 8192);
+        assert_eq!(hb.ollama.models_available[2].as_str(), "nomic-embed-text:latest");
+        let meta = hb.ollama.models_available_meta.as_ref().unwrap();
+        assert_eq!(meta[&ModelName::new("qwen3:8b")].capabilities[2], "thinking");
+        assert_eq!(hb.memory_bandwidth_gbps, 800.0);
+        assert!(hb.gpus.is_empty());
+    }
+
+    #[test]
+    fn drain_message_needs_only_node_id() {
+        assert_eq!(
+            Heartbeat::parse(br#"{"node_id":"a","draining":true}"#),
+            Ok(Report::Drain { node_id: "a".into() })
+        );
+    }
+
+    #[test]
+    fn malformed_reports_are_typed_errors() {
+        assert!(matches!(Heartbeat::parse(b"{not json"), Err(HeartbeatError::Json { line: 1, .. })));
+        assert_eq!(Heartbeat::parse(b"[1]"), Err(HeartbeatError::NotAnObject));
+        assert_eq!(Heartbeat::parse(b"{}"), Err(HeartbeatError::MissingField("node_id")));
+        assert_eq!(Heartbeat::parse(br#"{"node_id":""}"#), Err(HeartbeatError::InvalidNodeId));
+        assert_eq!(Heartbeat::parse(br#"{"node_id":7}"#), Err(HeartbeatError::InvalidNodeId));
+        assert_eq!(Heartbeat::parse(br#"{"node_id":"a","cpu":{}}"#), Err(HeartbeatError::MissingField("memory")));
+        let wrong_type = br#"{"node_id":"a","cpu":{},"memory":{"total_gb":"lots"},"ollama":{}}"#;
+        assert!(matches!(Heartbeat::parse(wrong_type), Err(HeartbeatError::Json { .. })));
+    }
+
+    #[test]
+    fn null_meta_means_unchanged_and_unknown_pressure_is_tolerated() {
+        let body = br#"{"node_id":"a","cpu":{},"memory":{"pressure":"extreme","available_gb":-3},
+                        "ollama":{"models_available_meta":null},"new_field":{"x":1}}"#;
+        let Report::Heartbeat(hb) = Heartbeat::parse(body).unwrap() else { panic!() };
+        assert!(hb.ollama.models_available_meta.is_none());
+        assert_eq!(hb.memory.pressure, Pressure::Unknown);
+        assert_eq!(hb.memory.available_gb, 0.0);
+    }
+}

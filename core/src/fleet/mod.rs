@@ -1,0 +1,429 @@
+//! The fleet registry: one entry per node, built from its reports, with liveness from the time
+//! since the last report. It owns node status transitions, the "warm" tier (when a model left a
+//! node's memory) and forgetting nodes that have been offline too long.
+
+pub mod heartbeat;
+
+use crate::config::FleetConfig;
+use crate::ids::{ModelName, NodeId};
+use crate::model;
+use crate::time::Instant;
+use heartbeat::{Heartbeat, LoadedModel, ModelMeta, Pressure, Report};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const GB: f64 = 1e9;
+
+/// A node's liveness.
+///
+/// ```text
+///             report                      silence > degraded_after
+///   (new) ──────────────▶ Online ─────────────────────────────▶ Degraded
+///                           ▲  ▲                                    │
+///                    report │  └───────────── report ───────────────┤
+///                           │                                       │ silence > offline_after
+///       Draining ◀── drain ─┴── (any state) ...                     ▼
+///           │  silence > offline_after                           Offline ── silence > forget_after ──▶ (forgotten)
+///           └───────────────────────────────────────────────────────▲
+/// ```
+/// Online and Degraded nodes are routable; Offline and Draining ones are not.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NodeStatus {
+    /// Reporting on time.
+    Online,
+    /// Late, still routable.
+    Degraded,
+    /// Silent too long.
+    Offline,
+    /// Shutting down: no new work.
+    Draining,
+}
+
+impl NodeStatus {
+    /// Lower-case name for JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Online => "online",
+            NodeStatus::Degraded => "degraded",
+            NodeStatus::Offline => "offline",
+            NodeStatus::Draining => "draining",
+        }
+    }
+}
+
+/// Whether a model is in memory on a node (reference signal 1).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Temperature {
+    /// Not on this node at all.
+    Absent,
+    /// On disk only.
+    Cold,
+    /// Left memory recently.
+    Warm,
+    /// Loaded.
+    Hot,
+}
+
+/// One machine in the fleet.
+#[derive(Clone, Debug)]
+pub struct Node {
+    id: NodeId,
+    status: NodeStatus,
+    first_seen: Instant,
+    last_report: Instant,
+    report: Heartbeat,
+    meta: BTreeMap<ModelName, ModelMeta>,
+    unloaded_at: BTreeMap<ModelName, Instant>,
+}
+
+impl Node {
+    /// Core's id for this node.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+    /// The node's own name (`node_id` in its heartbeat).
+    pub fn name(&self) -> &str {
+        &self.report.node_id
+    }
+    /// Liveness.
+    pub fn status(&self) -> NodeStatus {
+        self.status
+    }
+    /// When the first report arrived.
+    pub fn first_seen(&self) -> Instant {
+        self.first_seen
+    }
+    /// When the last report arrived (router time).
+    pub fn last_report(&self) -> Instant {
+        self.last_report
+    }
+    /// The latest heartbeat.
+    pub fn report(&self) -> &Heartbeat {
+        &self.report
+    }
+    /// Whether new work may go here (status and Ollama reachability; the breaker is separate).
+    pub fn routable(&self) -> bool {
+        matches!(self.status, NodeStatus::Online | NodeStatus::Degraded) && self.report.ollama.reachable != Some(false)
+    }
+    /// Ollama metadata for a model, carried forward across `null` reports.
+    pub fn meta(&self, model: &ModelName) -> Option<&ModelMeta> {
+        self.meta.get(model)
+    }
+    /// The loaded copy of a model, if any (the largest when loaded twice).
+    pub fn loaded(&self, model: &ModelName) -> Option<&LoadedModel> {
+        self.report
+            .ollama
+            .models_loaded
+            .iter()
+            .filter(|m| &m.name == model)
+            .max_by(|a, b| a.size_gb.total_cmp(&b.size_gb))
+    }
+    /// Whether the model is loaded or on disk here.
+    pub fn has_model(&self, model: &ModelName) -> bool {
+        self.loaded(model).is_some() || self.report.ollama.models_available.contains(model)
+    }
+    /// Hot, warm, cold or absent.
+    pub fn temperature(&self, model: &ModelName, now: Instant, warm_window: Duration) -> Temperature {
+        if self.loaded(model).is_some() {
+            Temperature::Hot
+        } else if !self.has_model(model) {
+            Temperature::Absent
+        } else if self.unloaded_at.get(model).is_some_and(|&t| now.saturating_since(t) < warm_window) {
+            Temperature::Warm
+        } else {
+            Temperature::Cold
+        }
+    }
+    /// Memory bandwidth, GB/s; 0 when unknown.
+    pub fn bandwidth_gbps(&self) -> f64 {
+        self.report.memory_bandwidth_gbps
+    }
+    /// Total RAM, GB.
+    pub fn ram_total_gb(&self) -> f64 {
+        self.report.memory.total_gb
+    }
+    /// Whether the node reports discrete GPUs.
+    pub fn has_gpus(&self) -> bool {
+        !self.report.gpus.is_empty()
+    }
+    /// Memory a new model can be loaded into, GB: free VRAM on GPU nodes (ollama-herd looked
+    /// only at system RAM), available RAM otherwise; capped by the capacity learner's ceiling.
+    pub fn free_memory_gb(&self) -> f64 {
+        let raw = if self.has_gpus() {
+            self.report.gpus.iter().map(|g| g.vram_free_bytes as f64).sum::<f64>() / GB
+        } else {
+            self.report.memory.available_gb
+        };
+        match &self.report.capacity {
+            Some(c) if c.ceiling_gb > 0.0 => raw.min(c.ceiling_gb),
+            _ => raw,
+        }
+    }
+    /// Memory pressure.
+    pub fn pressure(&self) -> Pressure {
+        self.report.memory.pressure
+    }
+    /// `OLLAMA_NUM_PARALLEL`, 1 when unreported (reference §4.2).
+    pub fn num_parallel(&self) -> u32 {
+        self.report.ollama.num_parallel.max(1)
+    }
+    /// Weight size of a model on this node, GB (reference §2.4): reported on-disk size, loaded
+    /// size, name heuristic, else [`model::UNKNOWN_SIZE_GB`].
+    pub fn model_size_gb(&self, model: &ModelName) -> f64 {
+        if let Some(&s) = self.report.ollama.models_available_sizes.get(model) {
+            if s > 0.0 {
+                return s;
+            }
+        }
+        if let Some(l) = self.loaded(model) {
+            if l.size_gb > 0.0 {
+                return l.size_gb;
+            }
+        }
+        model::size_from_name_gb(model).unwrap_or(model::UNKNOWN_SIZE_GB)
+    }
+    /// Memory a load would need: the resident size if loaded, else the weights.
+    pub fn fit_cost_gb(&self, model: &ModelName) -> f64 {
+        match self.loaded(model) {
+            Some(l) if l.size_gb > 0.0 => l.size_gb,
+            _ => self.model_size_gb(model),
+        }
+    }
+    /// Capacity learner's availability score, if reported.
+    pub fn availability(&self) -> Option<f64> {
+        self.report.capacity.as_ref().map(|c| c.availability_score)
+    }
+    /// Whether the capacity learner has paused this node.
+    pub fn capacity_paused(&self) -> bool {
+        self.report.capacity.as_ref().is_some_and(|c| {
+            c.mode == "paused" || c.mode == "bootstrap" || c.availability_score < 0.2
+        })
+    }
+}
+
+/// What a report changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registered {
+    /// The node.
+    pub node: NodeId,
+    /// Whether this report created it.
+    pub new: bool,
+    /// The status before, if it existed.
+    pub previous: Option<NodeStatus>,
+    /// The status now.
+    pub status: NodeStatus,
+}
+
+/// A status change from the passage of time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusChange {
+    /// The node.
+    pub node: NodeId,
+    /// Its name.
+    pub name: String,
+    /// Before.
+    pub from: NodeStatus,
+    /// After; `None` = forgotten.
+    pub to: Option<NodeStatus>,
+}
+
+/// Why a report was refused by the registry.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FleetError {
+    /// Another live machine already uses this node id.
+    #[error("node id {0:?} is in use by another machine")]
+    NodeIdConflict(String),
+    /// The registry is full.
+    #[error("the fleet already has {0} nodes")]
+    TooManyNodes(usize),
+    /// A drain for a node the registry does not know.
+    #[error("unknown node {0:?}")]
+    UnknownNode(String),
+}
+
+/// The registry.
+#[derive(Clone, Debug)]
+pub struct Fleet {
+    config: FleetConfig,
+    nodes: BTreeMap<NodeId, Node>,
+    by_name: BTreeMap<String, NodeId>,
+    next_id: u32,
+}
+
+impl Fleet {
+    /// An empty registry.
+    pub fn new(config: FleetConfig) -> Self {
+        Fleet { config, nodes: BTreeMap::new(), by_name: BTreeMap::new(), next_id: 0 }
+    }
+
+    /// Applies one parsed report received at `now`.
+    ///
+    /// # Errors
+    /// [`FleetError`] when the report is refused; the registry is then unchanged.
+    pub fn handle_report(&mut self, now: Instant, report: Report) -> Result<Registered, FleetError> {
+        match report {
+            Report::Drain { node_id } => {
+                let id = *self.by_name.get(&node_id).ok_or(FleetError::UnknownNode(node_id))?;
+                let node = self.nodes.get_mut(&id).expect("by_name and nodes agree");
+                let previous = node.status;
+                node.status = NodeStatus::Draining;
+                node.last_report = now;
+                Ok(Registered { node: id, new: false, previous: Some(previous), status: NodeStatus::Draining })
+            }
+            Report::Heartbeat(hb) => self.heartbeat(now, *hb),
+        }
+    }
+
+    fn heartbeat(&mut self, now: Instant, mut hb: Heartbeat) -> Result<Registered, FleetError> {
+        let meta_update = hb.ollama.models_available_meta.take();
+        let Some(&id) = self.by_name.get(&hb.node_id) else {
+            if self.nodes.len() >= self.config.max_nodes {
+                return Err(FleetError::TooManyNodes(self.nodes.len()));
+            }
+            let id = NodeId(self.next_id);
+            self.next_id += 1;
+            self.by_name.insert(hb.node_id.clone(), id);
+            let node = Node {
+                id,
+                status: NodeStatus::Online,
+                first_seen: now,
+                last_report: now,
+                meta: meta_update.unwrap_or_default(),
+                report: hb,
+                unloaded_at: BTreeMap::new(),
+            };
+            self.nodes.insert(id, node);
+            return Ok(Registered { node: id, new: true, previous: None, status: NodeStatus::Online });
+        };
+        let node = self.nodes.get_mut(&id).expect("by_name and nodes agree");
+        let claimed = (&node.report.machine_id, &hb.machine_id);
+        if let (Some(old), Some(new)) = claimed {
+            if old != new && node.status != NodeStatus::Offline {
+                return Err(FleetError::NodeIdConflict(hb.node_id));
+            }
+        }
+        // Warm tier: every model that left memory since the last report.
+        for old in &node.report.ollama.models_loaded {
+            if !hb.ollama.models_loaded.iter().any(|m| m.name == old.name) {
+                node.unloaded_at.insert(old.name.clone(), now);
+            }
+        }
+        for m in &hb.ollama.models_loaded {
+            node.unloaded_at.remove(&m.name);
+        }
+        let warm = self.config.warm_window;
+        node.unloaded_at.retain(|_, &mut t| now.saturating_since(t) < warm);
+        if let Some(meta) = meta_update {
+            node.meta = meta;
+        }
+        let previous = node.status;
+        node.report = hb;
+        node.last_report = now;
+        node.status = NodeStatus::Online;
+        Ok(Registered { node: id, new: false, previous: Some(previous), status: NodeStatus::Online })
+    }
+
+    /// Moves nodes along the status diagram for the time passed; returns what changed.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<StatusChange> {
+        let mut changes = Vec::new();
+        let c = &self.config;
+        for node in self.nodes.values_mut() {
+            let silent = now.saturating_since(node.last_report);
+            let to = match node.status {
+                NodeStatus::Online if silent >= c.offline_after => NodeStatus::Offline,
+                NodeStatus::Online if silent >= c.degraded_after => NodeStatus::Degraded,
+                NodeStatus::Degraded | NodeStatus::Draining if silent >= c.offline_after => NodeStatus::Offline,
+                s => s,
+            };
+            if to != node.status {
+                changes.push(StatusChange { node: node.id, name: node.name().to_string(), from: node.status, to: Some(to) });
+                node.status = to;
+            }
+        }
+        let forget: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| n.status == NodeStatus::Offline && now.saturating_since(n.last_report) >= c.forget_after)
+            .map(|n| n.id)
+            .collect();
+        for id in forget {
+            if let Some(n) = self.nodes.remove(&id) {
+                self.by_name.remove(n.name());
+                changes.push(StatusChange { node: id, name: n.name().to_string(), from: n.status, to: None });
+            }
+        }
+        changes
+    }
+
+    /// The next instant at which some node's status changes by itself.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let c = &self.config;
+        self.nodes
+            .values()
+            .map(|n| match n.status {
+                NodeStatus::Online => n.last_report + c.degraded_after,
+                NodeStatus::Degraded | NodeStatus::Draining => n.last_report + c.offline_after,
+                NodeStatus::Offline => n.last_report + c.forget_after,
+            })
+            .min()
+    }
+
+    /// A node by id.
+    pub fn node(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.get(&id)
+    }
+
+    /// A node by its name.
+    pub fn by_name(&self, name: &str) -> Option<&Node> {
+        self.by_name.get(name).and_then(|id| self.nodes.get(id))
+    }
+
+    /// Every node, in id order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values()
+    }
+
+    /// Number of nodes known.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether no node is known.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Median bandwidth over non-offline nodes that report one; 0 when none does.
+    pub fn median_bandwidth(&self) -> f64 {
+        let mut bw: Vec<f64> = self
+            .nodes
+            .values()
+            .filter(|n| n.status != NodeStatus::Offline && n.bandwidth_gbps() > 0.0)
+            .map(Node::bandwidth_gbps)
+            .collect();
+        if bw.is_empty() {
+            return 0.0;
+        }
+        bw.sort_by(f64::total_cmp);
+        let mid = bw.len() / 2;
+        if bw.len() % 2 == 1 {
+            bw[mid]
+        } else {
+            (bw[mid - 1] + bw[mid]) / 2.0
+        }
+    }
+
+    /// Whether any known node (any status) has the model; decides 404 against holding.
+    /// Forgotten nodes no longer count, unlike ollama-herd where they did forever.
+    pub fn model_known(&self, model: &ModelName) -> bool {
+        self.nodes.values().any(|n| n.has_model(model))
+    }
+
+    /// Metadata for a model from any node that has it.
+    pub fn meta(&self, model: &ModelName) -> Option<&ModelMeta> {
+        self.nodes.values().find_map(|n| n.meta(model))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,139 @@
+use super::*;
+use heartbeat::{Gpu, Ollama};
+
+pub(crate) fn hb(name: &str, loaded: &[(&str, f64, u32)], available: &[&str]) -> Heartbeat {
+    Heartbeat {
+        node_id: name.into(),
+        memory: heartbeat::Memory { total_gb: 64.0, available_gb: 40.0, ..Default::default() },
+        ollama: Ollama {
+            models_loaded: loaded
+                .iter()
+                .map(|&(n, gb, ctx)| LoadedModel {
+                    name: ModelName::new(n),
+                    size_gb: gb,
+                    size_vram_gb: None,
+                    requests_active: 0,
+                    parameter_size: String::new(),
+                    quantization: String::new(),
+                    context_length: ctx,
+                    runner: String::new(),
+                    digest: String::new(),
+                })
+                .collect(),
+            models_available: available.iter().map(|n| ModelName::new(n)).collect(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn report(h: Heartbeat) -> Report {
+    Report::Heartbeat(Box::new(h))
+}
+
+#[test]
+fn status_follows_silence_and_reports() {
+    let mut f = Fleet::new(FleetConfig::default());
+    let t0 = Instant::from_secs(100);
+    let r = f.handle_report(t0, report(hb("a", &[], &["m"]))).unwrap();
+    assert!(r.new);
+    assert_eq!(f.next_deadline(), Some(t0 + Duration::from_secs(15)));
+    assert!(f.handle_timeout(t0 + Duration::from_secs(14)).is_empty());
+    let ch = f.handle_timeout(t0 + Duration::from_secs(15));
+    assert_eq!(ch[0].to, Some(NodeStatus::Degraded));
+    assert!(f.by_name("a").unwrap().routable(), "degraded nodes stay routable");
+    let ch = f.handle_timeout(t0 + Duration::from_secs(30));
+    assert_eq!(ch[0].to, Some(NodeStatus::Offline));
+    assert!(!f.by_name("a").unwrap().routable());
+    let back = f.handle_report(t0 + Duration::from_secs(31), report(hb("a", &[], &["m"]))).unwrap();
+    assert_eq!((back.previous, back.status), (Some(NodeStatus::Offline), NodeStatus::Online));
+}
+
+#[test]
+fn long_offline_nodes_are_forgotten_and_stop_counting_models() {
+    let mut f = Fleet::new(FleetConfig::default());
+    f.handle_report(Instant::ZERO, report(hb("a", &[], &["m"]))).unwrap();
+    assert!(f.model_known(&ModelName::new("m")));
+    f.handle_timeout(Instant::from_secs(30));
+    let ch = f.handle_timeout(Instant::from_secs(3600));
+    assert_eq!(ch.last().unwrap().to, None);
+    assert!(f.is_empty());
+    assert!(!f.model_known(&ModelName::new("m")));
+    // A node that comes back gets a fresh id, never the old one.
+    let r = f.handle_report(Instant::from_secs(4000), report(hb("a", &[], &[]))).unwrap();
+    assert_eq!(r.node, NodeId(1));
+}
+
+#[test]
+fn drain_stops_routing_until_next_heartbeat() {
+    let mut f = Fleet::new(FleetConfig::default());
+    f.handle_report(Instant::ZERO, report(hb("a", &[], &[]))).unwrap();
+    f.handle_report(Instant::from_secs(1), Report::Drain { node_id: "a".into() }).unwrap();
+    assert_eq!(f.by_name("a").unwrap().status(), NodeStatus::Draining);
+    assert!(!f.by_name("a").unwrap().routable());
+    assert_eq!(
+        f.handle_report(Instant::from_secs(1), Report::Drain { node_id: "zz".into() }),
+        Err(FleetError::UnknownNode("zz".into()))
+    );
+    f.handle_report(Instant::from_secs(2), report(hb("a", &[], &[]))).unwrap();
+    assert_eq!(f.by_name("a").unwrap().status(), NodeStatus::Online);
+}
+
+#[test]
+fn warm_tier_remembers_unloads_for_the_window() {
+    let mut f = Fleet::new(FleetConfig::default());
+    let m = ModelName::new("qwen3:8b");
+    f.handle_report(Instant::ZERO, report(hb("a", &[("qwen3:8b", 6.0, 4096)], &["qwen3:8b"]))).unwrap();
+    let w = Duration::from_secs(1800);
+    assert_eq!(f.by_name("a").unwrap().temperature(&m, Instant::ZERO, w), Temperature::Hot);
+    f.handle_report(Instant::from_secs(5), report(hb("a", &[], &["qwen3:8b"]))).unwrap();
+    assert_eq!(f.by_name("a").unwrap().temperature(&m, Instant::from_secs(6), w), Temperature::Warm);
+    assert_eq!(f.by_name("a").unwrap().temperature(&m, Instant::from_secs(1806), w), Temperature::Cold);
+    assert_eq!(f.by_name("a").unwrap().temperature(&ModelName::new("x"), Instant::ZERO, w), Temperature::Absent);
+}
+
+#[test]
+fn meta_null_keeps_previous_copy() {
+    let mut f = Fleet::new(FleetConfig::default());
+    let mut h = hb("a", &[], &["qwen3:8b"]);
+    let mut meta = BTreeMap::new();
+    meta.insert(ModelName::new("qwen3:8b"), ModelMeta { family: "qwen3".into(), ..Default::default() });
+    h.ollama.models_available_meta = Some(meta);
+    f.handle_report(Instant::ZERO, report(h)).unwrap();
+    f.handle_report(Instant::from_secs(5), report(hb("a", &[], &["qwen3:8b"]))).unwrap();
+    assert_eq!(f.by_name("a").unwrap().meta(&ModelName::new("qwen3:8b")).unwrap().family, "qwen3");
+}
+
+#[test]
+fn node_id_collision_is_refused_while_the_first_machine_lives() {
+    let mut f = Fleet::new(FleetConfig::default());
+    let mut a = hb("box", &[], &[]);
+    a.machine_id = Some("m1".into());
+    f.handle_report(Instant::ZERO, report(a.clone())).unwrap();
+    let mut b = a.clone();
+    b.machine_id = Some("m2".into());
+    assert_eq!(f.handle_report(Instant::from_secs(1), report(b.clone())), Err(FleetError::NodeIdConflict("box".into())));
+    f.handle_timeout(Instant::from_secs(40));
+    assert!(f.handle_report(Instant::from_secs(41), report(b)).is_ok(), "an offline id may be taken over");
+}
+
+#[test]
+fn gpu_nodes_fit_by_free_vram() {
+    let mut f = Fleet::new(FleetConfig::default());
+    let mut h = hb("pc", &[], &["llama3.3:70b"]);
+    h.memory.available_gb = 120.0;
+    h.gpus = vec![Gpu { vram_total_bytes: 24_000_000_000, vram_free_bytes: 22_000_000_000, ..Default::default() }];
+    f.handle_report(Instant::ZERO, report(h)).unwrap();
+    let n = f.by_name("pc").unwrap();
+    assert!((n.free_memory_gb() - 22.0).abs() < 1e-9);
+    assert_eq!(n.model_size_gb(&ModelName::new("llama3.3:70b")), 45.0);
+}
+
+#[test]
+fn registry_is_bounded() {
+    let mut f = Fleet::new(FleetConfig { max_nodes: 2, ..FleetConfig::default() });
+    f.handle_report(Instant::ZERO, report(hb("a", &[], &[]))).unwrap();
+    f.handle_report(Instant::ZERO, report(hb("b", &[], &[]))).unwrap();
+    assert_eq!(f.handle_report(Instant::ZERO, report(hb("c", &[], &[]))), Err(FleetError::TooManyNodes(2)));
+    assert!((Fleet::new(FleetConfig::default()).median_bandwidth()).abs() < 1e-12);
+}
