@@ -356,7 +356,9 @@ impl RouterConfig {
         nonzero("retry.breaker_window", r.breaker_window)?;
         nonzero("retry.breaker_open_for", r.breaker_open_for)?;
         count("retry.breaker_failures", r.breaker_failures as usize)?;
-        for (name, v) in [("retry.load_gb_per_sec", r.load_gb_per_sec), ("retry.prefill_tokens_per_sec", r.prefill_tokens_per_sec)] {
+        for (name, v) in
+            [("retry.load_gb_per_sec", r.load_gb_per_sec), ("retry.prefill_tokens_per_sec", r.prefill_tokens_per_sec)]
+        {
             if v == 0.0 {
                 return Err(ConfigError::BadNumber { field: name, value: v });
             }

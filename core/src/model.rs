@@ -80,15 +80,26 @@ pub fn accepts_images(name: &ModelName, meta: Option<&ModelMeta>) -> bool {
 
 /// Families Ollama runs one request at a time (reference §4.2).
 const SERIAL_FAMILIES: &[&str] = &[
-    "mllama", "qwen3vl", "qwen3vlmoe", "qwen35", "qwen35moe", "qwen3next", "lfm2", "lfm2moe",
-    "nemotron_h", "nemotron_h_moe", "nemotron_h_omni",
+    "mllama",
+    "qwen3vl",
+    "qwen3vlmoe",
+    "qwen35",
+    "qwen35moe",
+    "qwen3next",
+    "lfm2",
+    "lfm2moe",
+    "nemotron_h",
+    "nemotron_h_moe",
+    "nemotron_h_omni",
 ];
 
 /// Whether Ollama decodes this model one request at a time whatever `OLLAMA_NUM_PARALLEL` says.
 pub fn is_serial(meta: Option<&ModelMeta>) -> bool {
     let Some(m) = meta else { return false };
     let has = |c: &str| m.capabilities.iter().any(|x| x == c);
-    m.format == "safetensors" || SERIAL_FAMILIES.contains(&m.family.as_str()) || (has("embedding") && !has("completion"))
+    m.format == "safetensors"
+        || SERIAL_FAMILIES.contains(&m.family.as_str())
+        || (has("embedding") && !has("completion"))
 }
 
 /// Whether this is a thinking model whose output budget gets inflated (reference §6.3).
@@ -133,8 +144,7 @@ pub fn size_from_name_gb(name: &ModelName) -> Option<f64> {
         n.match_indices(m).any(|(i, _)| {
             let before = n[..i].chars().last();
             let after = n[i + m.len()..].chars().next();
-            !before.is_some_and(|c| c.is_ascii_digit() || c == '.')
-                && !after.is_some_and(|c| c.is_ascii_alphanumeric())
+            !before.is_some_and(|c| c.is_ascii_digit() || c == '.') && !after.is_some_and(|c| c.is_ascii_alphanumeric())
         })
     };
     TABLE.iter().find(|(ms, _)| ms.iter().any(|m| marker(m))).map(|&(_, gb)| gb)

@@ -71,11 +71,6 @@ impl Default for ModelName {
 impl RequestSpec {
     /// A chat request for `model` with every other field at its default; handy in tests.
     pub fn chat(model: &str) -> Self {
-        RequestSpec {
-            kind: RequestKind::Chat,
-            model: ModelName::new(model),
-            stream: true,
-            ..RequestSpec::default()
-        }
+        RequestSpec { kind: RequestKind::Chat, model: ModelName::new(model), stream: true, ..RequestSpec::default() }
     }
 }

@@ -355,10 +355,7 @@ mod tests {
 
     #[test]
     fn drain_message_needs_only_node_id() {
-        assert_eq!(
-            Heartbeat::parse(br#"{"node_id":"a","draining":true}"#),
-            Ok(Report::Drain { node_id: "a".into() })
-        );
+        assert_eq!(Heartbeat::parse(br#"{"node_id":"a","draining":true}"#), Ok(Report::Drain { node_id: "a".into() }));
     }
 
     #[test]

@@ -195,9 +195,10 @@ impl Node {
     }
     /// Whether the capacity learner has paused this node.
     pub fn capacity_paused(&self) -> bool {
-        self.report.capacity.as_ref().is_some_and(|c| {
-            c.mode == "paused" || c.mode == "bootstrap" || c.availability_score < 0.2
-        })
+        self.report
+            .capacity
+            .as_ref()
+            .is_some_and(|c| c.mode == "paused" || c.mode == "bootstrap" || c.availability_score < 0.2)
     }
 }
 
@@ -336,7 +337,12 @@ impl Fleet {
                 s => s,
             };
             if to != node.status {
-                changes.push(StatusChange { node: node.id, name: node.name().to_string(), from: node.status, to: Some(to) });
+                changes.push(StatusChange {
+                    node: node.id,
+                    name: node.name().to_string(),
+                    from: node.status,
+                    to: Some(to),
+                });
                 node.status = to;
             }
         }
@@ -417,6 +423,15 @@ impl Fleet {
     /// Forgotten nodes no longer count, unlike ollama-herd where they did forever.
     pub fn model_known(&self, model: &ModelName) -> bool {
         self.nodes.values().any(|n| n.has_model(model))
+    }
+
+    /// Records a model a pull put on a node's disk (Ollama confirmed it), until the next report.
+    pub fn note_pulled(&mut self, node: NodeId, model: &ModelName) {
+        if let Some(n) = self.nodes.get_mut(&node) {
+            if !n.report.ollama.models_available.contains(model) {
+                n.report.ollama.models_available.push(model.clone());
+            }
+        }
     }
 
     /// Metadata for a model from any node that has it.

@@ -112,7 +112,10 @@ fn node_id_collision_is_refused_while_the_first_machine_lives() {
     f.handle_report(Instant::ZERO, report(a.clone())).unwrap();
     let mut b = a.clone();
     b.machine_id = Some("m2".into());
-    assert_eq!(f.handle_report(Instant::from_secs(1), report(b.clone())), Err(FleetError::NodeIdConflict("box".into())));
+    assert_eq!(
+        f.handle_report(Instant::from_secs(1), report(b.clone())),
+        Err(FleetError::NodeIdConflict("box".into()))
+    );
     f.handle_timeout(Instant::from_secs(40));
     assert!(f.handle_report(Instant::from_secs(41), report(b)).is_ok(), "an offline id may be taken over");
 }

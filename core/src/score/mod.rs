@@ -222,7 +222,14 @@ pub fn eliminate(node: &Node, model: &ModelName, breaker_open: bool) -> Option<E
 
 /// Stage 2: every signal for a node that passed stage 1. Session and prefix bonuses are
 /// filled in by [`rank`], which knows the other candidates' queues.
-pub fn breakdown(c: &ScoreConfig, node: &Node, want: &Want<'_>, f: &Facts, median_bw: f64, now: crate::time::Instant) -> Breakdown {
+pub fn breakdown(
+    c: &ScoreConfig,
+    node: &Node,
+    want: &Want<'_>,
+    f: &Facts,
+    median_bw: f64,
+    now: crate::time::Instant,
+) -> Breakdown {
     use signals::*;
     let model = want.model;
     let loaded = node.loaded(model);

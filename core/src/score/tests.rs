@@ -77,7 +77,10 @@ fn eliminations_carry_reasons_in_reference_order() {
     let facts = |n: &Node| Facts { slots: 1, breaker_open: n.name() == "broken", ..Facts::default() };
     let d = score_all(&f, "m:7b", &facts, &ScoreConfig::default());
     let reasons: Vec<&str> = d.eliminated.iter().map(|(_, e)| e.as_str()).collect();
-    assert_eq!(reasons, ["memory_critical", "capacity_paused", "model_absent", "does_not_fit", "ollama_down", "breaker_open"]);
+    assert_eq!(
+        reasons,
+        ["memory_critical", "capacity_paused", "model_absent", "does_not_fit", "ollama_down", "breaker_open"]
+    );
     assert_eq!(d.eliminated[3].1, Elimination::DoesNotFit { need_gb: 5.0, free_gb: 3.0 });
     assert_eq!(d.ranked.len(), 1);
     assert_eq!(f.node(d.ranked[0].node).unwrap().name(), "ok");
@@ -100,13 +103,16 @@ fn herd_ties_break_from_the_seed_classic_by_registration() {
     let m = ModelName::new("m:7b");
     let want = Want { model: &m, estimated_tokens: 0, warm_window: Duration::from_secs(1800) };
     let scored = |c: &ScoreConfig| -> Vec<_> {
-        f.nodes().map(|n| (n.id(), breakdown(c, n, &want, &facts(n), 0.0, Instant::ZERO), Temperature::Cold, facts(n))).collect()
+        f.nodes()
+            .map(|n| (n.id(), breakdown(c, n, &want, &facts(n), 0.0, Instant::ZERO), Temperature::Cold, facts(n)))
+            .collect()
     };
     for seed in 0..20 {
         assert_eq!(rank(&classic, scored(&classic), seed)[0].node, NodeId(0));
     }
     let herd = ScoreConfig::default();
-    let winners: std::collections::BTreeSet<NodeId> = (0..40).map(|seed| rank(&herd, scored(&herd), seed)[0].node).collect();
+    let winners: std::collections::BTreeSet<NodeId> =
+        (0..40).map(|seed| rank(&herd, scored(&herd), seed)[0].node).collect();
     assert!(winners.len() >= 4, "equal nodes should share the load across decisions: {winners:?}");
     assert_eq!(rank(&herd, scored(&herd), 7), rank(&herd, scored(&herd), 7));
 }

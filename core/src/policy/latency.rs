@@ -1,0 +1,73 @@
+//! Recent end-to-end latencies per node+model, bounded, for the wait-time signal's p75.
+
+use crate::ids::{ModelName, NodeId};
+use std::collections::{BTreeMap, VecDeque};
+
+/// A bounded ring of latency samples per node+model.
+#[derive(Clone, Debug, Default)]
+pub struct Latency {
+    cap: usize,
+    samples: BTreeMap<NodeId, BTreeMap<ModelName, Ring>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Ring {
+    ms: VecDeque<f64>,
+    p75: f64,
+}
+
+impl Latency {
+    /// Keeps at most `cap` samples per node+model.
+    pub fn new(cap: usize) -> Self {
+        Latency { cap: cap.max(1), samples: BTreeMap::new() }
+    }
+
+    /// Records one completed request's latency.
+    pub fn record(&mut self, node: NodeId, model: &ModelName, ms: f64) {
+        if !ms.is_finite() || ms < 0.0 {
+            return;
+        }
+        let ring = self.samples.entry(node).or_default().entry(model.clone()).or_default();
+        if ring.ms.len() == self.cap {
+            ring.ms.pop_front();
+        }
+        ring.ms.push_back(ms);
+        // Recompute once per sample so scoring reads a cached figure (cap is small).
+        let mut sorted: Vec<f64> = ring.ms.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let idx = ((sorted.len() as f64) * 0.75).ceil() as usize;
+        ring.p75 = sorted[idx.clamp(1, sorted.len()) - 1];
+    }
+
+    /// The 75th percentile, if anything was recorded.
+    pub fn p75_ms(&self, node: NodeId, model: &ModelName) -> Option<f64> {
+        self.samples.get(&node)?.get(model).map(|r| r.p75)
+    }
+
+    /// Drops a forgotten node's history.
+    pub fn forget(&mut self, node: NodeId) {
+        self.samples.remove(&node);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p75_over_a_bounded_window() {
+        let mut l = Latency::new(4);
+        let m = ModelName::new("m");
+        assert_eq!(l.p75_ms(NodeId(0), &m), None);
+        for ms in [100.0, 200.0, 300.0, 400.0] {
+            l.record(NodeId(0), &m, ms);
+        }
+        assert_eq!(l.p75_ms(NodeId(0), &m), Some(300.0));
+        l.record(NodeId(0), &m, 1000.0); // 100 falls out: 200 300 400 1000
+        assert_eq!(l.p75_ms(NodeId(0), &m), Some(400.0));
+        l.record(NodeId(0), &m, f64::NAN);
+        assert_eq!(l.p75_ms(NodeId(0), &m), Some(400.0));
+        l.forget(NodeId(0));
+        assert_eq!(l.p75_ms(NodeId(0), &m), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! Policies around the scorer, each a small pure piece: the circuit breaker, latency history,
+//! affinity pins, retry classification, context protection and fallbacks.
+
+pub mod breaker;
+pub mod context;
+pub mod fallback;
+pub mod latency;
+pub mod pins;
+pub mod retry;

@@ -1,0 +1,436 @@
+use super::*;
+use crate::fleet::heartbeat::Heartbeat;
+use crate::fleet::tests::hb;
+use crate::request::{FallbackChoice, RequestKind};
+use std::time::Duration;
+
+fn secs(s: u64) -> Instant {
+    Instant::from_secs(s)
+}
+
+struct T {
+    r: Router,
+    cmds: Vec<Command>,
+    events: Vec<Event>,
+}
+
+impl T {
+    fn new(config: RouterConfig) -> T {
+        T { r: Router::new(config, 7, Instant::ZERO).unwrap(), cmds: vec![], events: vec![] }
+    }
+    fn drain(&mut self) {
+        while let Some(c) = self.r.poll_command() {
+            self.cmds.push(c);
+        }
+        while let Some(e) = self.r.poll_event() {
+            self.events.push(e);
+        }
+    }
+    fn node(&mut self, now: Instant, h: Heartbeat) -> NodeId {
+        let id = self.r.handle_report(now, Report::Heartbeat(Box::new(h))).unwrap().node;
+        self.drain();
+        id
+    }
+    fn request(&mut self, now: Instant, spec: RequestSpec) -> RequestId {
+        let id = self.r.handle_request(now, spec);
+        self.drain();
+        id
+    }
+    fn take(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.cmds)
+    }
+    fn dispatch(&mut self) -> Dispatch {
+        let cmds = self.take();
+        match cmds.as_slice() {
+            [Command::Dispatch(d)] => d.clone(),
+            other => panic!("expected one dispatch, got {other:?}"),
+        }
+    }
+    fn ended(&self, id: RequestId) -> Vec<&Trace> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Ended(t) if t.request == id => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn loaded(name: &str, model: &str) -> Heartbeat {
+    let mut h = hb(name, &[(model, 5.0, 8192)], &[model]);
+    h.ollama.num_parallel = 1;
+    h
+}
+
+fn cold(name: &str, model: &str) -> Heartbeat {
+    let mut h = hb(name, &[], &[model]);
+    h.ollama.num_parallel = 1;
+    h
+}
+
+#[test]
+fn happy_path_dispatch_commit_finish() {
+    let mut t = T::new(RouterConfig::default());
+    let a = t.node(secs(0), loaded("a", "m:7b"));
+    let id = t.request(secs(1), RequestSpec::chat("m:7b"));
+    let d = t.dispatch();
+    assert_eq!((d.node, d.model.as_str(), d.attempt_no), (a, "m:7b", 1));
+    assert_eq!(d.num_ctx, Some(8192), "absent num_ctx is pinned to the resident window");
+    t.r.handle_connected(secs(1), d.attempt);
+    t.r.handle_first_byte(secs(2), d.attempt);
+    t.drain();
+    let cmds = t.take();
+    let [Command::Commit(c)] = cmds.as_slice() else { panic!("{cmds:?}") };
+    assert_eq!((c.node, c.attempts, c.route), (a, 1, RouteKind::Primary));
+    t.r.handle_finished(secs(3), d.attempt, Usage { prompt_tokens: 10, completion_tokens: 20 });
+    t.drain();
+    let ended = t.ended(id);
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].outcome, Outcome::Completed(Usage { prompt_tokens: 10, completion_tokens: 20 }));
+    assert_eq!(ended[0].ttft, Some(Duration::from_secs(1)));
+    assert_eq!(t.r.stats().live, 0);
+    assert_eq!(t.r.queues().total_in_flight(), 0);
+    // Inputs for a finished attempt are ignored.
+    t.r.handle_failed(secs(4), d.attempt, UpstreamFailure::Reset);
+    t.drain();
+    assert_eq!(t.ended(id).len(), 1);
+}
+
+#[test]
+fn unknown_model_is_404_at_once() {
+    let mut t = T::new(RouterConfig::default());
+    t.node(secs(0), loaded("a", "m:7b"));
+    let id = t.request(secs(1), RequestSpec::chat("nope"));
+    let cmds = t.take();
+    let [Command::Reject { request, rejection }] = cmds.as_slice() else { panic!("{cmds:?}") };
+    assert_eq!((*request, rejection.http_status()), (id, 404));
+    assert_eq!(t.ended(id).len(), 1);
+}
+
+#[test]
+fn retry_moves_to_another_node_and_headers_follow() {
+    let mut t = T::new(RouterConfig::default());
+    let a = t.node(secs(0), loaded("a", "m:7b"));
+    let b = t.node(secs(0), loaded("b", "m:7b"));
+    let mut spec = RequestSpec::chat("m:7b");
+    spec.session_key = Some("s1".into());
+    let id = t.request(secs(1), spec.clone());
+    let d1 = t.dispatch();
+    t.r.handle_failed(secs(1), d1.attempt, UpstreamFailure::Connect);
+    t.drain();
+    let d2 = t.dispatch();
+    assert_ne!(d2.node, d1.node);
+    assert_eq!(d2.attempt_no, 2);
+    t.r.handle_first_byte(secs(2), d2.attempt);
+    t.drain();
+    let cmds = t.take();
+    let [Command::Commit(c)] = cmds.as_slice() else { panic!() };
+    assert_eq!((c.node, c.attempts), (d2.node, 2), "X-Herd-Node / X-Herd-Attempts name the node that answered");
+    assert!(t.events.iter().any(|e| matches!(e, Event::Retried { request, .. } if *request == id)));
+    // After commit a failure ends the request; no new dispatch.
+    t.r.handle_failed(secs(3), d2.attempt, UpstreamFailure::Reset);
+    t.drain();
+    assert!(t.take().is_empty());
+    assert!(matches!(t.ended(id)[0].outcome, Outcome::FailedAfterCommit(UpstreamFailure::Reset)));
+    // The session pin followed the retry to the node that answered.
+    let next = t.request(secs(4), spec);
+    let d3 = t.dispatch();
+    assert_eq!(d3.node, d2.node);
+    let _ = (a, b, next);
+}
+
+#[test]
+fn no_retry_for_4xx_or_saturation_and_at_most_three_attempts() {
+    let mut t = T::new(RouterConfig::default());
+    for n in ["a", "b", "c", "d"] {
+        t.node(secs(0), loaded(n, "m:7b"));
+    }
+    let id = t.request(secs(1), RequestSpec::chat("m:7b"));
+    let d = t.dispatch();
+    t.r.handle_failed(secs(1), d.attempt, UpstreamFailure::Status { code: 400, saturated: false });
+    t.drain();
+    let cmds = t.take();
+    assert!(matches!(cmds.as_slice(), [Command::Reject { rejection: Rejection::Upstream { status: 400, .. }, .. }]));
+    assert_eq!(t.ended(id).len(), 1);
+
+    let id = t.request(secs(2), RequestSpec::chat("m:7b"));
+    let d = t.dispatch();
+    t.r.handle_failed(secs(2), d.attempt, UpstreamFailure::Status { code: 503, saturated: true });
+    t.drain();
+    let cmds = t.take();
+    let [Command::Reject { rejection, .. }] = cmds.as_slice() else { panic!("{cmds:?}") };
+    assert_eq!((rejection.http_status(), rejection.retry_after().is_some()), (429, true));
+    assert_eq!(t.ended(id).len(), 1);
+
+    let id = t.request(secs(3), RequestSpec::chat("m:7b"));
+    let mut nodes = vec![];
+    for _ in 0..3 {
+        let d = t.dispatch();
+        nodes.push(d.node);
+        t.r.handle_failed(secs(3), d.attempt, UpstreamFailure::Status { code: 500, saturated: false });
+        t.drain();
+    }
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "each attempt on a different node");
+    let cmds = t.take();
+    assert!(matches!(
+        cmds.as_slice(),
+        [Command::Reject { rejection: Rejection::AttemptsExhausted { attempts: 3, .. }, .. }]
+    ));
+    assert_eq!(t.ended(id).len(), 1);
+}
+
+#[test]
+fn queue_slots_bound_and_client_leaving_frees_a_slot() {
+    let mut c = RouterConfig::default();
+    c.queue.max_pending_per_queue = 1;
+    let mut t = T::new(c);
+    t.node(secs(0), loaded("a", "m:7b"));
+    let r1 = t.request(secs(1), RequestSpec::chat("m:7b"));
+    let d1 = t.dispatch();
+    let r2 = t.request(secs(1), RequestSpec::chat("m:7b"));
+    assert!(t.take().is_empty(), "num_parallel 1: the second waits");
+    let r3 = t.request(secs(1), RequestSpec::chat("m:7b"));
+    let cmds = t.take();
+    let [Command::Reject { rejection, .. }] = cmds.as_slice() else { panic!("{cmds:?}") };
+    assert_eq!((rejection.http_status(), rejection.retry_after()), (429, Some(Duration::from_secs(2))));
+    assert_eq!(t.r.stats().queued, 1);
+    // The first client leaves: its attempt is cancelled and the queued one starts at once.
+    t.r.handle_client_gone(secs(2), r1);
+    t.drain();
+    let cmds = t.take();
+    assert!(
+        matches!(&cmds[0], Command::Cancel { attempt, reason: CancelReason::ClientGone, .. } if *attempt == d1.attempt)
+    );
+    assert!(matches!(&cmds[1], Command::Dispatch(d) if d.request == r2));
+    for r in [r1, r2, r3] {
+        assert!(t.ended(r).len() <= 1);
+    }
+    assert_eq!(t.ended(r1)[0].outcome, Outcome::ClientGone);
+}
+
+#[test]
+fn queued_requests_time_out_with_503() {
+    let mut c = RouterConfig::default();
+    c.queue.max_queue_wait = Duration::from_secs(5);
+    c.retry.first_byte_timeout = Duration::from_secs(600);
+    let mut t = T::new(c);
+    t.node(secs(0), loaded("a", "m:7b"));
+    t.request(secs(1), RequestSpec::chat("m:7b"));
+    t.dispatch();
+    let r2 = t.request(secs(1), RequestSpec::chat("m:7b"));
+    assert_eq!(t.r.poll_timeout(), Some(secs(6)), "admitted at 1 s + 5 s wait");
+    t.r.handle_timeout(secs(6));
+    t.drain();
+    assert!(matches!(t.ended(r2)[0].outcome, Outcome::Rejected(Rejection::Unavailable { .. })));
+}
+
+#[test]
+fn holding_until_a_node_returns_or_the_deadline() {
+    let mut t = T::new(RouterConfig::default());
+    t.node(secs(0), loaded("a", "m:7b"));
+    t.r.handle_timeout(secs(31));
+    t.drain();
+    assert_eq!(t.r.node_status(NodeId(0)), Some(NodeStatus::Offline));
+    let held = t.request(secs(32), RequestSpec::chat("m:7b"));
+    assert!(t.take().is_empty());
+    assert_eq!(t.r.stats().holding, 1);
+    t.node(secs(40), loaded("a", "m:7b"));
+    let d = t.dispatch();
+    assert_eq!(d.request, held);
+    let late = t.request(secs(41), RequestSpec::chat("other:7b"));
+    assert!(matches!(t.take().as_slice(), [Command::Reject { .. }]), "unknown everywhere: no 30 s wait");
+    let _ = late;
+    // Offline again; a new request holds 30 s then gets a 503.
+    t.r.handle_timeout(secs(80));
+    t.drain();
+    let r = t.request(secs(81), RequestSpec::chat("m:7b"));
+    assert!(t.take().iter().all(|c| !matches!(c, Command::Dispatch(_))));
+    t.r.handle_timeout(secs(111));
+    t.drain();
+    let ended = t.ended(r);
+    assert!(matches!(&ended[0].outcome, Outcome::Rejected(r) if r.http_status() == 503));
+}
+
+#[test]
+fn reaper_cancels_hung_and_stalled_attempts() {
+    let mut c = RouterConfig::default();
+    c.retry.first_byte_timeout = Duration::from_secs(10);
+    c.retry.stall_timeout = Duration::from_secs(5);
+    let mut t = T::new(c);
+    t.node(secs(0), loaded("a", "m:7b"));
+    t.node(secs(0), loaded("b", "m:7b"));
+    let id = t.request(secs(0), RequestSpec::chat("m:7b"));
+    let d1 = t.dispatch();
+    assert!(t.r.poll_timeout().unwrap() <= d1.first_byte_deadline);
+    t.r.handle_timeout(d1.first_byte_deadline);
+    t.drain();
+    let cmds = t.take();
+    assert!(matches!(&cmds[0], Command::Cancel { reason: CancelReason::FirstByteTimeout, .. }));
+    let Command::Dispatch(d2) = &cmds[1] else { panic!("{cmds:?}") };
+    assert_ne!(d2.node, d1.node);
+    let t0 = d1.first_byte_deadline;
+    t.r.handle_first_byte(t0, d2.attempt);
+    t.r.handle_progress(t0 + Duration::from_secs(4), d2.attempt);
+    t.r.handle_timeout(t0 + Duration::from_secs(8));
+    t.drain();
+    assert!(t.ended(id).is_empty(), "progress pushed the stall deadline");
+    t.r.handle_timeout(t0 + Duration::from_secs(9));
+    t.drain();
+    assert!(t.take().iter().any(|c| matches!(c, Command::Cancel { reason: CancelReason::Stalled, .. })));
+    assert!(matches!(t.ended(id)[0].outcome, Outcome::FailedAfterCommit(UpstreamFailure::Timeout)));
+    assert_eq!(t.r.stats().counters.reaped, 2);
+}
+
+#[test]
+fn breaker_opens_then_probes() {
+    let mut c = RouterConfig::default();
+    c.retry.max_attempts = 1;
+    let mut t = T::new(c);
+    let a = t.node(secs(0), loaded("a", "m:7b"));
+    for i in 0..3 {
+        t.request(secs(1), RequestSpec::chat("m:7b"));
+        let d = t.dispatch();
+        t.r.handle_failed(secs(1) + Duration::from_millis(i), d.attempt, UpstreamFailure::Connect);
+        t.drain();
+        assert!(matches!(t.take().as_slice(), [Command::Reject { .. }]));
+    }
+    assert!(!t.r.breaker_allows(a));
+    let explained = t.r.explain(&ModelName::new("m:7b"));
+    assert_eq!(explained.eliminated[0].1, crate::score::Elimination::BreakerOpen);
+    let held = t.request(secs(2), RequestSpec::chat("m:7b"));
+    t.take();
+    assert_eq!(t.r.poll_timeout(), Some(secs(1) + Duration::from_millis(2) + Duration::from_secs(10)));
+    t.r.handle_timeout(secs(12));
+    t.drain();
+    let d = t.dispatch();
+    assert_eq!(d.request, held, "the probe is the held request");
+    t.r.handle_finished(secs(12), d.attempt, Usage::default());
+    t.drain();
+    assert!(t.r.breaker_allows(a));
+    assert!(t.events.iter().any(|e| matches!(e, Event::Breaker { open: false, .. })));
+}
+
+#[test]
+fn hot_client_fallback_beats_cold_primary() {
+    let mut t = T::new(RouterConfig::default());
+    t.node(secs(0), cold("a", "big:70b"));
+    t.node(secs(0), loaded("b", "small:7b"));
+    let mut spec = RequestSpec::chat("big:70b");
+    spec.fallback_models = vec![ModelName::new("small:7b")];
+    t.request(secs(1), spec);
+    let d = t.dispatch();
+    assert_eq!(d.model.as_str(), "small:7b");
+    t.r.handle_first_byte(secs(2), d.attempt);
+    t.drain();
+    let cmds = t.take();
+    assert!(matches!(&cmds[0], Command::Commit(c) if c.route == RouteKind::ClientFallback));
+}
+
+#[test]
+fn vram_fallback_same_category_and_strict_mode() {
+    let mut t = T::new(RouterConfig::default());
+    t.node(secs(0), cold("a", "qwen3:8b"));
+    let mut b = loaded("b", "llama3.1:8b");
+    b.ollama.models_loaded.push(hb("x", &[("qwen2.5-coder:7b", 5.0, 4096)], &[]).ollama.models_loaded.remove(0));
+    t.node(secs(0), b);
+    t.request(secs(1), RequestSpec::chat("qwen3:8b"));
+    let d = t.dispatch();
+    assert_eq!(d.model.as_str(), "llama3.1:8b", "general for general, never the coder");
+    let mut strict = RequestSpec::chat("qwen3:8b");
+    strict.fallback = FallbackChoice::Deny;
+    t.request(secs(1), strict);
+    assert_eq!(t.dispatch().model.as_str(), "qwen3:8b");
+    let mut images = RequestSpec::chat("llava:13b");
+    images.has_images = true;
+    t.node(secs(1), cold("c", "llava:13b"));
+    t.request(secs(2), images);
+    assert_eq!(t.dispatch().model.as_str(), "llava:13b", "no text model for images");
+    let mut embed = RequestSpec::chat("nomic-embed-text");
+    embed.kind = RequestKind::Embed;
+    t.node(secs(2), cold("d", "nomic-embed-text"));
+    t.request(secs(3), embed);
+    assert_eq!(t.dispatch().model.as_str(), "nomic-embed-text:latest");
+}
+
+#[test]
+fn per_client_cap_answers_429() {
+    let mut c = RouterConfig::default();
+    c.queue.client_max_in_flight = 1;
+    let mut t = T::new(c);
+    t.node(secs(0), loaded("a", "m:7b"));
+    let mut spec = RequestSpec::chat("m:7b");
+    spec.client = Some("10.0.0.5".into());
+    let r1 = t.request(secs(1), spec.clone());
+    t.take();
+    t.request(secs(1), spec.clone());
+    let cmds = t.take();
+    assert!(matches!(cmds.as_slice(), [Command::Reject { rejection: Rejection::ClientLimit { limit: 1, .. }, .. }]));
+    t.r.handle_client_gone(secs(2), r1);
+    t.drain();
+    t.take();
+    t.request(secs(3), spec);
+    assert!(matches!(t.take().as_slice(), [Command::Dispatch(_)]), "leaving released the client slot");
+}
+
+#[test]
+fn auto_pull_only_for_allow_listed_names() {
+    let mut c = RouterConfig::default();
+    c.policy.auto_pull = true;
+    c.policy.pull_allow = vec!["qwen3:*".into()];
+    let mut t = T::new(c);
+    let a = t.node(secs(0), cold("a", "m:7b"));
+    let bad = t.request(secs(1), RequestSpec::chat("evil:7b"));
+    assert!(matches!(t.take().as_slice(), [Command::Reject { .. }]));
+    assert_eq!(t.ended(bad).len(), 1);
+    let id = t.request(secs(1), RequestSpec::chat("qwen3:4b"));
+    let cmds = t.take();
+    assert_eq!(cmds, vec![Command::Pull { node: a, model: ModelName::new("qwen3:4b") }]);
+    t.node(secs(25), cold("a", "m:7b"));
+    t.r.handle_pull_result(secs(30), a, ModelName::new("qwen3:4b"), true);
+    t.drain();
+    let d = t.dispatch();
+    assert_eq!((d.request, d.model.as_str()), (id, "qwen3:4b"));
+}
+
+#[test]
+fn queued_work_moves_when_its_node_drains() {
+    let mut t = T::new(RouterConfig::default());
+    let a = t.node(secs(0), loaded("a", "m:7b"));
+    t.request(secs(1), RequestSpec::chat("m:7b"));
+    let d1 = t.dispatch();
+    assert_eq!(d1.node, a);
+    let r2 = t.request(secs(1), RequestSpec::chat("m:7b"));
+    assert!(t.take().is_empty());
+    t.r.handle_report(secs(2), Report::Drain { node_id: "a".into() }).unwrap();
+    t.drain();
+    assert_eq!(t.r.stats().holding, 1, "nowhere to go yet: held, not lost");
+    let b = t.node(secs(3), loaded("b", "m:7b"));
+    let d2 = t.dispatch();
+    assert_eq!((d2.request, d2.node), (r2, b));
+}
+
+#[test]
+fn context_clamp_and_thinking_budget_in_dispatch() {
+    let mut t = T::new(RouterConfig::default());
+    t.node(secs(0), loaded("a", "deepseek-r1:7b"));
+    let mut spec = RequestSpec::chat("deepseek-r1:7b");
+    spec.num_ctx = Some(32768);
+    spec.max_output_tokens = Some(500);
+    t.request(secs(1), spec);
+    let d = t.dispatch();
+    assert_eq!(d.num_ctx, Some(8192));
+    assert_eq!(d.num_predict, Some(2000));
+    assert!(matches!(d.context, crate::policy::context::ContextAction::Clamped { requested: 32768, .. }));
+}
+
+#[test]
+fn malformed_heartbeat_is_a_typed_error_and_changes_nothing() {
+    let mut t = T::new(RouterConfig::default());
+    assert!(matches!(t.r.handle_heartbeat(secs(0), b"{"), Err(ReportError::Invalid(_))));
+    assert!(t.r.fleet().is_empty());
+    assert!(t.r.handle_heartbeat(secs(0), br#"{"node_id":"n","cpu":{},"memory":{},"ollama":{}}"#).is_ok());
+    assert_eq!(t.r.fleet().len(), 1);
+}
