@@ -55,6 +55,12 @@ impl ModelName {
         &self.0
     }
 
+    /// A stable 64-bit key of the name (FNV-1a), for fast per-node lookups; equal names have
+    /// equal keys, and lookups confirm the name itself.
+    pub fn key(&self) -> u64 {
+        self.0.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    }
+
     /// The name without its tag (`qwen3:8b` → `qwen3`).
     pub fn family(&self) -> &str {
         match self.0.rfind(':') {

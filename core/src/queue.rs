@@ -5,18 +5,22 @@
 use crate::config::QueueConfig;
 use crate::fleet::Node;
 use crate::ids::{ModelName, NodeId, RequestId};
-use crate::model;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Concurrency for a model on a node (reference §4.2): memory headroom / KV cost per request,
 /// clamped to `[1, max_slots]`, capped by `OLLAMA_NUM_PARALLEL`, and 1 for models Ollama runs
 /// serially.
 pub fn slots(c: &QueueConfig, node: &Node, model: &ModelName) -> u32 {
-    let headroom = node.free_memory_gb().max(0.0);
-    let by_memory = ((headroom / c.kv_slot_gb).floor() as u32).clamp(1, c.max_slots.max(1));
-    if model::is_serial(node.meta(model)) {
+    slots_for(c, node, node.entry(model).is_some_and(|e| e.serial))
+}
+
+/// [`slots`] when the caller already knows whether the model is serial.
+pub fn slots_for(c: &QueueConfig, node: &Node, serial: bool) -> u32 {
+    if serial {
         return 1;
     }
+    let headroom = node.free_memory_gb().max(0.0);
+    let by_memory = ((headroom / c.kv_slot_gb).floor() as u32).clamp(1, c.max_slots.max(1));
     by_memory.min(node.num_parallel())
 }
 
@@ -46,6 +50,11 @@ impl Queues {
     /// A queue, if it exists.
     pub fn get(&self, node: NodeId, model: &ModelName) -> Option<&Queue> {
         self.map.get(&node)?.get(model)
+    }
+
+    /// Per-node queues in node order, for merge-joins with the registry.
+    pub fn by_node(&self) -> std::collections::btree_map::Iter<'_, NodeId, BTreeMap<ModelName, Queue>> {
+        self.map.iter()
     }
 
     /// Depth of a queue (0 when absent).

@@ -64,6 +64,40 @@ pub enum Temperature {
     Hot,
 }
 
+/// What a node knows about one of its models, indexed once per report so that a scoring
+/// decision does one lookup per node instead of scanning lists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelEntry {
+    loaded: Option<usize>,
+    /// Weight size, GB (reference §2.4 order: on-disk size, loaded size, name, 100).
+    pub size_gb: f64,
+    /// Memory a load needs: the resident size when loaded, else the weights.
+    pub fit_cost_gb: f64,
+    /// The loaded window, when loaded and known.
+    pub resident_ctx: Option<u32>,
+    /// Ollama runs this model one request at a time.
+    pub serial: bool,
+    unloaded_at: Option<Instant>,
+}
+
+impl ModelEntry {
+    /// Whether the model is in memory.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.is_some()
+    }
+
+    /// Hot, warm or cold (an entry exists, so never absent).
+    pub fn temperature(&self, now: Instant, warm_window: Duration) -> Temperature {
+        if self.loaded.is_some() {
+            Temperature::Hot
+        } else if self.unloaded_at.is_some_and(|t| now.saturating_since(t) < warm_window) {
+            Temperature::Warm
+        } else {
+            Temperature::Cold
+        }
+    }
+}
+
 /// One machine in the fleet.
 #[derive(Clone, Debug)]
 pub struct Node {
@@ -74,6 +108,9 @@ pub struct Node {
     report: Heartbeat,
     meta: BTreeMap<ModelName, ModelMeta>,
     unloaded_at: BTreeMap<ModelName, Instant>,
+    /// Sorted by (key, name): one binary search over integers per lookup.
+    models: Vec<(u64, ModelName, ModelEntry)>,
+    free_gb: f64,
 }
 
 impl Node {
@@ -109,30 +146,30 @@ impl Node {
     pub fn meta(&self, model: &ModelName) -> Option<&ModelMeta> {
         self.meta.get(model)
     }
+    /// The model's index entry, if the node has it loaded or on disk.
+    pub fn entry(&self, model: &ModelName) -> Option<&ModelEntry> {
+        self.entry_by_key(model.key(), model)
+    }
+    /// [`Node::entry`] with the name's [`ModelName::key`] computed once by the caller.
+    pub fn entry_by_key(&self, key: u64, model: &ModelName) -> Option<&ModelEntry> {
+        let start = self.models.partition_point(|(k, _, _)| *k < key);
+        self.models[start..].iter().take_while(|(k, _, _)| *k == key).find(|(_, n, _)| n == model).map(|(_, _, e)| e)
+    }
+    /// Every model this node has (loaded or on disk).
+    pub fn models(&self) -> impl Iterator<Item = (&ModelName, &ModelEntry)> {
+        self.models.iter().map(|(_, n, e)| (n, e))
+    }
     /// The loaded copy of a model, if any (the largest when loaded twice).
     pub fn loaded(&self, model: &ModelName) -> Option<&LoadedModel> {
-        self.report
-            .ollama
-            .models_loaded
-            .iter()
-            .filter(|m| &m.name == model)
-            .max_by(|a, b| a.size_gb.total_cmp(&b.size_gb))
+        self.entry(model).and_then(|e| e.loaded).map(|i| &self.report.ollama.models_loaded[i])
     }
     /// Whether the model is loaded or on disk here.
     pub fn has_model(&self, model: &ModelName) -> bool {
-        self.loaded(model).is_some() || self.report.ollama.models_available.contains(model)
+        self.entry(model).is_some()
     }
     /// Hot, warm, cold or absent.
     pub fn temperature(&self, model: &ModelName, now: Instant, warm_window: Duration) -> Temperature {
-        if self.loaded(model).is_some() {
-            Temperature::Hot
-        } else if !self.has_model(model) {
-            Temperature::Absent
-        } else if self.unloaded_at.get(model).is_some_and(|&t| now.saturating_since(t) < warm_window) {
-            Temperature::Warm
-        } else {
-            Temperature::Cold
-        }
+        self.entry(model).map_or(Temperature::Absent, |e| e.temperature(now, warm_window))
     }
     /// Memory bandwidth, GB/s; 0 when unknown.
     pub fn bandwidth_gbps(&self) -> f64 {
@@ -149,15 +186,7 @@ impl Node {
     /// Memory a new model can be loaded into, GB: free VRAM on GPU nodes (ollama-herd looked
     /// only at system RAM), available RAM otherwise; capped by the capacity learner's ceiling.
     pub fn free_memory_gb(&self) -> f64 {
-        let raw = if self.has_gpus() {
-            self.report.gpus.iter().map(|g| g.vram_free_bytes as f64).sum::<f64>() / GB
-        } else {
-            self.report.memory.available_gb
-        };
-        match &self.report.capacity {
-            Some(c) if c.ceiling_gb > 0.0 => raw.min(c.ceiling_gb),
-            _ => raw,
-        }
+        self.free_gb
     }
     /// Memory pressure.
     pub fn pressure(&self) -> Pressure {
@@ -170,24 +199,60 @@ impl Node {
     /// Weight size of a model on this node, GB (reference §2.4): reported on-disk size, loaded
     /// size, name heuristic, else [`model::UNKNOWN_SIZE_GB`].
     pub fn model_size_gb(&self, model: &ModelName) -> f64 {
-        if let Some(&s) = self.report.ollama.models_available_sizes.get(model) {
-            if s > 0.0 {
-                return s;
-            }
-        }
-        if let Some(l) = self.loaded(model) {
-            if l.size_gb > 0.0 {
-                return l.size_gb;
-            }
-        }
-        model::size_from_name_gb(model).unwrap_or(model::UNKNOWN_SIZE_GB)
+        self.entry(model)
+            .map_or_else(|| model::size_from_name_gb(model).unwrap_or(model::UNKNOWN_SIZE_GB), |e| e.size_gb)
     }
     /// Memory a load would need: the resident size if loaded, else the weights.
     pub fn fit_cost_gb(&self, model: &ModelName) -> f64 {
-        match self.loaded(model) {
-            Some(l) if l.size_gb > 0.0 => l.size_gb,
-            _ => self.model_size_gb(model),
+        self.entry(model).map_or_else(|| self.model_size_gb(model), |e| e.fit_cost_gb)
+    }
+    /// Rebuilds the per-model index and cached figures from the latest report.
+    fn reindex(&mut self) {
+        let o = &self.report.ollama;
+        let free = if self.report.gpus.is_empty() {
+            self.report.memory.available_gb
+        } else {
+            self.report.gpus.iter().map(|g| g.vram_free_bytes as f64).sum::<f64>() / GB
+        };
+        self.free_gb = match &self.report.capacity {
+            Some(c) if c.ceiling_gb > 0.0 => free.min(c.ceiling_gb),
+            _ => free,
+        };
+        let mut models: Vec<(u64, ModelName, ModelEntry)> = Vec::new();
+        let mut names: Vec<&ModelName> =
+            o.models_loaded.iter().map(|m| &m.name).chain(o.models_available.iter()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let loaded = o
+                .models_loaded
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| &m.name == name)
+                .max_by(|a, b| a.1.size_gb.total_cmp(&b.1.size_gb))
+                .map(|(i, _)| i);
+            let lm = loaded.map(|i| &o.models_loaded[i]);
+            let size_gb = o
+                .models_available_sizes
+                .get(name)
+                .copied()
+                .filter(|&s| s > 0.0)
+                .or_else(|| lm.map(|l| l.size_gb).filter(|&s| s > 0.0))
+                .or_else(|| model::size_from_name_gb(name))
+                .unwrap_or(model::UNKNOWN_SIZE_GB);
+            let fit_cost_gb = lm.map(|l| l.size_gb).filter(|&s| s > 0.0).unwrap_or(size_gb);
+            let entry = ModelEntry {
+                loaded,
+                size_gb,
+                fit_cost_gb,
+                resident_ctx: lm.map(|l| l.context_length).filter(|&c| c > 0),
+                serial: model::is_serial(self.meta.get(name)),
+                unloaded_at: self.unloaded_at.get(name).copied(),
+            };
+            models.push((name.key(), name.clone(), entry));
         }
+        models.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        self.models = models;
     }
     /// Capacity learner's availability score, if reported.
     pub fn availability(&self) -> Option<f64> {
@@ -249,12 +314,21 @@ pub struct Fleet {
     nodes: BTreeMap<NodeId, Node>,
     by_name: BTreeMap<String, NodeId>,
     next_id: u32,
+    median_bw: f64,
+    next_deadline: Option<Instant>,
 }
 
 impl Fleet {
     /// An empty registry.
     pub fn new(config: FleetConfig) -> Self {
-        Fleet { config, nodes: BTreeMap::new(), by_name: BTreeMap::new(), next_id: 0 }
+        Fleet {
+            config,
+            nodes: BTreeMap::new(),
+            by_name: BTreeMap::new(),
+            next_id: 0,
+            median_bw: 0.0,
+            next_deadline: None,
+        }
     }
 
     /// Applies one parsed report received at `now`.
@@ -262,6 +336,13 @@ impl Fleet {
     /// # Errors
     /// [`FleetError`] when the report is refused; the registry is then unchanged.
     pub fn handle_report(&mut self, now: Instant, report: Report) -> Result<Registered, FleetError> {
+        let r = self.apply_report(now, report);
+        self.median_bw = self.compute_median_bandwidth();
+        self.next_deadline = self.compute_next_deadline();
+        r
+    }
+
+    fn apply_report(&mut self, now: Instant, report: Report) -> Result<Registered, FleetError> {
         match report {
             Report::Drain { node_id } => {
                 let id = *self.by_name.get(&node_id).ok_or(FleetError::UnknownNode(node_id))?;
@@ -292,7 +373,11 @@ impl Fleet {
                 meta: meta_update.unwrap_or_default(),
                 report: hb,
                 unloaded_at: BTreeMap::new(),
+                models: Vec::new(),
+                free_gb: 0.0,
             };
+            let mut node = node;
+            node.reindex();
             self.nodes.insert(id, node);
             return Ok(Registered { node: id, new: true, previous: None, status: NodeStatus::Online });
         };
@@ -321,12 +406,16 @@ impl Fleet {
         node.report = hb;
         node.last_report = now;
         node.status = NodeStatus::Online;
+        node.reindex();
         Ok(Registered { node: id, new: false, previous: Some(previous), status: NodeStatus::Online })
     }
 
     /// Moves nodes along the status diagram for the time passed; returns what changed.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<StatusChange> {
         let mut changes = Vec::new();
+        if self.next_deadline.is_none_or(|t| now < t) {
+            return changes;
+        }
         let c = &self.config;
         for node in self.nodes.values_mut() {
             let silent = now.saturating_since(node.last_report);
@@ -358,11 +447,19 @@ impl Fleet {
                 changes.push(StatusChange { node: id, name: n.name().to_string(), from: n.status, to: None });
             }
         }
+        if !changes.is_empty() {
+            self.median_bw = self.compute_median_bandwidth();
+        }
+        self.next_deadline = self.compute_next_deadline();
         changes
     }
 
     /// The next instant at which some node's status changes by itself.
     pub fn next_deadline(&self) -> Option<Instant> {
+        self.next_deadline
+    }
+
+    fn compute_next_deadline(&self) -> Option<Instant> {
         let c = &self.config;
         self.nodes
             .values()
@@ -399,8 +496,13 @@ impl Fleet {
         self.nodes.is_empty()
     }
 
-    /// Median bandwidth over non-offline nodes that report one; 0 when none does.
+    /// Median bandwidth over non-offline nodes that report one; 0 when none does. Cached: it
+    /// changes only with reports and status changes.
     pub fn median_bandwidth(&self) -> f64 {
+        self.median_bw
+    }
+
+    fn compute_median_bandwidth(&self) -> f64 {
         let mut bw: Vec<f64> = self
             .nodes
             .values()
@@ -430,6 +532,7 @@ impl Fleet {
         if let Some(n) = self.nodes.get_mut(&node) {
             if !n.report.ollama.models_available.contains(model) {
                 n.report.ollama.models_available.push(model.clone());
+                n.reindex();
             }
         }
     }

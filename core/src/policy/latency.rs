@@ -10,8 +10,9 @@ pub struct Latency {
     samples: BTreeMap<NodeId, BTreeMap<ModelName, Ring>>,
 }
 
+/// Samples of one node+model.
 #[derive(Clone, Debug, Default)]
-struct Ring {
+pub struct Ring {
     ms: VecDeque<f64>,
     p75: f64,
 }
@@ -41,12 +42,32 @@ impl Latency {
 
     /// The 75th percentile, if anything was recorded.
     pub fn p75_ms(&self, node: NodeId, model: &ModelName) -> Option<f64> {
-        self.samples.get(&node)?.get(model).map(|r| r.p75)
+        self.samples.get(&node).and_then(|m| Self::p75_in(m, model))
+    }
+
+    /// Per-node histories in node order, for merge-joins with the registry.
+    pub fn by_node(&self) -> impl Iterator<Item = (NodeId, NodeLatency<'_>)> {
+        self.samples.iter().map(|(&n, m)| (n, NodeLatency(m)))
+    }
+
+    fn p75_in(m: &BTreeMap<ModelName, Ring>, model: &ModelName) -> Option<f64> {
+        m.get(model).map(|r| r.p75)
     }
 
     /// Drops a forgotten node's history.
     pub fn forget(&mut self, node: NodeId) {
         self.samples.remove(&node);
+    }
+}
+
+/// One node's latency histories.
+#[derive(Copy, Clone, Debug)]
+pub struct NodeLatency<'a>(&'a BTreeMap<ModelName, Ring>);
+
+impl NodeLatency<'_> {
+    /// The 75th percentile for a model on this node.
+    pub fn p75_ms(&self, model: &ModelName) -> Option<f64> {
+        Latency::p75_in(self.0, model)
     }
 }
 

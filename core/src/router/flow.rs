@@ -128,35 +128,59 @@ impl Router {
     }
 
     /// Scores `model` on every node for `spec`, excluding `tried`.
-    pub(super) fn decide(&self, model: &ModelName, spec: &RequestSpec, tried: &[NodeId], tie_seed: u64) -> Decision {
+    /// With `full`, `ranked` is completely sorted (explain); otherwise only the best is first.
+    pub(super) fn decide(
+        &self,
+        model: &ModelName,
+        spec: &RequestSpec,
+        tried: &[NodeId],
+        tie_seed: u64,
+        full: bool,
+    ) -> Decision {
         let c = &self.config;
         let want = Want { model, estimated_tokens: spec.estimated_prompt_tokens, warm_window: c.fleet.warm_window };
         let session = spec.session_key.as_ref().and_then(|k| self.pins.get(&PinKey::Session(k.clone()), self.now));
         let prefix = spec.prefix_key.and_then(|k| self.pins.get(&PinKey::Prefix(k), self.now));
         let median = self.fleet.median_bandwidth();
+        let key = model.key();
         let mut d = Decision::default();
-        let mut scored = Vec::new();
+        let mut scored = Vec::with_capacity(self.fleet.len());
+        // Merge-join the registry with the per-node tables (all in node order): one pass, no
+        // lookups per node.
+        let mut breakers = Join::new(self.breakers.iter().map(|(&k, v)| (k, v)));
+        let mut queues = Join::new(self.queues.by_node().map(|(&k, v)| (k, v)));
+        let mut latency = Join::new(self.latency.by_node());
         for n in self.fleet.nodes() {
-            if tried.contains(&n.id()) {
+            let id = n.id();
+            let breaker = breakers.at(id);
+            let node_queues = queues.at(id);
+            let node_latency = latency.at(id);
+            if tried.contains(&id) {
                 continue;
             }
-            let breaker_open = !self.breaker_allows(n.id());
-            if let Some(e) = score::eliminate(n, model, breaker_open) {
-                d.eliminated.push((n.id(), e));
+            let breaker_open = breaker.is_some_and(|b| !b.allows(self.now));
+            let entry = n.entry_by_key(key, model);
+            if let Some(e) = score::eliminate_entry(n, entry, breaker_open) {
+                d.eliminated.push((id, e));
                 continue;
             }
+            let Some(entry) = entry else { continue };
             let facts = Facts {
-                depth: self.queues.depth(n.id(), model),
-                slots: queue::slots(&c.queue, n, model),
-                p75_ms: self.latency.p75_ms(n.id(), model),
+                depth: node_queues.and_then(|q| q.get(model)).map_or(0, queue::Queue::depth),
+                slots: queue::slots_for(&c.queue, n, entry.serial),
+                p75_ms: node_latency.and_then(|l| l.p75_ms(model)),
                 breaker_open,
-                session_pinned: session == Some(n.id()),
-                prefix_pinned: prefix == Some(n.id()),
+                session_pinned: session == Some(id),
+                prefix_pinned: prefix == Some(id),
             };
-            let b = score::breakdown(&c.score, n, &want, &facts, median, self.now);
-            scored.push((n.id(), b, n.temperature(model, self.now, c.fleet.warm_window), facts));
+            let b = score::breakdown_entry(&c.score, n, entry, &want, &facts, median, self.now);
+            scored.push((id, b, entry.temperature(self.now, c.fleet.warm_window), facts));
         }
-        d.ranked = score::rank(&c.score, scored, tie_seed);
+        d.ranked = if full {
+            score::rank(&c.score, scored, tie_seed)
+        } else {
+            score::rank_best_first(&c.score, scored, tie_seed)
+        };
         d
     }
 
@@ -169,7 +193,7 @@ impl Router {
         let mut first: Option<(ModelName, RouteKind, Vec<Candidate>)> = None;
         let mut hot_anywhere = false;
         for (i, m) in chain.iter().enumerate() {
-            let d = self.decide(m, &spec, &tried, tie);
+            let d = self.decide(m, &spec, &tried, tie, false);
             let route = if i == 0 { RouteKind::Primary } else { RouteKind::ClientFallback };
             hot_anywhere |= d.ranked.iter().any(|c| c.temperature == crate::fleet::Temperature::Hot);
             if d.best().is_some_and(|b| b.temperature == crate::fleet::Temperature::Hot) {
@@ -222,10 +246,12 @@ impl Router {
         loaded.sort();
         let mut best: Option<(ModelName, Vec<Candidate>)> = None;
         for m in loaded {
-            let d = self.decide(&m, spec, tried, tie);
-            let hot: Vec<Candidate> =
+            let d = self.decide(&m, spec, tried, tie, false);
+            let mut hot: Vec<Candidate> =
                 d.ranked.into_iter().filter(|c| c.temperature == crate::fleet::Temperature::Hot).collect();
-            let Some(top) = hot.first() else { continue };
+            let Some(i) = score::best_index(&hot) else { continue };
+            hot.swap(0, i);
+            let top = &hot[0];
             if best.as_ref().is_none_or(|(_, b)| top.total > b[0].total) {
                 best = Some((m, hot));
             }
@@ -284,7 +310,9 @@ impl Router {
     fn place(&mut self, id: RequestId, model: ModelName, route: RouteKind, ranked: Vec<Candidate>) {
         let max_pending = self.config.queue.max_pending_per_queue;
         let max_wait = self.config.queue.max_queue_wait;
-        for cand in &ranked {
+        let mut rest = ranked;
+        while let Some(i) = score::best_index(&rest) {
+            let cand = rest.swap_remove(i);
             let Some(n) = self.fleet.node(cand.node) else { continue };
             let slots = queue::slots(&self.config.queue, n, &model);
             let (in_flight, pending) =
@@ -442,7 +470,7 @@ impl Router {
             let (spec, tried) = (req.spec.clone(), req.tried.clone());
             let model = req.served.as_ref().map_or(spec.model.clone(), |s| s.0.clone());
             // A retry keeps the model chosen (fallback included) and goes to a node not yet tried.
-            let d = self.decide(&model, &spec, &tried, tie);
+            let d = self.decide(&model, &spec, &tried, tie, false);
             if !d.ranked.is_empty() {
                 let route = req.served.as_ref().map_or(RouteKind::Primary, |s| s.1);
                 self.place(a.request, model, route, d.ranked);
@@ -601,6 +629,29 @@ impl Router {
             self.timers.remove(&(a.deadline, Timer::Attempt(aid)));
             a.deadline = at;
             self.timers.insert((at, Timer::Attempt(aid)));
+        }
+    }
+}
+
+/// A cursor over a node-ordered table, advanced in step with the registry's node order.
+struct Join<I: Iterator> {
+    it: std::iter::Peekable<I>,
+}
+
+impl<V, I: Iterator<Item = (NodeId, V)>> Join<I> {
+    fn new(it: I) -> Self {
+        Join { it: it.peekable() }
+    }
+
+    /// The row for `id`, if any; ids must be asked in increasing order.
+    fn at(&mut self, id: NodeId) -> Option<V> {
+        while self.it.peek().is_some_and(|(k, _)| *k < id) {
+            self.it.next();
+        }
+        if self.it.peek().is_some_and(|(k, _)| *k == id) {
+            self.it.next().map(|(_, v)| v)
+        } else {
+            None
         }
     }
 }

@@ -364,7 +364,13 @@ impl Router {
     /// The full score breakdown for `model` on every node (`/fleet/explain`), as a request with
     /// no session would see it now. A query: changes nothing.
     pub fn explain(&self, model: &ModelName) -> Decision {
-        self.decide(model, &RequestSpec::chat(model.as_str()), &[], self.seed)
+        self.decide(model, &RequestSpec::chat(model.as_str()), &[], self.seed, true)
+    }
+
+    /// The decision routing would make for `spec`'s model now: the best candidate first (the
+    /// rest unordered), without the full sort `explain` does. A query: changes nothing.
+    pub fn decision(&self, spec: &RequestSpec) -> Decision {
+        self.decide(&spec.model, spec, &[], self.seed, false)
     }
 
     /// Load snapshot.

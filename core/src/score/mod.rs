@@ -7,9 +7,10 @@ pub mod signals;
 
 use crate::config::{ScoreConfig, ScorePolicy};
 use crate::fleet::heartbeat::Pressure;
-use crate::fleet::{Node, NodeStatus, Temperature};
+use crate::fleet::{ModelEntry, Node, NodeStatus, Temperature};
 use crate::ids::{ModelName, NodeId};
 use crate::rng::mix;
+use crate::time::Instant;
 use std::cmp::Ordering;
 use std::time::Duration;
 
@@ -189,6 +190,11 @@ impl Decision {
 
 /// Stage 1: the first reason this node cannot serve `model`, if any (reference §2.1 order).
 pub fn eliminate(node: &Node, model: &ModelName, breaker_open: bool) -> Option<Elimination> {
+    eliminate_entry(node, node.entry(model), breaker_open)
+}
+
+/// [`eliminate`] with the model's entry already looked up (the hot path does one lookup).
+pub fn eliminate_entry(node: &Node, entry: Option<&ModelEntry>, breaker_open: bool) -> Option<Elimination> {
     match node.status() {
         NodeStatus::Offline => return Some(Elimination::Offline),
         NodeStatus::Draining => return Some(Elimination::Draining),
@@ -200,18 +206,18 @@ pub fn eliminate(node: &Node, model: &ModelName, breaker_open: bool) -> Option<E
     if breaker_open {
         return Some(Elimination::BreakerOpen);
     }
-    let loaded = node.loaded(model).is_some();
+    let loaded = entry.is_some_and(ModelEntry::is_loaded);
     if node.pressure() == Pressure::Critical && !loaded {
         return Some(Elimination::MemoryCritical);
     }
     if node.capacity_paused() {
         return Some(Elimination::CapacityPaused);
     }
-    if !node.has_model(model) {
+    let Some(entry) = entry else {
         return Some(Elimination::ModelAbsent);
-    }
+    };
     if !loaded {
-        let need_gb = node.fit_cost_gb(model);
+        let need_gb = entry.fit_cost_gb;
         let free_gb = node.free_memory_gb();
         if free_gb < need_gb {
             return Some(Elimination::DoesNotFit { need_gb, free_gb });
@@ -222,29 +228,37 @@ pub fn eliminate(node: &Node, model: &ModelName, breaker_open: bool) -> Option<E
 
 /// Stage 2: every signal for a node that passed stage 1. Session and prefix bonuses are
 /// filled in by [`rank`], which knows the other candidates' queues.
-pub fn breakdown(
+pub fn breakdown(c: &ScoreConfig, node: &Node, want: &Want<'_>, f: &Facts, median_bw: f64, now: Instant) -> Breakdown {
+    match node.entry(want.model) {
+        Some(e) => breakdown_entry(c, node, e, want, f, median_bw, now),
+        None => Breakdown::default(),
+    }
+}
+
+/// [`breakdown`] with the model's entry already looked up.
+pub fn breakdown_entry(
     c: &ScoreConfig,
     node: &Node,
+    e: &ModelEntry,
     want: &Want<'_>,
     f: &Facts,
     median_bw: f64,
-    now: crate::time::Instant,
+    now: Instant,
 ) -> Breakdown {
     use signals::*;
-    let model = want.model;
-    let loaded = node.loaded(model);
-    let size = node.model_size_gb(model);
     let bw = node.bandwidth_gbps();
     let eff = effective_depth(f.depth, f.slots, c.policy);
-    let p75 = f.p75_ms.unwrap_or_else(|| cold_start_p75_ms(size, bw));
     let mut b = [0.0; 9];
-    b[Signal::ModelTemperature as usize] = model_temperature(node.temperature(model, now, want.warm_window), c);
-    b[Signal::MemoryFit as usize] = memory_fit(loaded.is_some(), node.free_memory_gb(), node.fit_cost_gb(model), c);
+    b[Signal::ModelTemperature as usize] = model_temperature(e.temperature(now, want.warm_window), c);
+    b[Signal::MemoryFit as usize] = memory_fit(e.is_loaded(), node.free_memory_gb(), e.fit_cost_gb, c);
     b[Signal::QueueDepth as usize] = queue_depth(eff, bw, median_bw, c);
-    b[Signal::WaitTime as usize] = wait_time(eff, p75, c);
-    b[Signal::RoleAffinity as usize] = role_affinity(size, bw, node.ram_total_gb(), c);
+    if eff > 0.0 {
+        let p75 = f.p75_ms.unwrap_or_else(|| cold_start_p75_ms(e.size_gb, bw));
+        b[Signal::WaitTime as usize] = wait_time(eff, p75, c);
+    }
+    b[Signal::RoleAffinity as usize] = role_affinity(e.size_gb, bw, node.ram_total_gb(), c);
     b[Signal::Availability as usize] = availability(node.availability(), c);
-    b[Signal::ContextFit as usize] = context_fit(want.estimated_tokens, loaded.map(|l| l.context_length), c);
+    b[Signal::ContextFit as usize] = context_fit(want.estimated_tokens, e.resident_ctx, c);
     Breakdown(b)
 }
 
@@ -253,8 +267,38 @@ pub fn breakdown(
 /// holds a conversation behind a long line; ties break by a per-decision key from `tie_seed`.
 /// Under classic, ties keep node order, as ollama-herd's stable sort does.
 pub fn rank(c: &ScoreConfig, scored: Vec<(NodeId, Breakdown, Temperature, Facts)>, tie_seed: u64) -> Vec<Candidate> {
+    let mut out = candidates(c, scored, tie_seed);
+    out.sort_unstable_by(order);
+    out
+}
+
+/// Like [`rank`], but only the best is guaranteed first; the rest stay unordered. Routing
+/// nearly always takes the best, so it skips the full sort (use [`best_index`] for the rest).
+pub fn rank_best_first(
+    c: &ScoreConfig,
+    scored: Vec<(NodeId, Breakdown, Temperature, Facts)>,
+    tie_seed: u64,
+) -> Vec<Candidate> {
+    let mut out = candidates(c, scored, tie_seed);
+    if let Some(i) = best_index(&out) {
+        out.swap(0, i);
+    }
+    out
+}
+
+/// The index of the best candidate by the ranking order.
+pub fn best_index(c: &[Candidate]) -> Option<usize> {
+    (0..c.len()).min_by(|&a, &b| order(&c[a], &c[b]))
+}
+
+/// Ranking order: higher total first, then the tie key (distinct per node, so total).
+fn order(a: &Candidate, b: &Candidate) -> Ordering {
+    b.total.total_cmp(&a.total).then(a.tie.cmp(&b.tie))
+}
+
+fn candidates(c: &ScoreConfig, scored: Vec<(NodeId, Breakdown, Temperature, Facts)>, tie_seed: u64) -> Vec<Candidate> {
     let min_depth = scored.iter().map(|s| s.3.depth).min().unwrap_or(0);
-    let mut out: Vec<Candidate> = scored
+    scored
         .into_iter()
         .map(|(node, mut b, temperature, f)| {
             let guarded = c.policy == ScorePolicy::Herd && f.depth >= min_depth.saturating_add(c.pin_imbalance_guard);
@@ -271,12 +315,7 @@ pub fn rank(c: &ScoreConfig, scored: Vec<(NodeId, Breakdown, Temperature, Facts)
             };
             Candidate { node, total: b.total(), breakdown: b, temperature, depth: f.depth, tie }
         })
-        .collect();
-    out.sort_by(|a, b| match b.total.total_cmp(&a.total) {
-        Ordering::Equal => a.tie.cmp(&b.tie),
-        o => o,
-    });
-    out
+        .collect()
 }
 
 #[cfg(test)]
