@@ -102,15 +102,17 @@ pub fn is_serial(meta: Option<&ModelMeta>) -> bool {
         || (has("embedding") && !has("completion"))
 }
 
+/// Name fragments that mark a thinking model when its capabilities are not known (§6.3).
+pub const THINKING_NAME_MARKERS: [&str; 7] =
+    ["deepseek-r1", "gpt-oss", "qwq", "phi-4-reasoning", "phi4-reasoning", "reasoning", "muse-glimmer"];
+
 /// Whether this is a thinking model whose output budget gets inflated (reference §6.3).
 pub fn is_thinking(name: &ModelName, meta: Option<&ModelMeta>) -> bool {
     if meta.is_some_and(|m| m.capabilities.iter().any(|c| c == "thinking")) {
         return true;
     }
     let n = name.as_str().to_ascii_lowercase();
-    ["deepseek-r1", "gpt-oss", "qwq", "phi-4-reasoning", "phi4-reasoning", "reasoning", "muse-glimmer"]
-        .iter()
-        .any(|w| n.contains(w))
+    THINKING_NAME_MARKERS.iter().any(|w| n.contains(w))
 }
 
 /// Size when nothing better is known (reference §2.4): pessimistic, so unknown models don't
@@ -195,5 +197,18 @@ mod tests {
         let think = ModelMeta { capabilities: vec!["thinking".into()], ..Default::default() };
         assert!(is_thinking(&m("qwen3:8b"), Some(&think)));
         assert!(!is_thinking(&m("qwen3:8b"), None));
+        for name in [
+            "deepseek-r1:8b",
+            "QwQ:32b",
+            "phi4-reasoning:14b",
+            "phi-4-reasoning:plus",
+            "hf.co/x/my-reasoning-model:Q4",
+            "muse-glimmer",
+        ] {
+            assert!(is_thinking(&m(name), None), "{name}");
+        }
+        for name in ["llama3.2", "qwen2.5-coder:7b", "phi-4:14b"] {
+            assert!(!is_thinking(&m(name), None), "{name}");
+        }
     }
 }

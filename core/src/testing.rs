@@ -497,6 +497,17 @@ pub fn fuzz_heartbeat(data: &[u8]) {
     let _ = r.explain(&ModelName::new(MODELS[0]));
 }
 
+/// Fuzz entry: any bytes as a request body on every surface; must never panic, and a body
+/// that describes must round-trip through the wire types unchanged.
+pub fn fuzz_request_body(data: &[u8]) {
+    let ctx = crate::api::DescribeContext::default();
+    for surface in crate::api::Surface::ALL {
+        if let Ok(spec) = crate::api::describe(surface, data, &ctx) {
+            assert!(!spec.model.as_str().is_empty(), "a described request names a model");
+        }
+    }
+}
+
 #[cfg(any(test, feature = "testing"))]
 pub mod strategies {
     //! proptest strategies for the operation language.

@@ -214,7 +214,7 @@ fn swarm_sweep_reaches_every_rare_path() {
         totals.failed_after_commit += c.failed_after_commit;
         totals.client_gone += c.client_gone;
         totals.rejected += c.rejected;
-        pulls += c.pulls();
+        pulls += c.pulls;
     }
     println!("swarm totals: {totals:?} pulls={pulls}");
     for (name, n) in [

@@ -1,6 +1,6 @@
 //! Reshaping an Ollama-native body before it is forwarded (herd-router.md §6.1–6.3): the served
 //! model, context pinning, the output budget, `keep_alive`, forced streaming and stripping herd's
-//! own fields; plus the thinking-model budget inflation rule.
+//! own fields. What to change is policy (`policy::context`); this module only edits JSON.
 //!
 //! The router decides what to change and says so in a [`BodyPatch`]; [`apply_patch`] only edits
 //! JSON, so every other field the client sent reaches the backend untouched.
@@ -8,16 +8,6 @@
 use serde_json::{Map, Value};
 
 use crate::ids::ModelName;
-
-/// ollama-herd's `thinking_overhead`: a thinking model's `num_predict` is multiplied by this.
-pub const DEFAULT_THINKING_OVERHEAD: f64 = 4.0;
-/// ollama-herd's `thinking_min_predict`: the inflated budget is at least this.
-pub const DEFAULT_THINKING_MIN_PREDICT: u32 = 1024;
-
-/// Name fragments that mark a thinking model when its capabilities are not known
-/// (herd-router.md §6.3).
-pub const THINKING_NAME_MARKERS: [&str; 7] =
-    ["deepseek-r1", "gpt-oss", "qwq", "phi-4-reasoning", "phi4-reasoning", "reasoning", "muse-glimmer"];
 
 /// What to do with `options.num_ctx`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -100,28 +90,6 @@ fn set_option(body: &mut Map<String, Value>, key: &str, value: Value) {
         options.insert(key.into(), value);
         body.insert("options".into(), Value::Object(options));
     }
-}
-
-/// The inflated output budget for a thinking model (herd-router.md §6.3):
-/// `max(trunc(num_predict × overhead), min)`, saturating at `u32::MAX`. A negative or NaN
-/// `overhead` counts as 0, so the result is then `min`.
-///
-/// Apply it only when the client set `num_predict`, did not send `think: false`, and
-/// [`is_thinking_model`] holds. Claude Code's `max_tokens: 32000` becomes 128000.
-pub fn thinking_budget(num_predict: u32, overhead: f64, min: u32) -> u32 {
-    // `as` truncates toward zero and saturates (NaN → 0), which is the rule we want.
-    let inflated = (f64::from(num_predict) * overhead) as u32;
-    inflated.max(min)
-}
-
-/// Whether `name` is a thinking model: the backend reports the `thinking` capability, or the
-/// name (any case) contains one of [`THINKING_NAME_MARKERS`].
-pub fn is_thinking_model(name: &ModelName, capabilities: &[String]) -> bool {
-    if capabilities.iter().any(|c| c.eq_ignore_ascii_case("thinking")) {
-        return true;
-    }
-    let lower = name.as_str().to_ascii_lowercase();
-    THINKING_NAME_MARKERS.iter().any(|m| lower.contains(m))
 }
 
 #[cfg(test)]
@@ -209,38 +177,5 @@ mod tests {
         let mut body = original.clone();
         apply_patch(&mut body, &BodyPatch::default());
         assert_eq!(body, original);
-    }
-
-    #[test]
-    fn thinking_budget_examples() {
-        assert_eq!(thinking_budget(32000, 4.0, 1024), 128_000);
-        assert_eq!(thinking_budget(100, 4.0, 1024), 1024);
-        assert_eq!(thinking_budget(300, 4.0, 1024), 1200);
-        assert_eq!(thinking_budget(333, 1.5, 0), 499);
-        assert_eq!(thinking_budget(u32::MAX, 4.0, 1024), u32::MAX);
-        assert_eq!(thinking_budget(500, f64::NAN, 1024), 1024);
-        assert_eq!(thinking_budget(500, -2.0, 7), 7);
-        assert_eq!(thinking_budget(32000, DEFAULT_THINKING_OVERHEAD, DEFAULT_THINKING_MIN_PREDICT), 128_000);
-    }
-
-    #[test]
-    fn thinking_models() {
-        let none: [String; 0] = [];
-        for name in [
-            "deepseek-r1:8b",
-            "gpt-oss:120b",
-            "QwQ:32b",
-            "phi4-reasoning:14b",
-            "phi-4-reasoning:plus",
-            "hf.co/x/my-reasoning-model:Q4",
-            "muse-glimmer",
-        ] {
-            assert!(is_thinking_model(&ModelName::new(name), &none), "{name}");
-        }
-        for name in ["llama3.2", "qwen2.5-coder:7b", "phi-4:14b"] {
-            assert!(!is_thinking_model(&ModelName::new(name), &none), "{name}");
-        }
-        let caps = ["completion".to_string(), "thinking".to_string()];
-        assert!(is_thinking_model(&ModelName::new("qwen3:8b"), &caps));
     }
 }

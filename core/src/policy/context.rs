@@ -86,7 +86,8 @@ pub fn shape(c: &PolicyConfig, i: &ShapeInput) -> Shape {
 /// `max(num_predict × overhead, min)`: thinking tokens count against the output budget, so a
 /// budget sized for the answer alone would cut the answer off (reference §6.3).
 pub fn thinking_budget(num_predict: u32, c: &PolicyConfig) -> u32 {
-    let inflated = (f64::from(num_predict) * c.thinking_overhead).min(f64::from(u32::MAX)) as u32;
+    // `as` saturates (and maps NaN to 0), which is the rule we want.
+    let inflated = (f64::from(num_predict) * c.thinking_overhead) as u32;
     inflated.max(c.thinking_min_predict)
 }
 
@@ -136,5 +137,8 @@ mod tests {
         let plain = ShapeInput { thinking_model: false, ..think };
         assert_eq!(shape(&c, &plain).num_predict, None);
         assert_eq!(thinking_budget(u32::MAX, &c), u32::MAX);
+        assert_eq!(thinking_budget(300, &c), 1200);
+        let odd = PolicyConfig { thinking_overhead: 1.5, thinking_min_predict: 0, ..PolicyConfig::default() };
+        assert_eq!(thinking_budget(333, &odd), 499);
     }
 }

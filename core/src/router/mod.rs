@@ -138,14 +138,7 @@ pub struct Counters {
     /// Requests that went through holding.
     pub held: u64,
     /// Auto-pulls started.
-    pulls: u64,
-}
-
-impl Counters {
-    /// Auto-pulls started.
-    pub fn pulls(&self) -> u64 {
-        self.pulls
-    }
+    pub pulls: u64,
 }
 
 /// A snapshot of the router's load.
