@@ -50,8 +50,10 @@ pub enum HeartbeatError {
 #[serde(default)]
 pub struct Cpu {
     /// Physical cores.
+    #[serde(deserialize_with = "nullable")]
     pub cores_physical: u32,
     /// Utilisation, percent.
+    #[serde(deserialize_with = "nullable")]
     pub utilization_pct: f64,
 }
 
@@ -76,20 +78,28 @@ pub enum Pressure {
 #[serde(default)]
 pub struct Memory {
     /// Total RAM.
+    #[serde(deserialize_with = "nullable")]
     pub total_gb: f64,
     /// Used RAM.
+    #[serde(deserialize_with = "nullable")]
     pub used_gb: f64,
     /// Available RAM.
+    #[serde(deserialize_with = "nullable")]
     pub available_gb: f64,
     /// Pressure level.
+    #[serde(deserialize_with = "nullable")]
     pub pressure: Pressure,
     /// macOS wired memory.
+    #[serde(deserialize_with = "nullable")]
     pub wired_gb: f64,
     /// macOS compressor.
+    #[serde(deserialize_with = "nullable")]
     pub compressed_gb: f64,
     /// Swap used.
+    #[serde(deserialize_with = "nullable")]
     pub swap_used_gb: f64,
     /// Swap total.
+    #[serde(deserialize_with = "nullable")]
     pub swap_total_gb: f64,
 }
 
@@ -99,28 +109,28 @@ pub struct LoadedModel {
     /// Model name.
     pub name: ModelName,
     /// Resident size including KV cache, GB.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub size_gb: f64,
     /// Part of it in GPU memory, GB (herd addition; `None` from ollama-herd agents).
     #[serde(default)]
     pub size_vram_gb: Option<f64>,
     /// Requests Ollama is running on it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub requests_active: u32,
     /// e.g. "8.0B".
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub parameter_size: String,
     /// e.g. "Q4_K_M".
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub quantization: String,
     /// The allocated context window; 0 = unknown.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub context_length: u32,
     /// Runner kind.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub runner: String,
     /// Digest.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub digest: String,
 }
 
@@ -129,18 +139,24 @@ pub struct LoadedModel {
 #[serde(default)]
 pub struct ModelMeta {
     /// `gguf` or `safetensors`.
+    #[serde(deserialize_with = "nullable")]
     pub format: String,
     /// Model family.
+    #[serde(deserialize_with = "nullable")]
     pub family: String,
     /// All families.
     pub families: Option<Vec<String>>,
     /// e.g. "8.0B".
+    #[serde(deserialize_with = "nullable")]
     pub parameter_size: String,
     /// e.g. "Q4_K_M".
+    #[serde(deserialize_with = "nullable")]
     pub quantization_level: String,
     /// `completion`, `vision`, `tools`, `thinking`, `embedding`...
+    #[serde(deserialize_with = "nullable")]
     pub capabilities: Vec<String>,
     /// Digest.
+    #[serde(deserialize_with = "nullable")]
     pub digest: String,
 }
 
@@ -149,20 +165,27 @@ pub struct ModelMeta {
 #[serde(default)]
 pub struct Ollama {
     /// Loaded models.
+    #[serde(deserialize_with = "nullable")]
     pub models_loaded: Vec<LoadedModel>,
     /// Models on disk.
+    #[serde(deserialize_with = "nullable")]
     pub models_available: Vec<ModelName>,
     /// Metadata; `None` = unchanged since the last report.
     pub models_available_meta: Option<BTreeMap<ModelName, ModelMeta>>,
     /// On-disk sizes, GB.
+    #[serde(deserialize_with = "nullable")]
     pub models_available_sizes: BTreeMap<ModelName, f64>,
     /// `OLLAMA_MAX_LOADED_MODELS`; 0 = unreported.
+    #[serde(deserialize_with = "nullable")]
     pub max_loaded_models: u32,
     /// `OLLAMA_NUM_PARALLEL`; 0 = unreported.
+    #[serde(deserialize_with = "nullable")]
     pub num_parallel: u32,
     /// Sum of active requests.
+    #[serde(deserialize_with = "nullable")]
     pub requests_active: u32,
     /// Ollama version.
+    #[serde(deserialize_with = "nullable")]
     pub version: String,
     /// herd addition: `false` when the agent could not reach its Ollama. ollama-herd agents
     /// never send it, so it defaults to reachable.
@@ -174,10 +197,13 @@ pub struct Ollama {
 #[serde(default)]
 pub struct Capacity {
     /// `full`, `learned_*`, `paused`, `bootstrap`.
+    #[serde(deserialize_with = "nullable")]
     pub mode: String,
     /// Memory ceiling, GB; 0 = none.
+    #[serde(deserialize_with = "nullable")]
     pub ceiling_gb: f64,
     /// 0..1.
+    #[serde(deserialize_with = "nullable")]
     pub availability_score: f64,
 }
 
@@ -186,16 +212,22 @@ pub struct Capacity {
 #[serde(default)]
 pub struct Gpu {
     /// Index on the node.
+    #[serde(deserialize_with = "nullable")]
     pub index: u32,
     /// Product name.
+    #[serde(deserialize_with = "nullable")]
     pub name: String,
     /// Total VRAM.
+    #[serde(deserialize_with = "nullable")]
     pub vram_total_bytes: u64,
     /// Used VRAM.
+    #[serde(deserialize_with = "nullable")]
     pub vram_used_bytes: u64,
     /// Free VRAM.
+    #[serde(deserialize_with = "nullable")]
     pub vram_free_bytes: u64,
     /// Utilisation, percent.
+    #[serde(deserialize_with = "nullable")]
     pub utilization_pct: f64,
     /// Temperature.
     pub temperature_c: Option<f64>,
@@ -208,40 +240,55 @@ pub struct Gpu {
 #[serde(default)]
 pub struct Heartbeat {
     /// Node identity as the node names itself.
+    #[serde(deserialize_with = "nullable")]
     pub node_id: String,
     /// Architecture label.
+    #[serde(deserialize_with = "nullable")]
     pub arch: String,
     /// Node clock at send; informational only.
+    #[serde(deserialize_with = "nullable")]
     pub timestamp: f64,
     /// CPU.
+    #[serde(deserialize_with = "nullable")]
     pub cpu: Cpu,
     /// Memory.
+    #[serde(deserialize_with = "nullable")]
     pub memory: Memory,
     /// Machine thermal state (not used for routing).
     pub thermal: Option<serde_json::Value>,
     /// Disk.
     pub disk: Option<serde_json::Value>,
     /// Ollama state.
+    #[serde(deserialize_with = "nullable")]
     pub ollama: Ollama,
     /// Where Ollama listens, from the node's view.
+    #[serde(deserialize_with = "nullable")]
     pub ollama_host: String,
     /// Self-reported LAN address.
+    #[serde(deserialize_with = "nullable")]
     pub lan_ip: String,
     /// Drain flag (normally sent alone; see [`Report::Drain`]).
+    #[serde(deserialize_with = "nullable")]
     pub draining: bool,
     /// Capacity learner.
     pub capacity: Option<Capacity>,
     /// Agent version.
+    #[serde(deserialize_with = "nullable")]
     pub agent_version: String,
     /// Failed heartbeats since the last success.
+    #[serde(deserialize_with = "nullable")]
     pub connection_failures: u64,
     /// Failed heartbeats since start.
+    #[serde(deserialize_with = "nullable")]
     pub connection_failures_total: u64,
     /// Chip name.
+    #[serde(deserialize_with = "nullable")]
     pub chip: String,
     /// Memory bandwidth, GB/s; 0 = unknown.
+    #[serde(deserialize_with = "nullable")]
     pub memory_bandwidth_gbps: f64,
     /// herd addition: per-GPU figures.
+    #[serde(deserialize_with = "nullable")]
     pub gpus: Vec<Gpu>,
     /// herd addition: a stable machine identity (e.g. machine-id hash), so two machines that
     /// claim one node id are told apart.
@@ -303,6 +350,16 @@ impl Heartbeat {
     }
 }
 
+/// Reads `null` as the field's default: agents in the wild send `null` for values they could
+/// not measure, which must not cost the whole heartbeat.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
 fn json_error(e: serde_json::Error) -> HeartbeatError {
     HeartbeatError::Json { message: e.to_string(), line: e.line(), column: e.column() }
 }
@@ -351,6 +408,18 @@ mod tests {
         assert_eq!(meta[&ModelName::new("qwen3:8b")].capabilities[2], "thinking");
         assert_eq!(hb.memory_bandwidth_gbps, 800.0);
         assert!(hb.gpus.is_empty());
+    }
+
+    #[test]
+    fn nulls_read_as_defaults() {
+        let body = br#"{"node_id":"a","cpu":{"cores_physical":null},"memory":{"total_gb":null,"pressure":null},
+            "ollama":{"models_loaded":[{"name":"m","size_gb":null,"context_length":null,"quantization":null}],
+                      "models_available":null,"num_parallel":null,"version":null},
+            "chip":null,"memory_bandwidth_gbps":null,"gpus":null}"#;
+        let Report::Heartbeat(hb) = Heartbeat::parse(body).unwrap() else { panic!() };
+        assert_eq!(hb.ollama.models_loaded[0].context_length, 0);
+        assert_eq!(hb.memory.pressure, Pressure::Normal);
+        assert!(hb.ollama.models_available.is_empty());
     }
 
     #[test]
