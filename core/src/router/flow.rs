@@ -101,9 +101,11 @@ impl Router {
     /// Dispatches what queues allow and re-routes what waits on a changed fleet.
     pub(super) fn pump(&mut self) {
         for (node, model) in self.queues.with_pending() {
-            let usable = self.fleet.node(node).is_some_and(|n| n.routable() && n.has_model(&model));
+            let usable =
+                self.fleet.node(node).is_some_and(|n| n.routable() && n.has_model(&model)) && self.breaker_allows(node);
             if !usable {
-                // The node left or lost the model: everyone waiting there is routed afresh.
+                // The node left, lost the model or tripped its breaker: everyone waiting there is
+                // routed afresh (elsewhere, or held until the node recovers).
                 while let Some(id) = self.queues.pop(node, &model) {
                     self.route(id);
                 }

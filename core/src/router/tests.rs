@@ -434,3 +434,25 @@ fn malformed_heartbeat_is_a_typed_error_and_changes_nothing() {
     assert!(t.r.handle_heartbeat(secs(0), br#"{"node_id":"n","cpu":{},"memory":{},"ollama":{}}"#).is_ok());
     assert_eq!(t.r.fleet().len(), 1);
 }
+
+#[test]
+fn queued_work_leaves_a_node_whose_breaker_opens() {
+    let mut c = RouterConfig::default();
+    c.retry.breaker_failures = 1;
+    c.retry.max_attempts = 1;
+    let mut t = T::new(c);
+    let a = t.node(secs(0), loaded("a", "m:7b"));
+    t.request(secs(1), RequestSpec::chat("m:7b"));
+    let d1 = t.dispatch();
+    let r2 = t.request(secs(1), RequestSpec::chat("m:7b"));
+    assert!(t.take().is_empty(), "one slot: queued behind the first");
+    let b = t.node(secs(1), cold("b", "m:7b"));
+    assert!(t.take().is_empty(), "still queued on a");
+    t.r.handle_failed(secs(2), d1.attempt, UpstreamFailure::Reset);
+    t.drain();
+    let cmds = t.take();
+    assert!(matches!(&cmds[0], Command::Reject { .. }));
+    let Command::Dispatch(d2) = &cmds[1] else { panic!("{cmds:?}") };
+    assert_eq!((d2.request, d2.node), (r2, b), "moved off the broken node at once");
+    assert!(!t.r.breaker_allows(a));
+}
