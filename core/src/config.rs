@@ -106,7 +106,7 @@ pub struct ScoreConfig {
     /// Most pins kept (LRU). Default 2000.
     pub pin_capacity: usize,
     /// A pin is ignored when its node's queue is this many requests longer than the shortest
-    /// candidate queue (herd policy only). Default 3.
+    /// candidate queue (herd policy only); 0 turns the guard off. Default 3.
     pub pin_imbalance_guard: u32,
     /// Latency samples kept per node+model for the p75. Default 64.
     pub latency_samples: usize,
@@ -312,6 +312,7 @@ impl RouterConfig {
         nonzero("fleet.offline_after", f.offline_after)?;
         nonzero("fleet.forget_after", f.forget_after)?;
         order("fleet.degraded_after", f.degraded_after, "fleet.offline_after", f.offline_after)?;
+        order("fleet.offline_after", f.offline_after, "fleet.forget_after", f.forget_after)?;
         count("fleet.max_nodes", f.max_nodes)?;
         let s = &self.score;
         for (name, v) in [
@@ -345,6 +346,7 @@ impl RouterConfig {
         count("queue.max_requests", q.max_requests)?;
         count("queue.max_slots", q.max_slots as usize)?;
         nonzero("queue.max_queue_wait", q.max_queue_wait)?;
+        nonzero("queue.holding", q.holding)?;
         nonzero("queue.retry_after", q.retry_after)?;
         if q.kv_slot_gb == 0.0 {
             return Err(ConfigError::BadNumber { field: "queue.kv_slot_gb", value: 0.0 });

@@ -369,6 +369,9 @@ impl Harness {
         if in_flight != stats.in_flight || live_attempts != stats.in_flight {
             return fail(format!("in-flight {in_flight}, attempts {}, harness {live_attempts}", stats.in_flight));
         }
+        if let Err(what) = self.router.check_consistency() {
+            return fail(what);
+        }
         let q = &self.router.config().queue;
         if let Some((n, m, _)) =
             self.router.queues().iter().find(|(_, _, qq)| qq.pending.len() > q.max_pending_per_queue)

@@ -64,9 +64,13 @@ impl Breaker {
         }
     }
 
-    /// Records a success; returns true when this closed the breaker.
+    /// Records a success; returns true when this closed the breaker. A success while Open (an
+    /// attempt that started before the breaker opened) changes nothing: only the probe closes it.
     pub fn on_success(&mut self, now: Instant) -> bool {
         let was = self.state(now);
+        if let BreakerState::Open { .. } = was {
+            return false;
+        }
         self.failures.clear();
         self.state = BreakerState::Closed;
         was != BreakerState::Closed
@@ -96,11 +100,14 @@ impl Breaker {
         }
     }
 
-    /// A probe ended without a verdict (cancelled): allow another probe.
-    pub fn on_abandoned(&mut self, now: Instant) {
+    /// A probe ended without a verdict (cancelled, or a client error): allow another probe.
+    /// Returns true when this freed the probe slot.
+    pub fn on_abandoned(&mut self, now: Instant) -> bool {
         if let BreakerState::HalfOpen { probing: true } = self.state(now) {
             self.state = BreakerState::HalfOpen { probing: false };
+            return true;
         }
+        false
     }
 
     /// When this breaker changes by itself (Open → HalfOpen).
@@ -143,6 +150,15 @@ mod tests {
     }
 
     #[test]
+    fn an_old_success_does_not_skip_the_probe() {
+        let c = RetryConfig { breaker_failures: 1, ..RetryConfig::default() };
+        let mut b = Breaker::default();
+        b.on_failure(Instant::ZERO, &c);
+        assert!(!b.on_success(Instant::from_secs(1)), "an attempt from before the opening");
+        assert!(!b.allows(Instant::from_secs(1)));
+    }
+
+    #[test]
     fn abandoned_probe_frees_the_half_open_slot() {
         let c = RetryConfig { breaker_failures: 1, ..RetryConfig::default() };
         let mut b = Breaker::default();
@@ -150,7 +166,8 @@ mod tests {
         let t = Instant::from_secs(10);
         b.on_dispatch(t);
         assert!(!b.allows(t));
-        b.on_abandoned(t);
+        assert!(b.on_abandoned(t));
         assert!(b.allows(t));
+        assert!(!b.on_abandoned(t));
     }
 }

@@ -8,12 +8,15 @@ use crate::policy::context::{self, ContextAction, ShapeInput};
 use crate::policy::fallback;
 use crate::policy::pins::PinKey;
 use crate::queue;
-use crate::score::{self, Candidate, Facts, Want};
+use crate::score::{self, Candidate, Elimination, Facts, Want};
+
+/// One way to serve a request: a model, how it relates to the asked one, and its candidates.
+type Choice = (ModelName, RouteKind, Vec<Candidate>);
 
 /// What routing decided for one request.
 enum Plan {
-    /// Serve `model` on one of `ranked` (best first).
-    Go { model: ModelName, route: RouteKind, ranked: Vec<Candidate> },
+    /// Serve it by the first of these choices that has room (best choice first).
+    Go(Vec<Choice>),
     /// Nothing can serve now but a node knows the model: wait.
     Hold,
     /// Pull the model onto this node, then route.
@@ -101,11 +104,18 @@ impl Router {
     /// Dispatches what queues allow and re-routes what waits on a changed fleet.
     pub(super) fn pump(&mut self) {
         for (node, model) in self.queues.with_pending() {
-            let usable =
-                self.fleet.node(node).is_some_and(|n| n.routable() && n.has_model(&model)) && self.breaker_allows(node);
+            let busy_here = self.queues.get(node, &model).is_some_and(|q| q.in_flight > 0);
+            let breaker_open = !self.breaker_allows(node);
+            let usable = self.fleet.node(node).is_some_and(|n| match score::eliminate(n, &model, breaker_open) {
+                None => true,
+                // While our own attempts load or run the model here, the memory they take is
+                // not a reason to leave.
+                Some(Elimination::DoesNotFit { .. } | Elimination::MemoryCritical) => busy_here,
+                Some(_) => false,
+            });
             if !usable {
-                // The node left, lost the model or tripped its breaker: everyone waiting there is
-                // routed afresh (elsewhere, or held until the node recovers).
+                // The node left, lost the model, tripped its breaker or can no longer take the
+                // model: everyone waiting there is routed afresh (elsewhere, or held).
                 while let Some(id) = self.queues.pop(node, &model) {
                     self.route(id);
                 }
@@ -125,6 +135,16 @@ impl Router {
             let waiting: Vec<RequestId> = self.holding.iter().copied().collect();
             for id in waiting {
                 self.route(id);
+            }
+            // A heartbeat may show a pulled model before the pull's own result arrives.
+            let arrived: Vec<(NodeId, ModelName)> = self
+                .pulls
+                .keys()
+                .filter(|(n, m)| self.fleet.node(*n).is_some_and(|node| node.has_model(m)))
+                .cloned()
+                .collect();
+            for (node, model) in arrived {
+                self.pull_done(node, model, true);
             }
         }
     }
@@ -192,37 +212,41 @@ impl Router {
         let tried = req.tried.clone();
         let chain = fallback::model_chain(&spec);
         let tie = self.rng.next_u64();
-        let mut first: Option<(ModelName, RouteKind, Vec<Candidate>)> = None;
-        let mut hot_anywhere = false;
+        let hot = |c: &Candidate| c.temperature == crate::fleet::Temperature::Hot;
+        let mut choices: Vec<Choice> = Vec::new();
         for (i, m) in chain.iter().enumerate() {
             let d = self.decide(m, &spec, &tried, tie, false);
             let route = if i == 0 { RouteKind::Primary } else { RouteKind::ClientFallback };
-            hot_anywhere |= d.ranked.iter().any(|c| c.temperature == crate::fleet::Temperature::Hot);
-            if d.best().is_some_and(|b| b.temperature == crate::fleet::Temperature::Hot) {
-                // A hot fallback beats a cold primary: no load at all.
-                return Plan::Go { model: m.clone(), route, ranked: d.ranked };
-            }
-            if first.is_none() && !d.ranked.is_empty() {
-                first = Some((m.clone(), route, d.ranked));
+            if !d.ranked.is_empty() {
+                choices.push((m.clone(), route, d.ranked));
             }
         }
-        if let Some((model, route, ranked)) = first {
-            if !hot_anywhere && fallback::substitution_allowed(&self.config.policy, &spec) {
-                if let Some((sub, ranked)) = self.substitute(&spec, &chain, &tried, tie) {
-                    return Plan::Go { model: sub, route: RouteKind::Substitute, ranked };
+        if choices.is_empty() {
+            if chain.iter().any(|m| self.fleet.model_known(m)) {
+                return Plan::Hold;
+            }
+            if fallback::pull_allowed(&self.config.policy, &spec.model) {
+                if let Some(node) = self.pull_target(&spec.model) {
+                    return Plan::Pull { node, model: spec.model };
                 }
             }
-            return Plan::Go { model, route, ranked };
+            return Plan::Unknown;
         }
-        if chain.iter().any(|m| self.fleet.model_known(m)) {
-            return Plan::Hold;
-        }
-        if fallback::pull_allowed(&self.config.policy, &spec.model) {
-            if let Some(node) = self.pull_target(&spec.model) {
-                return Plan::Pull { node, model: spec.model };
+        // Hot first: the first model whose best node has it loaded, even a client fallback over
+        // a cold primary; the rest stay in chain order behind it, for when its queues are full.
+        if let Some(i) = choices.iter().position(|(_, _, r)| r.first().is_some_and(hot)) {
+            let first = choices.remove(i);
+            choices.insert(0, first);
+        } else if !choices.iter().any(|(_, _, r)| r.iter().any(hot))
+            && fallback::substitution_allowed(&self.config.policy, &spec)
+        {
+            // Nothing asked for is loaded anywhere: a loaded model of the same kind beats a
+            // cold load.
+            if let Some((sub, ranked)) = self.substitute(&spec, &chain, &tried, tie) {
+                choices.insert(0, (sub, RouteKind::Substitute, ranked));
             }
         }
-        Plan::Unknown
+        Plan::Go(choices)
     }
 
     /// VRAM-aware fallback: the best loaded model of a compatible category on any node.
@@ -277,7 +301,12 @@ impl Router {
         }
         let was_holding = self.holding.remove(&id);
         match self.plan(id) {
-            Plan::Go { model, route, ranked } => self.place(id, model, route, ranked),
+            Plan::Go(choices) => {
+                if !self.place_any(id, choices) {
+                    let retry_after = self.config.queue.retry_after;
+                    self.reject(id, Rejection::QueueFull { retry_after });
+                }
+            }
             Plan::Hold => {
                 self.holding.insert(id);
                 let req = self.requests.get_mut(&id).expect("checked");
@@ -308,10 +337,17 @@ impl Router {
         }
     }
 
-    /// Puts a routed request on the best candidate that has a free slot or queue room.
-    fn place(&mut self, id: RequestId, model: ModelName, route: RouteKind, ranked: Vec<Candidate>) {
+    /// Places a request by the first choice with room; false when every queue is full.
+    fn place_any(&mut self, id: RequestId, choices: Vec<Choice>) -> bool {
+        choices.into_iter().any(|(model, route, ranked)| self.place(id, model, route, ranked))
+    }
+
+    /// Puts a routed request on the best candidate that has a free slot or queue room; false
+    /// when every candidate's queue is full.
+    fn place(&mut self, id: RequestId, model: ModelName, route: RouteKind, ranked: Vec<Candidate>) -> bool {
         let max_pending = self.config.queue.max_pending_per_queue;
         let max_wait = self.config.queue.max_queue_wait;
+        let now = self.now;
         let mut rest = ranked;
         while let Some(i) = score::best_index(&rest) {
             let cand = rest.swap_remove(i);
@@ -320,22 +356,23 @@ impl Router {
             let (in_flight, pending) =
                 self.queues.get(cand.node, &model).map_or((0, 0), |qq| (qq.in_flight, qq.pending.len()));
             let req = self.requests.get_mut(&id).expect("routed requests exist");
-            req.served = Some((model.clone(), route, cand.total));
             if in_flight < slots && pending == 0 {
+                req.served = Some((model.clone(), route, cand.total));
                 self.clear_request_deadline(id);
                 self.dispatch(id, cand.node, model);
-                return;
+                return true;
             }
             if pending < max_pending {
+                req.served = Some((model.clone(), route, cand.total));
                 req.state = ReqState::Queued { node: cand.node, model: model.clone() };
-                let deadline = req.admitted + max_wait;
+                // A first try waits at most `max_wait` since admission; a retry gets its own wait.
+                let deadline = if req.attempts == 0 { req.admitted + max_wait } else { now + max_wait };
                 self.queues.push(cand.node, &model, id);
-                self.set_request_deadline(id, deadline.max(self.now + std::time::Duration::from_millis(1)));
-                return;
+                self.set_request_deadline(id, deadline.max(now + std::time::Duration::from_millis(1)));
+                return true;
             }
         }
-        let retry_after = self.config.queue.retry_after;
-        self.reject(id, Rejection::QueueFull { retry_after });
+        false
     }
 
     fn dispatch(&mut self, id: RequestId, node: NodeId, model: ModelName) {
@@ -433,25 +470,30 @@ impl Router {
     pub(super) fn finish(&mut self, aid: AttemptId, usage: Usage) {
         self.commit(aid);
         let Some(a) = self.end_attempt(aid) else { return };
-        if self.breakers.entry(a.node).or_default().on_success(self.now) {
-            self.events.push_back(Event::Breaker { node: a.node, open: false });
-            self.fleet_dirty = true;
+        // A node forgotten while this attempt ran gets no new breaker or latency history.
+        if self.fleet.node(a.node).is_some() {
+            if self.breakers.entry(a.node).or_default().on_success(self.now) {
+                self.events.push_back(Event::Breaker { node: a.node, open: false });
+                self.fleet_dirty = true;
+            }
+            let ms = self.now.saturating_since(a.started).as_secs_f64() * 1000.0;
+            self.latency.record(a.node, &a.model, ms);
         }
-        let ms = self.now.saturating_since(a.started).as_secs_f64() * 1000.0;
-        self.latency.record(a.node, &a.model, ms);
         self.end(a.request, Outcome::Completed(usage));
     }
 
     pub(super) fn fail(&mut self, aid: AttemptId, failure: UpstreamFailure) {
         let Some(a) = self.end_attempt(aid) else { return };
-        let breaker = self.breakers.entry(a.node).or_default();
-        if failure.blames_node() {
-            if breaker.on_failure(self.now, &self.config.retry) {
-                self.counters.breaker_opens += 1;
-                self.events.push_back(Event::Breaker { node: a.node, open: true });
+        if self.fleet.node(a.node).is_some() {
+            let breaker = self.breakers.entry(a.node).or_default();
+            if failure.blames_node() {
+                if breaker.on_failure(self.now, &self.config.retry) {
+                    self.counters.breaker_opens += 1;
+                    self.events.push_back(Event::Breaker { node: a.node, open: true });
+                }
+            } else if breaker.on_abandoned(self.now) {
+                self.fleet_dirty = true;
             }
-        } else {
-            breaker.on_abandoned(self.now);
         }
         let req = &self.requests[&a.request];
         if a.state == AttState::Streaming || matches!(req.state, ReqState::Committed(_)) {
@@ -460,25 +502,26 @@ impl Router {
         }
         let attempts = req.attempts;
         if failure.retryable() && attempts < self.config.retry.max_attempts {
-            self.counters.retries += 1;
-            self.events.push_back(Event::Retried {
-                request: a.request,
-                attempt: aid,
-                node: a.node,
-                failure: failure.clone(),
-            });
-            let tie = self.rng.next_u64();
-            let req = &self.requests[&a.request];
-            let (spec, tried) = (req.spec.clone(), req.tried.clone());
-            let model = req.served.as_ref().map_or(spec.model.clone(), |s| s.0.clone());
-            // A retry keeps the model chosen (fallback included) and goes to a node not yet tried.
-            let d = self.decide(&model, &spec, &tried, tie, false);
-            if !d.ranked.is_empty() {
-                let route = req.served.as_ref().map_or(RouteKind::Primary, |s| s.1);
-                self.place(a.request, model, route, d.ranked);
-                return;
+            // A retry is routed afresh without the nodes already tried: hot-first and client
+            // fallbacks apply again, and a substitute is chosen anew rather than cold-loaded.
+            let retried = match self.plan(a.request) {
+                Plan::Go(choices) => {
+                    if self.place_any(a.request, choices) {
+                        true
+                    } else {
+                        let retry_after = self.config.queue.retry_after;
+                        self.reject(a.request, Rejection::QueueFull { retry_after });
+                        return;
+                    }
+                }
+                Plan::Hold | Plan::Pull { .. } | Plan::Unknown => false,
+            };
+            if retried {
+                self.counters.retries += 1;
+                self.events.push_back(Event::Retried { request: a.request, attempt: aid, node: a.node, failure });
+            } else {
+                self.reject(a.request, Rejection::AttemptsExhausted { attempts, last: failure });
             }
-            self.reject(a.request, Rejection::AttemptsExhausted { attempts, last: failure });
             return;
         }
         let rejection = match failure {
@@ -507,7 +550,9 @@ impl Router {
         match req.state.clone() {
             ReqState::Attempting(aid) | ReqState::Committed(aid) => {
                 if let Some(a) = self.end_attempt(aid) {
-                    self.breakers.entry(a.node).or_default().on_abandoned(self.now);
+                    if self.breakers.get_mut(&a.node).is_some_and(|b| b.on_abandoned(self.now)) {
+                        self.fleet_dirty = true;
+                    }
                 }
                 self.commands.push_back(Command::Cancel {
                     request: id,
@@ -524,9 +569,7 @@ impl Router {
     }
 
     pub(super) fn pull_done(&mut self, node: NodeId, model: ModelName, ok: bool) {
-        if self.pulls.remove(&(node, model.clone())).is_none() {
-            return;
-        }
+        self.pulls.remove(&(node, model.clone()));
         let waiting: Vec<RequestId> = self
             .requests
             .iter()
@@ -555,7 +598,14 @@ impl Router {
             self.queues.remove(node, &model, id);
         }
         if let ReqState::PullWait { node, model } = req.state.clone() {
-            self.pulls.remove(&(node, model));
+            // The pull itself goes on for whoever else waits on it.
+            let others = self
+                .requests
+                .iter()
+                .any(|(&r, q)| r != id && q.state == ReqState::PullWait { node, model: model.clone() });
+            if !others {
+                self.pulls.remove(&(node, model));
+            }
         }
         let retry_after = self.config.queue.retry_after;
         self.reject(id, Rejection::Unavailable { model, retry_after });

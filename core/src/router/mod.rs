@@ -6,6 +6,8 @@
 //! until `None`, then sleep until `poll_timeout()` and call `handle_timeout`. Forgetting to drain
 //! never corrupts state: outputs simply wait in bounded-by-requests queues.
 
+#[cfg(any(test, feature = "testing"))]
+mod check;
 mod flow;
 #[cfg(test)]
 mod tests;
@@ -221,8 +223,14 @@ impl Router {
     /// # Errors
     /// [`ReportError`] when the body is not a report or the registry refuses it; nothing changes.
     pub fn handle_heartbeat(&mut self, now: Instant, body: &[u8]) -> Result<Registered, ReportError> {
-        let report = Heartbeat::parse(body)?;
-        self.handle_report(now, report)
+        match Heartbeat::parse(body) {
+            Ok(report) => self.handle_report(now, report),
+            Err(e) => {
+                self.advance(now);
+                self.pump();
+                Err(e.into())
+            }
+        }
     }
 
     /// An already-parsed report (static nodes the adapter polls itself, the simulation).
@@ -232,7 +240,14 @@ impl Router {
     pub fn handle_report(&mut self, now: Instant, report: Report) -> Result<Registered, ReportError> {
         self.advance(now);
         let draining = matches!(report, Report::Drain { .. });
-        let reg = self.fleet.handle_report(self.now, report)?;
+        let reg = match self.fleet.handle_report(self.now, report) {
+            Ok(reg) => reg,
+            Err(e) => {
+                // Time still passed: what it freed is dispatched before answering.
+                self.pump();
+                return Err(e.into());
+            }
+        };
         if reg.previous != Some(reg.status) {
             let name = self.fleet.node(reg.node).map(|n| n.name().to_string()).unwrap_or_default();
             self.events.push_back(Event::NodeStatus { node: reg.node, name, from: reg.previous, to: Some(reg.status) });
@@ -280,6 +295,7 @@ impl Router {
             let deadline = self.now + self.config.retry.stall_timeout;
             self.set_attempt_deadline(attempt, deadline);
         }
+        self.pump();
     }
 
     /// The attempt finished successfully. Commits first if the adapter skipped `handle_first_byte`.

@@ -456,3 +456,309 @@ fn queued_work_leaves_a_node_whose_breaker_opens() {
     assert_eq!((d2.request, d2.node), (r2, b), "moved off the broken node at once");
     assert!(!t.r.breaker_allows(a));
 }
+// Regressions found in review.
+
+fn dispatched_for(cmds: &[Command], id: RequestId) -> Option<Dispatch> {
+    cmds.iter().find_map(|c| match c {
+        Command::Dispatch(d) if d.request == id => Some(d.clone()),
+        _ => None,
+    })
+}
+
+/// F1: a half-open probe that is abandoned (client gone / 4xx) frees the breaker, but held
+/// requests are never re-routed: they sit until the 30 s holding deadline and get a 503.
+#[test]
+fn held_request_released_when_probe_abandoned() {
+    let mut c = RouterConfig::default();
+    c.retry.breaker_failures = 1;
+    c.retry.max_attempts = 1;
+    c.fleet.degraded_after = Duration::from_secs(100); // no status change inside the test
+    c.fleet.offline_after = Duration::from_secs(200);
+    let mut t = T::new(c);
+    t.node(secs(0), loaded("a", "m:7b"));
+    t.request(secs(1), RequestSpec::chat("m:7b"));
+    let d = t.dispatch();
+    t.r.handle_failed(secs(1), d.attempt, UpstreamFailure::Connect); // breaker open until 11 s
+    t.drain();
+    t.take();
+    let probe = t.request(secs(11), RequestSpec::chat("m:7b"));
+    let p = t.dispatch();
+    assert_eq!(p.request, probe);
+    let held = t.request(secs(12), RequestSpec::chat("m:7b"));
+    assert_eq!(t.r.stats().holding, 1);
+    t.r.handle_client_gone(secs(13), probe); // probe abandoned: the held request becomes the probe
+    t.drain();
+    let cmds = t.take();
+    // Keep driving time like an adapter would, up to the holding deadline.
+    let mut at = secs(13);
+    let mut all = cmds;
+    while let Some(next) = t.r.poll_timeout() {
+        if next > secs(41) {
+            break;
+        }
+        at = next.max(at);
+        t.r.handle_timeout(at);
+        t.drain();
+        all.extend(t.take());
+        if at >= secs(41) {
+            break;
+        }
+    }
+    t.r.handle_timeout(secs(43));
+    t.drain();
+    all.extend(t.take());
+    assert!(dispatched_for(&all, held).is_some(), "held request never dispatched: {:?}", t.ended(held));
+}
+
+/// F2: two requests share one auto-pull; the first one's pull deadline removes the shared
+/// `pulls` entry, so the successful pull result is ignored and the second request gets a 503.
+#[test]
+fn shared_pull_survives_first_waiters_timeout() {
+    let mut c = RouterConfig::default();
+    c.policy.auto_pull = true;
+    c.policy.pull_allow = vec!["qwen3:*".into()];
+    let mut t = T::new(c);
+    let a = t.node(secs(0), cold("a", "m:7b"));
+    let r1 = t.request(secs(0), RequestSpec::chat("qwen3:4b"));
+    assert!(matches!(t.take().as_slice(), [Command::Pull { .. }]));
+    let mut s = 10;
+    let mut r2 = None;
+    while s <= 350 {
+        t.node(secs(s), cold("a", "m:7b")); // keep the node online
+        if s == 100 {
+            r2 = Some(t.request(secs(s), RequestSpec::chat("qwen3:4b")));
+            assert!(t.take().is_empty(), "joins the running pull");
+        }
+        s += 10;
+    }
+    let r2 = r2.unwrap();
+    assert!(matches!(t.ended(r1)[0].outcome, Outcome::Rejected(Rejection::Unavailable { .. })));
+    t.take();
+    t.r.handle_pull_result(secs(350), a, ModelName::new("qwen3:4b"), true);
+    t.drain();
+    let cmds = t.take();
+    assert!(dispatched_for(&cmds, r2).is_some(), "pull succeeded but r2 not routed: {cmds:?}");
+}
+
+/// F3: a request queued at a node whose breaker opened stays there while another node is idle,
+/// and is answered 503 at max_queue_wait.
+#[test]
+fn queued_request_not_moved_off_breaker_open_node() {
+    let mut c = RouterConfig::default();
+    c.retry.breaker_failures = 1;
+    c.queue.max_queue_wait = Duration::from_secs(15);
+    let mut t = T::new(c);
+    let a = t.node(secs(0), loaded("a", "m:7b"));
+    let r1 = t.request(secs(1), RequestSpec::chat("m:7b"));
+    let d1 = t.dispatch();
+    assert_eq!(d1.node, a);
+    let r2 = t.request(secs(1), RequestSpec::chat("m:7b"));
+    let r3 = t.request(secs(1), RequestSpec::chat("m:7b"));
+    assert!(t.take().is_empty(), "r2, r3 queued on a");
+    let b = t.node(secs(1), loaded("b", "m:7b"));
+    t.r.handle_failed(secs(1), d1.attempt, UpstreamFailure::Connect); // a's breaker opens
+    t.drain();
+    let d2 = t.dispatch();
+    assert_eq!((d2.request, d2.node), (r1, b));
+    t.r.handle_finished(secs(2), d2.attempt, Usage::default()); // b idle from 2 s
+    t.drain();
+    let mut all = vec![];
+    for s in 2..=16 {
+        if s > 2 {
+            t.node(secs(s), loaded("a", "m:7b"));
+            t.node(secs(s), loaded("b", "m:7b"));
+            t.r.handle_timeout(secs(s));
+            t.drain();
+        }
+        while !t.cmds.is_empty() {
+            for cmd in t.take() {
+                if let Command::Dispatch(d) = &cmd {
+                    if d.node == a {
+                        t.r.handle_failed(secs(s), d.attempt, UpstreamFailure::Connect); // a is dead
+                        t.drain();
+                    } else {
+                        t.r.handle_finished(secs(s), d.attempt, Usage::default()); // b answers in < 1 s
+                        t.drain();
+                    }
+                }
+                all.push(cmd);
+            }
+        }
+    }
+    let _ = r2;
+    assert!(
+        !matches!(t.ended(r3).first().map(|t| &t.outcome), Some(Outcome::Rejected(_))),
+        "r3 was refused while b sat idle: {:?}",
+        t.ended(r3)
+    );
+}
+
+/// F4: `Event::Retried` ("another will be made") and `counters.retries` are emitted even when no
+/// node is left and the request is rejected at once.
+#[test]
+fn retried_event_only_when_a_retry_happens() {
+    let mut t = T::new(RouterConfig::default());
+    t.node(secs(0), loaded("a", "m:7b"));
+    let id = t.request(secs(1), RequestSpec::chat("m:7b"));
+    let d = t.dispatch();
+    t.r.handle_failed(secs(1), d.attempt, UpstreamFailure::Connect);
+    t.drain();
+    assert!(matches!(t.take().as_slice(), [Command::Reject { .. }]));
+    assert_eq!(t.ended(id).len(), 1);
+    assert!(
+        !t.events.iter().any(|e| matches!(e, Event::Retried { .. })),
+        "Retried emitted though no retry was made; retries = {}",
+        t.r.stats().counters.retries
+    );
+}
+
+/// F5: an attempt that outlives its node (forgotten) recreates breaker and latency entries for
+/// the dead node id; they are never removed.
+#[test]
+fn forgotten_node_tables_not_recreated() {
+    let mut c = RouterConfig::default();
+    c.fleet.forget_after = Duration::from_secs(60);
+    c.retry.stall_timeout = Duration::from_secs(600);
+    let mut t = T::new(c);
+    let a = t.node(secs(0), loaded("a", "m:7b"));
+    t.request(secs(0), RequestSpec::chat("m:7b"));
+    let d = t.dispatch();
+    t.r.handle_first_byte(secs(1), d.attempt);
+    t.r.handle_timeout(secs(70));
+    t.drain();
+    assert!(t.r.fleet().node(a).is_none(), "forgotten");
+    t.r.handle_finished(secs(71), d.attempt, Usage::default());
+    t.drain();
+    assert!(!t.r.breakers.contains_key(&a), "breaker entry for a forgotten node");
+    assert!(t.r.latency.p75_ms(a, &ModelName::new("m:7b")).is_none(), "latency entry for a forgotten node");
+}
+
+/// F6: the primary is hot but every queue for it is full; the client's hot, idle fallback is
+/// never tried and the request gets a 429.
+#[test]
+fn full_primary_queue_uses_client_fallback() {
+    let mut c = RouterConfig::default();
+    c.queue.max_pending_per_queue = 1;
+    let mut t = T::new(c);
+    t.node(secs(0), loaded("a", "big:7b"));
+    let b = t.node(secs(0), loaded("b", "small:7b"));
+    t.request(secs(1), RequestSpec::chat("big:7b"));
+    t.dispatch();
+    t.request(secs(1), RequestSpec::chat("big:7b"));
+    assert!(t.take().is_empty(), "queued");
+    let mut spec = RequestSpec::chat("big:7b");
+    spec.fallback_models = vec![ModelName::new("small:7b")];
+    let id = t.request(secs(1), spec);
+    let cmds = t.take();
+    assert!(
+        matches!(dispatched_for(&cmds, id), Some(d) if d.node == b),
+        "expected the hot idle fallback on b, got {cmds:?}"
+    );
+}
+
+/// F7: `handle_progress` (and `handle_report`'s error path) run `advance` — which can reap an
+/// attempt and free a slot, or change node status — but never `pump`: the queued request is not
+/// dispatched until some later unrelated input.
+#[test]
+fn progress_reap_frees_slot_for_queue() {
+    let mut c = RouterConfig::default();
+    c.retry.first_byte_timeout = Duration::from_secs(10);
+    let mut t = T::new(c);
+    let mut h = loaded("a", "m:7b");
+    h.ollama.num_parallel = 2;
+    t.node(secs(0), h.clone());
+    t.request(secs(1), RequestSpec::chat("m:7b"));
+    let d1 = t.dispatch();
+    t.request(secs(1), RequestSpec::chat("m:7b"));
+    let _d2 = t.dispatch();
+    let r3 = t.request(secs(1), RequestSpec::chat("m:7b"));
+    assert!(t.take().is_empty(), "r3 queued");
+    t.r.handle_first_byte(secs(2), d1.attempt);
+    t.node(secs(10), h.clone()); // keep a online
+    t.take();
+    // r2's first-byte deadline (11 s) passes; the next input is r1's progress.
+    t.r.handle_progress(secs(12), d1.attempt);
+    t.drain();
+    let cmds = t.take();
+    assert!(cmds.iter().any(|c| matches!(c, Command::Cancel { reason: CancelReason::FirstByteTimeout, .. })));
+    assert!(
+        dispatched_for(&cmds, r3).is_some(),
+        "slot freed by the reaper but r3 still queued; poll_timeout = {:?}; cmds {cmds:?}",
+        t.r.poll_timeout()
+    );
+}
+
+/// F8: a retry that has to queue is refused 1 ms later once `max_queue_wait` has elapsed since
+/// admission (time spent in the failed attempt counts as queue wait).
+#[test]
+fn retry_queue_deadline_counts_attempt_time() {
+    let mut c = RouterConfig::default();
+    c.queue.max_queue_wait = Duration::from_secs(20);
+    c.retry.first_byte_timeout = Duration::from_secs(600);
+    let mut t = T::new(c);
+    let a = t.node(secs(0), loaded("a", "m:7b"));
+    let b = t.node(secs(0), loaded("b", "m:7b"));
+    let r1 = t.request(secs(0), RequestSpec::chat("m:7b"));
+    let d1 = t.dispatch();
+    let r2 = t.request(secs(0), RequestSpec::chat("m:7b"));
+    let d2 = t.dispatch();
+    assert_ne!(d1.node, d2.node);
+    let _ = (a, b, r2);
+    for s in [10, 20] {
+        t.node(secs(s), loaded("a", "m:7b"));
+        t.node(secs(s), loaded("b", "m:7b"));
+    }
+    t.r.handle_first_byte(secs(21), d2.attempt);
+    t.r.handle_failed(secs(25), d1.attempt, UpstreamFailure::Reset); // r1 retried: other node busy
+    t.drain();
+    t.take();
+    assert_eq!(t.r.stats().queued, 1, "retry queued behind r2");
+    t.r.handle_timeout(secs(25) + Duration::from_millis(1));
+    t.drain();
+    assert!(t.ended(r1).is_empty(), "retry refused 1 ms after queueing: {:?}", t.ended(r1));
+}
+
+/// F9: a success from an attempt dispatched before the breaker opened closes an Open breaker
+/// at once (no half-open probe), contrary to the Closed→Open→HalfOpen→probe diagram.
+#[test]
+fn old_success_does_not_close_open_breaker() {
+    let mut c = RouterConfig::default();
+    c.retry.breaker_failures = 1;
+    c.retry.max_attempts = 1;
+    let mut t = T::new(c);
+    let mut h = loaded("a", "m:7b");
+    h.ollama.num_parallel = 2;
+    let a = t.node(secs(0), h);
+    t.request(secs(1), RequestSpec::chat("m:7b"));
+    let d1 = t.dispatch();
+    t.request(secs(1), RequestSpec::chat("m:7b"));
+    let d2 = t.dispatch();
+    t.r.handle_failed(secs(2), d2.attempt, UpstreamFailure::Connect);
+    t.drain();
+    assert!(!t.r.breaker_allows(a), "open");
+    t.r.handle_finished(secs(3), d1.attempt, Usage::default());
+    t.drain();
+    assert!(!t.r.breaker_allows(a), "an old in-flight success closed the open breaker");
+}
+
+/// F7b: same via a refused report (drain for an unknown node).
+#[test]
+fn refused_report_still_pumps() {
+    let mut c = RouterConfig::default();
+    c.retry.first_byte_timeout = Duration::from_secs(10);
+    let mut t = T::new(c);
+    let mut h = loaded("a", "m:7b");
+    h.ollama.num_parallel = 2;
+    t.node(secs(0), h.clone());
+    t.request(secs(1), RequestSpec::chat("m:7b"));
+    t.dispatch();
+    t.request(secs(1), RequestSpec::chat("m:7b"));
+    t.dispatch();
+    let r3 = t.request(secs(1), RequestSpec::chat("m:7b"));
+    t.node(secs(10), h);
+    t.take();
+    assert!(t.r.handle_report(secs(12), Report::Drain { node_id: "zzz".into() }).is_err());
+    t.drain();
+    let cmds = t.take();
+    assert!(dispatched_for(&cmds, r3).is_some(), "reaped slots free but r3 still queued: {cmds:?}");
+}

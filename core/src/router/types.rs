@@ -168,7 +168,9 @@ impl Rejection {
             | Rejection::QueueFull { retry_after }
             | Rejection::Overloaded { retry_after }
             | Rejection::ClientLimit { retry_after, .. } => Some(*retry_after),
-            Rejection::Upstream { saturated: true, .. } => Some(Duration::from_secs(2)),
+            Rejection::Upstream { saturated: true, .. } | Rejection::Upstream { status: 429 | 503, .. } => {
+                Some(Duration::from_secs(2))
+            }
             _ => None,
         }
     }

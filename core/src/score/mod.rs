@@ -301,7 +301,9 @@ fn candidates(c: &ScoreConfig, scored: Vec<(NodeId, Breakdown, Temperature, Fact
     scored
         .into_iter()
         .map(|(node, mut b, temperature, f)| {
-            let guarded = c.policy == ScorePolicy::Herd && f.depth >= min_depth.saturating_add(c.pin_imbalance_guard);
+            let guarded = c.policy == ScorePolicy::Herd
+                && c.pin_imbalance_guard > 0
+                && f.depth >= min_depth.saturating_add(c.pin_imbalance_guard);
             if !guarded {
                 if f.session_pinned {
                     b.0[Signal::SessionAffinity as usize] = signals::affinity(c.session_bonus, f.depth);
