@@ -9,6 +9,7 @@
 #[cfg(any(test, feature = "testing"))]
 mod check;
 mod flow;
+mod lifecycle;
 #[cfg(test)]
 mod tests;
 pub mod types;
