@@ -49,6 +49,8 @@ pub struct FleetConfig {
     pub max_nodes: usize,
     /// A node's `OLLAMA_MAX_LOADED_MODELS` when it does not report one. Default 3.
     pub default_max_loaded_models: u32,
+    /// When set, reports (heartbeats and drains) must present this key. Default none.
+    pub fleet_key: Option<String>,
 }
 
 impl Default for FleetConfig {
@@ -60,6 +62,7 @@ impl Default for FleetConfig {
             warm_window: Duration::from_secs(1800),
             max_nodes: 1024,
             default_max_loaded_models: 3,
+            fleet_key: None,
         }
     }
 }

@@ -18,6 +18,8 @@ pub enum Report {
     Drain {
         /// The node.
         node_id: String,
+        /// The fleet key it presents, if any.
+        fleet_key: Option<String>,
     },
 }
 
@@ -314,7 +316,8 @@ impl Heartbeat {
             return Err(HeartbeatError::InvalidNodeId);
         }
         if obj.get("draining") == Some(&serde_json::Value::Bool(true)) {
-            return Ok(Report::Drain { node_id });
+            let fleet_key = obj.get("fleet_key").and_then(|k| k.as_str()).map(str::to_string);
+            return Ok(Report::Drain { node_id, fleet_key });
         }
         for field in ["cpu", "memory", "ollama"] {
             if !obj.contains_key(field) {
@@ -424,7 +427,10 @@ mod tests {
 
     #[test]
     fn drain_message_needs_only_node_id() {
-        assert_eq!(Heartbeat::parse(br#"{"node_id":"a","draining":true}"#), Ok(Report::Drain { node_id: "a".into() }));
+        assert_eq!(
+            Heartbeat::parse(br#"{"node_id":"a","draining":true}"#),
+            Ok(Report::Drain { node_id: "a".into(), fleet_key: None })
+        );
     }
 
     #[test]

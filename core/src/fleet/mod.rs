@@ -302,6 +302,9 @@ pub enum FleetError {
     /// The registry is full.
     #[error("the fleet already has {0} nodes")]
     TooManyNodes(usize),
+    /// The report did not present the fleet key the router requires.
+    #[error("node {0:?} did not present the fleet key")]
+    BadFleetKey(String),
     /// A drain for a node the registry does not know.
     #[error("unknown node {0:?}")]
     UnknownNode(String),
@@ -344,7 +347,10 @@ impl Fleet {
 
     fn apply_report(&mut self, now: Instant, report: Report) -> Result<Registered, FleetError> {
         match report {
-            Report::Drain { node_id } => {
+            Report::Drain { node_id, fleet_key } => {
+                if !self.key_ok(fleet_key.as_deref()) {
+                    return Err(FleetError::BadFleetKey(node_id));
+                }
                 let id = *self.by_name.get(&node_id).ok_or(FleetError::UnknownNode(node_id))?;
                 let node = self.nodes.get_mut(&id).expect("by_name and nodes agree");
                 let previous = node.status;
@@ -356,7 +362,19 @@ impl Fleet {
         }
     }
 
+    /// Whether a presented fleet key is acceptable: any when none is configured, else equal
+    /// (compared without an early exit, so timing does not reveal how much matched).
+    fn key_ok(&self, presented: Option<&str>) -> bool {
+        let Some(want) = &self.config.fleet_key else { return true };
+        let Some(got) = presented else { return false };
+        let (a, b) = (want.as_bytes(), got.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
     fn heartbeat(&mut self, now: Instant, mut hb: Heartbeat) -> Result<Registered, FleetError> {
+        if !self.key_ok(hb.fleet_key.as_deref()) {
+            return Err(FleetError::BadFleetKey(hb.node_id));
+        }
         let meta_update = hb.ollama.models_available_meta.take();
         let Some(&id) = self.by_name.get(&hb.node_id) else {
             if self.nodes.len() >= self.config.max_nodes {

@@ -68,11 +68,11 @@ fn long_offline_nodes_are_forgotten_and_stop_counting_models() {
 fn drain_stops_routing_until_next_heartbeat() {
     let mut f = Fleet::new(FleetConfig::default());
     f.handle_report(Instant::ZERO, report(hb("a", &[], &[]))).unwrap();
-    f.handle_report(Instant::from_secs(1), Report::Drain { node_id: "a".into() }).unwrap();
+    f.handle_report(Instant::from_secs(1), Report::Drain { node_id: "a".into(), fleet_key: None }).unwrap();
     assert_eq!(f.by_name("a").unwrap().status(), NodeStatus::Draining);
     assert!(!f.by_name("a").unwrap().routable());
     assert_eq!(
-        f.handle_report(Instant::from_secs(1), Report::Drain { node_id: "zz".into() }),
+        f.handle_report(Instant::from_secs(1), Report::Drain { node_id: "zz".into(), fleet_key: None }),
         Err(FleetError::UnknownNode("zz".into()))
     );
     f.handle_report(Instant::from_secs(2), report(hb("a", &[], &[]))).unwrap();
@@ -139,4 +139,19 @@ fn registry_is_bounded() {
     f.handle_report(Instant::ZERO, report(hb("b", &[], &[]))).unwrap();
     assert_eq!(f.handle_report(Instant::ZERO, report(hb("c", &[], &[]))), Err(FleetError::TooManyNodes(2)));
     assert!((Fleet::new(FleetConfig::default()).median_bandwidth()).abs() < 1e-12);
+}
+
+#[test]
+fn fleet_key_is_required_when_configured() {
+    let mut f = Fleet::new(FleetConfig { fleet_key: Some("s3cret".into()), ..FleetConfig::default() });
+    let mut h = hb("a", &[], &[]);
+    assert_eq!(f.handle_report(Instant::ZERO, report(h.clone())), Err(FleetError::BadFleetKey("a".into())));
+    h.fleet_key = Some("s3creT".into());
+    assert_eq!(f.handle_report(Instant::ZERO, report(h.clone())), Err(FleetError::BadFleetKey("a".into())));
+    h.fleet_key = Some("s3cret".into());
+    assert!(f.handle_report(Instant::ZERO, report(h)).is_ok());
+    let drain = |k: Option<&str>| Report::Drain { node_id: "a".into(), fleet_key: k.map(str::to_string) };
+    assert_eq!(f.handle_report(Instant::ZERO, drain(None)), Err(FleetError::BadFleetKey("a".into())));
+    assert!(f.handle_report(Instant::ZERO, drain(Some("s3cret"))).is_ok());
+    assert_eq!(f.by_name("a").unwrap().status(), NodeStatus::Draining);
 }

@@ -404,7 +404,7 @@ fn queued_work_moves_when_its_node_drains() {
     assert_eq!(d1.node, a);
     let r2 = t.request(secs(1), RequestSpec::chat("m:7b"));
     assert!(t.take().is_empty());
-    t.r.handle_report(secs(2), Report::Drain { node_id: "a".into() }).unwrap();
+    t.r.handle_report(secs(2), Report::Drain { node_id: "a".into(), fleet_key: None }).unwrap();
     t.drain();
     assert_eq!(t.r.stats().holding, 1, "nowhere to go yet: held, not lost");
     let b = t.node(secs(3), loaded("b", "m:7b"));
@@ -757,7 +757,7 @@ fn refused_report_still_pumps() {
     let r3 = t.request(secs(1), RequestSpec::chat("m:7b"));
     t.node(secs(10), h);
     t.take();
-    assert!(t.r.handle_report(secs(12), Report::Drain { node_id: "zzz".into() }).is_err());
+    assert!(t.r.handle_report(secs(12), Report::Drain { node_id: "zzz".into(), fleet_key: None }).is_err());
     t.drain();
     let cmds = t.take();
     assert!(dispatched_for(&cmds, r3).is_some(), "reaped slots free but r3 still queued: {cmds:?}");
