@@ -3,15 +3,14 @@
 
 use std::borrow::Cow;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::estimate::TokenTally;
-use super::spec::{Draft, HerdFields};
-use super::wire::{tag, untag, Content};
+use super::spec::{extra_user, Draft};
+use super::wire::{typed_parts, Content, HerdFields};
 use super::{ApiError, DescribeContext, Surface, WireRequest};
-use crate::request::{RequestKind, RequestSpec};
+use crate::request::RequestSpec;
 
 /// `POST /v1/messages`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -40,15 +39,9 @@ pub struct MessagesRequest {
     /// `{"effort": "low"|...}`, used when `thinking` is absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_config: Option<Map<String, Value>>,
-    /// Anthropic metadata (`user_id`); herd also reads `metadata.tags`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
-    /// herd: the client's own fallback models.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback_models: Option<Vec<String>>,
-    /// herd: allow or forbid VRAM-aware substitution.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<bool>,
+    /// Anthropic's `metadata` (herd reads `user_id` and `tags`) and herd's own fields.
+    #[serde(flatten)]
+    pub herd: HerdFields,
     /// Every other field (`temperature`, `top_p`, `top_k`, `stop_sequences`, `tool_choice`, ...),
     /// verbatim.
     #[serde(flatten)]
@@ -165,38 +158,13 @@ pub struct ThinkingBlock {
     pub extra: Map<String, Value>,
 }
 
-impl Serialize for Block {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Block::Text(b) => tag("text", b, s),
-            Block::Image(b) => tag("image", b, s),
-            Block::ToolUse(b) => tag("tool_use", b, s),
-            Block::ToolResult(b) => tag("tool_result", b, s),
-            Block::Thinking(b) => tag("thinking", b, s),
-            Block::Other(map) => map.serialize(s),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Block {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        fn known<T: DeserializeOwned, E: serde::de::Error>(
-            map: Map<String, Value>,
-            wrap: fn(T) -> Block,
-        ) -> Result<Block, E> {
-            untag(map).map(wrap)
-        }
-        let map = Map::<String, Value>::deserialize(d)?;
-        match map.get("type").and_then(Value::as_str) {
-            Some("text") => known(map, Block::Text),
-            Some("image") => known(map, Block::Image),
-            Some("tool_use") => known(map, Block::ToolUse),
-            Some("tool_result") => known(map, Block::ToolResult),
-            Some("thinking") => known(map, Block::Thinking),
-            _ => Ok(Block::Other(map)),
-        }
-    }
-}
+typed_parts!(Block {
+    "text" => Text,
+    "image" => Image,
+    "tool_use" => ToolUse,
+    "tool_result" => ToolResult,
+    "thinking" => Thinking,
+});
 
 impl Block {
     /// The text of a text block.
@@ -303,8 +271,7 @@ impl WireRequest for MessagesRequest {
     /// Counts system, messages, tool calls and results, images and tool definitions; `system` and
     /// the tools form the prefix key.
     fn describe(&self, ctx: &DescribeContext) -> Result<RequestSpec, ApiError> {
-        let stream = self.stream.unwrap_or(Self::SURFACE.default_stream());
-        let mut d = Draft::new(RequestKind::Chat, self.model.as_deref(), stream)?;
+        let mut d = Draft::new(Self::SURFACE, self.model.as_deref(), self.stream, &self.herd, extra_user(&self.extra))?;
         let max_tokens = self.max_tokens.ok_or(ApiError::MissingField { field: "max_tokens" })?;
         if max_tokens == 0 {
             return Err(ApiError::InvalidValue { field: "max_tokens", value: "0".into() });
@@ -323,25 +290,14 @@ impl WireRequest for MessagesRequest {
             let blocks = m.content.as_ref().map_or(&[][..], Content::parts);
             d.has_images |= blocks.iter().any(Block::has_image);
         }
-        let tools = self.tools.as_deref().unwrap_or(&[]);
-        for tool in tools {
-            d.tally.json(tool);
-        }
+        d.tools(self.tools.as_deref());
         d.prefix.system = match &self.system {
             None => Vec::new(),
             Some(Content::Text(text)) => vec![stable_system_text(text)],
             Some(Content::Parts(blocks)) => blocks.iter().filter_map(Block::text).map(stable_system_text).collect(),
         };
-        d.prefix.tools = tools;
         d.max_output_tokens = Some(max_tokens);
         d.think = self.think();
-        d.herd = HerdFields {
-            fallback_models: self.fallback_models.as_deref(),
-            fallback: self.fallback,
-            metadata: self.metadata.as_ref(),
-            user: self.extra.get("user").and_then(Value::as_str),
-            metadata_user_id: true,
-        };
         d.finish(ctx)
     }
 }

@@ -54,7 +54,7 @@ pub use spec::{
     parse_model_name, parse_no_fallback_header, parse_tags_header, prefix_key, DEFAULT_PREFIX_MIN_TOKENS,
     MAX_FALLBACK_MODELS, MAX_MODEL_NAME_BYTES, MAX_TAGS, MAX_TAG_BYTES,
 };
-pub use wire::{Content, Options, TextInput, Think};
+pub use wire::{ChatTurn, Content, HerdFields, Options, TextInput, Think};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

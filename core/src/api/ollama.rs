@@ -1,6 +1,6 @@
 //! Ollama-native request bodies: `/api/chat`, `/api/generate`, `/api/embed` and the legacy
 //! `/api/embeddings` (wire-api.md §3.1–3.4), plus herd's own fields (`fallback_models`,
-//! `fallback`, `metadata.tags`).
+//! `fallback`, `metadata.tags`: [`HerdFields`]).
 //!
 //! Every type keeps unknown fields in `extra`; explicit `null`s in known optional fields read as
 //! absent (as Go's decoder treats them) and are not written back.
@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::estimate::TokenTally;
-use super::spec::{Draft, HerdFields};
-use super::wire::{Options, TextInput, Think};
+use super::spec::{extra_user, Draft};
+use super::wire::{ChatTurn, HerdFields, Options, TextInput, Think};
 use super::{ApiError, DescribeContext, Surface, WireRequest};
-use crate::request::{RequestKind, RequestSpec};
+use crate::request::RequestSpec;
 
 /// `POST /api/chat`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -41,15 +41,9 @@ pub struct ChatRequest {
     /// Thinking on/off or a level.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub think: Option<Think>,
-    /// herd: the client's own fallback models, in order.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback_models: Option<Vec<String>>,
-    /// herd: allow (`true`) or forbid (`false`) VRAM-aware substitution.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<bool>,
-    /// herd: request metadata; `metadata.tags` tags the request.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
+    /// herd's own fields (`fallback_models`, `fallback`, `metadata`).
+    #[serde(flatten)]
+    pub herd: HerdFields,
     /// Every other field (`truncate`, `shift`, `logprobs`, ...), verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -84,19 +78,22 @@ pub struct Message {
     pub extra: Map<String, Value>,
 }
 
-impl Message {
-    /// Whether the role is `system` (any case).
-    pub fn is_system(&self) -> bool {
-        self.role.as_deref().is_some_and(|r| r.eq_ignore_ascii_case("system"))
+impl ChatTurn for Message {
+    fn role(&self) -> Option<&str> {
+        self.role.as_deref()
     }
 
-    /// Number of images attached.
-    pub fn image_count(&self) -> usize {
+    /// The content, if any.
+    fn texts(&self) -> Vec<&str> {
+        self.content.as_deref().into_iter().collect()
+    }
+
+    fn image_count(&self) -> usize {
         self.images.as_ref().map_or(0, Vec::len)
     }
 
-    /// Adds this message to a token tally.
-    pub fn tally(&self, t: &mut TokenTally) {
+    /// Counts the content, the reasoning, the tool calls and the images.
+    fn tally(&self, t: &mut TokenTally) {
         t.message();
         t.text(self.content.as_deref().unwrap_or(""));
         t.text(self.thinking.as_deref().unwrap_or(""));
@@ -143,15 +140,9 @@ pub struct GenerateRequest {
     /// Thinking on/off or a level.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub think: Option<Think>,
-    /// herd: the client's own fallback models.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback_models: Option<Vec<String>>,
-    /// herd: allow or forbid VRAM-aware substitution.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<bool>,
-    /// herd: request metadata (`tags`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
+    /// herd's own fields (`fallback_models`, `fallback`, `metadata`).
+    #[serde(flatten)]
+    pub herd: HerdFields,
     /// Every other field (`template`, `context`, `truncate`, ...), verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -172,15 +163,9 @@ pub struct EmbedRequest {
     /// Seconds (number) or a duration string.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<Value>,
-    /// herd: the client's own fallback models.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback_models: Option<Vec<String>>,
-    /// herd: allow or forbid VRAM-aware substitution.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<bool>,
-    /// herd: request metadata (`tags`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
+    /// herd's own fields (`fallback_models`, `fallback`, `metadata`).
+    #[serde(flatten)]
+    pub herd: HerdFields,
     /// Every other field (`truncate`, `dimensions`, ...), verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -201,34 +186,12 @@ pub struct EmbeddingsRequest {
     /// Seconds (number) or a duration string.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<Value>,
-    /// herd: the client's own fallback models.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback_models: Option<Vec<String>>,
-    /// herd: allow or forbid VRAM-aware substitution.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<bool>,
-    /// herd: request metadata (`tags`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
+    /// herd's own fields (`fallback_models`, `fallback`, `metadata`).
+    #[serde(flatten)]
+    pub herd: HerdFields,
     /// Every other field, verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
-}
-
-/// herd's fields as found on a native body (`user` is read from `extra` if it is a string).
-fn herd<'a>(
-    fallback_models: &'a Option<Vec<String>>,
-    fallback: Option<bool>,
-    metadata: &'a Option<Map<String, Value>>,
-    extra: &'a Map<String, Value>,
-) -> HerdFields<'a> {
-    HerdFields {
-        fallback_models: fallback_models.as_deref(),
-        fallback,
-        metadata: metadata.as_ref(),
-        user: extra.get("user").and_then(Value::as_str),
-        metadata_user_id: false,
-    }
 }
 
 /// Reads `num_ctx` and the `num_predict` budget into the draft.
@@ -246,26 +209,11 @@ impl WireRequest for ChatRequest {
     /// Counts every message, image and tool definition; the leading `system` messages and the
     /// tools form the prefix key.
     fn describe(&self, ctx: &DescribeContext) -> Result<RequestSpec, ApiError> {
-        let stream = self.stream.unwrap_or(Self::SURFACE.default_stream());
-        let mut d = Draft::new(RequestKind::Chat, self.model.as_deref(), stream)?;
-        let messages = self.messages.as_deref().unwrap_or(&[]);
-        for m in messages {
-            m.tally(&mut d.tally);
-            d.has_images |= m.image_count() > 0;
-        }
-        let tools = self.tools.as_deref().unwrap_or(&[]);
-        for tool in tools {
-            d.tally.json(tool);
-        }
-        d.prefix.system = messages
-            .iter()
-            .take_while(|m| m.is_system())
-            .filter_map(|m| m.content.as_deref().map(Into::into))
-            .collect();
-        d.prefix.tools = tools;
+        let mut d = Draft::new(Self::SURFACE, self.model.as_deref(), self.stream, &self.herd, extra_user(&self.extra))?;
+        d.chat(self.messages.as_deref().unwrap_or(&[]));
+        d.tools(self.tools.as_deref());
         read_options(&mut d, self.options.as_ref())?;
         d.think = self.think.as_ref().map(Think::enabled).transpose()?;
-        d.herd = herd(&self.fallback_models, self.fallback, &self.metadata, &self.extra);
         d.finish(ctx)
     }
 }
@@ -276,8 +224,7 @@ impl WireRequest for GenerateRequest {
     /// Counts the prompt, suffix and system prompt (one message each when present) and images;
     /// `system` forms the prefix key.
     fn describe(&self, ctx: &DescribeContext) -> Result<RequestSpec, ApiError> {
-        let stream = self.stream.unwrap_or(Self::SURFACE.default_stream());
-        let mut d = Draft::new(RequestKind::Generate, self.model.as_deref(), stream)?;
+        let mut d = Draft::new(Self::SURFACE, self.model.as_deref(), self.stream, &self.herd, extra_user(&self.extra))?;
         d.tally.message().text(self.prompt.as_deref().unwrap_or(""));
         d.tally.text(self.suffix.as_deref().unwrap_or(""));
         if let Some(system) = self.system.as_deref() {
@@ -289,7 +236,6 @@ impl WireRequest for GenerateRequest {
         d.has_images = images > 0;
         read_options(&mut d, self.options.as_ref())?;
         d.think = self.think.as_ref().map(Think::enabled).transpose()?;
-        d.herd = herd(&self.fallback_models, self.fallback, &self.metadata, &self.extra);
         d.finish(ctx)
     }
 }
@@ -299,13 +245,12 @@ impl WireRequest for EmbedRequest {
 
     /// Counts the characters of every input (no per-message overhead); never streams.
     fn describe(&self, ctx: &DescribeContext) -> Result<RequestSpec, ApiError> {
-        let mut d = Draft::new(RequestKind::Embed, self.model.as_deref(), false)?;
+        let mut d = Draft::new(Self::SURFACE, self.model.as_deref(), None, &self.herd, extra_user(&self.extra))?;
         for text in self.input.as_ref().map_or(&[][..], TextInput::texts) {
             d.tally.text(text);
         }
         read_options(&mut d, self.options.as_ref())?;
         d.max_output_tokens = None;
-        d.herd = herd(&self.fallback_models, self.fallback, &self.metadata, &self.extra);
         d.finish(ctx)
     }
 }
@@ -315,11 +260,10 @@ impl WireRequest for EmbeddingsRequest {
 
     /// Counts the characters of `prompt`; never streams.
     fn describe(&self, ctx: &DescribeContext) -> Result<RequestSpec, ApiError> {
-        let mut d = Draft::new(RequestKind::Embed, self.model.as_deref(), false)?;
+        let mut d = Draft::new(Self::SURFACE, self.model.as_deref(), None, &self.herd, extra_user(&self.extra))?;
         d.tally.text(self.prompt.as_deref().unwrap_or(""));
         read_options(&mut d, self.options.as_ref())?;
         d.max_output_tokens = None;
-        d.herd = herd(&self.fallback_models, self.fallback, &self.metadata, &self.extra);
         d.finish(ctx)
     }
 }

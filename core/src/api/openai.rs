@@ -5,15 +5,14 @@
 //! `seed`, `response_format`, `tool_choice`, `stream_options`, `logprobs`, `encoding_format`,
 //! `dimensions`, ...) stays in `extra`, verbatim, so nothing the client sent is lost.
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::estimate::TokenTally;
-use super::spec::{Draft, HerdFields};
-use super::wire::{tag, untag, Content, TextInput};
+use super::spec::Draft;
+use super::wire::{typed_parts, ChatTurn, Content, HerdFields, TextInput};
 use super::{json_text, ApiError, DescribeContext, Surface, WireRequest};
-use crate::request::{RequestKind, RequestSpec};
+use crate::request::RequestSpec;
 
 /// `POST /v1/chat/completions`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -45,15 +44,9 @@ pub struct ChatRequest {
     /// End-user id; tags the request `user:<value>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// OpenAI metadata; herd reads `metadata.tags`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
-    /// herd: the client's own fallback models.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback_models: Option<Vec<String>>,
-    /// herd: allow or forbid VRAM-aware substitution.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<bool>,
+    /// OpenAI's `metadata` (herd reads `metadata.tags`) and herd's own fields.
+    #[serde(flatten)]
+    pub herd: HerdFields,
     /// Every other field, verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -82,14 +75,13 @@ pub struct ChatMessage {
     pub extra: Map<String, Value>,
 }
 
-impl ChatMessage {
-    /// Whether the role is `system` (any case).
-    pub fn is_system(&self) -> bool {
-        self.role.as_deref().is_some_and(|r| r.eq_ignore_ascii_case("system"))
+impl ChatTurn for ChatMessage {
+    fn role(&self) -> Option<&str> {
+        self.role.as_deref()
     }
 
-    /// The message's texts: the string content, or each text part.
-    pub fn texts(&self) -> Vec<&str> {
+    /// The string content, or each text part.
+    fn texts(&self) -> Vec<&str> {
         match &self.content {
             None => Vec::new(),
             Some(Content::Text(text)) => vec![text.as_str()],
@@ -98,13 +90,13 @@ impl ChatMessage {
     }
 
     /// Number of `image_url` parts.
-    pub fn image_count(&self) -> usize {
+    fn image_count(&self) -> usize {
         let parts = self.content.as_ref().map_or(&[][..], Content::parts);
         parts.iter().filter(|p| matches!(p, Part::ImageUrl(_))).count()
     }
 
-    /// Adds this message to a token tally.
-    pub fn tally(&self, t: &mut TokenTally) {
+    /// Counts the texts, the tool calls and the images.
+    fn tally(&self, t: &mut TokenTally) {
         t.message();
         for text in self.texts() {
             t.text(text);
@@ -195,34 +187,7 @@ pub struct InputAudioPart {
     pub extra: Map<String, Value>,
 }
 
-impl Serialize for Part {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Part::Text(p) => tag("text", p, s),
-            Part::ImageUrl(p) => tag("image_url", p, s),
-            Part::InputAudio(p) => tag("input_audio", p, s),
-            Part::Other(map) => map.serialize(s),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Part {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        fn known<T: DeserializeOwned, E: serde::de::Error>(
-            map: Map<String, Value>,
-            wrap: fn(T) -> Part,
-        ) -> Result<Part, E> {
-            untag(map).map(wrap)
-        }
-        let map = Map::<String, Value>::deserialize(d)?;
-        match map.get("type").and_then(Value::as_str) {
-            Some("text") => known(map, Part::Text),
-            Some("image_url") => known(map, Part::ImageUrl),
-            Some("input_audio") => known(map, Part::InputAudio),
-            _ => Ok(Part::Other(map)),
-        }
-    }
-}
+typed_parts!(Part { "text" => Text, "image_url" => ImageUrl, "input_audio" => InputAudio });
 
 /// `POST /v1/completions` (legacy).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -245,15 +210,9 @@ pub struct CompletionRequest {
     /// End-user id; tags the request `user:<value>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// herd reads `metadata.tags`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
-    /// herd: the client's own fallback models.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback_models: Option<Vec<String>>,
-    /// herd: allow or forbid VRAM-aware substitution.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<bool>,
+    /// OpenAI's `metadata` (herd reads `metadata.tags`) and herd's own fields.
+    #[serde(flatten)]
+    pub herd: HerdFields,
     /// Every other field, verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -271,15 +230,9 @@ pub struct EmbeddingRequest {
     /// End-user id; tags the request `user:<value>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// herd reads `metadata.tags`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
-    /// herd: the client's own fallback models.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback_models: Option<Vec<String>>,
-    /// herd: allow or forbid VRAM-aware substitution.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<bool>,
+    /// OpenAI's `metadata` (herd reads `metadata.tags`) and herd's own fields.
+    #[serde(flatten)]
+    pub herd: HerdFields,
     /// Every other field (`encoding_format`, `dimensions`), verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -322,32 +275,15 @@ impl WireRequest for ChatRequest {
     /// `messages` must be non-empty. The budget is the smaller of `max_tokens` and
     /// `max_completion_tokens`; the leading `system` messages and the tools form the prefix key.
     fn describe(&self, ctx: &DescribeContext) -> Result<RequestSpec, ApiError> {
-        let stream = self.stream.unwrap_or(Self::SURFACE.default_stream());
-        let mut d = Draft::new(RequestKind::Chat, self.model.as_deref(), stream)?;
+        let mut d = Draft::new(Self::SURFACE, self.model.as_deref(), self.stream, &self.herd, self.user.as_deref())?;
         let messages = self.messages.as_deref().ok_or(ApiError::MissingField { field: "messages" })?;
         if messages.is_empty() {
             return Err(ApiError::EmptyField { field: "messages" });
         }
-        for m in messages {
-            m.tally(&mut d.tally);
-            d.has_images |= m.image_count() > 0;
-        }
-        let tools = self.tools.as_deref().unwrap_or(&[]);
-        for tool in tools {
-            d.tally.json(tool);
-        }
-        d.prefix.system =
-            messages.iter().take_while(|m| m.is_system()).flat_map(ChatMessage::texts).map(Into::into).collect();
-        d.prefix.tools = tools;
+        d.chat(messages);
+        d.tools(self.tools.as_deref());
         d.max_output_tokens = min_budget(self.max_tokens, self.max_completion_tokens);
         d.think = self.think()?;
-        d.herd = HerdFields {
-            fallback_models: self.fallback_models.as_deref(),
-            fallback: self.fallback,
-            metadata: self.metadata.as_ref(),
-            user: self.user.as_deref(),
-            metadata_user_id: false,
-        };
         d.finish(ctx)
     }
 }
@@ -357,21 +293,13 @@ impl WireRequest for CompletionRequest {
 
     /// Counts the prompt as one message plus the suffix.
     fn describe(&self, ctx: &DescribeContext) -> Result<RequestSpec, ApiError> {
-        let stream = self.stream.unwrap_or(Self::SURFACE.default_stream());
-        let mut d = Draft::new(RequestKind::Generate, self.model.as_deref(), stream)?;
+        let mut d = Draft::new(Self::SURFACE, self.model.as_deref(), self.stream, &self.herd, self.user.as_deref())?;
         d.tally.message();
         for text in self.prompt.as_ref().map_or(&[][..], TextInput::texts) {
             d.tally.text(text);
         }
         d.tally.text(self.suffix.as_deref().unwrap_or(""));
         d.max_output_tokens = self.max_tokens;
-        d.herd = HerdFields {
-            fallback_models: self.fallback_models.as_deref(),
-            fallback: self.fallback,
-            metadata: self.metadata.as_ref(),
-            user: self.user.as_deref(),
-            metadata_user_id: false,
-        };
         d.finish(ctx)
     }
 }
@@ -381,7 +309,7 @@ impl WireRequest for EmbeddingRequest {
 
     /// `input` is required and a batch must be non-empty (Ollama: 400 `invalid input`).
     fn describe(&self, ctx: &DescribeContext) -> Result<RequestSpec, ApiError> {
-        let mut d = Draft::new(RequestKind::Embed, self.model.as_deref(), false)?;
+        let mut d = Draft::new(Self::SURFACE, self.model.as_deref(), None, &self.herd, self.user.as_deref())?;
         let input = self.input.as_ref().ok_or(ApiError::MissingField { field: "input" })?;
         if input.texts().is_empty() {
             return Err(ApiError::EmptyField { field: "input" });
@@ -389,13 +317,6 @@ impl WireRequest for EmbeddingRequest {
         for text in input.texts() {
             d.tally.text(text);
         }
-        d.herd = HerdFields {
-            fallback_models: self.fallback_models.as_deref(),
-            fallback: self.fallback,
-            metadata: self.metadata.as_ref(),
-            user: self.user.as_deref(),
-            metadata_user_id: false,
-        };
         d.finish(ctx)
     }
 }

@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::estimate::TokenTally;
-use super::{ApiError, DescribeContext};
+use super::wire::{ChatTurn, HerdFields};
+use super::{ApiError, DescribeContext, Surface};
 use crate::ids::ModelName;
 use crate::request::{FallbackChoice, RequestKind, RequestSpec};
 
@@ -137,21 +138,6 @@ fn write_str(s: &str, out: &mut String) {
     out.push_str(&Value::String(s.to_string()).to_string());
 }
 
-/// herd's own body fields, common to every surface.
-#[derive(Default)]
-pub(crate) struct HerdFields<'a> {
-    /// `fallback_models`.
-    pub fallback_models: Option<&'a [String]>,
-    /// `fallback`.
-    pub fallback: Option<bool>,
-    /// `metadata` (its `tags`; on Anthropic also `user_id`).
-    pub metadata: Option<&'a Map<String, Value>>,
-    /// OpenAI's `user` (or any body's string `user`).
-    pub user: Option<&'a str>,
-    /// Whether `metadata.user_id` is a tag source (Anthropic only).
-    pub metadata_user_id: bool,
-}
-
 /// The leading system prompt and tools, for the prefix key.
 #[derive(Default)]
 pub(crate) struct PrefixSource<'a> {
@@ -163,9 +149,11 @@ pub(crate) struct PrefixSource<'a> {
 
 /// A request description before the parts shared by every surface are resolved.
 pub(crate) struct Draft<'a> {
-    pub kind: RequestKind,
+    pub surface: Surface,
     pub model: ModelName,
-    pub herd: HerdFields<'a>,
+    pub herd: &'a HerdFields,
+    /// The body's `user` (OpenAI's field, or a string `user` on any other surface).
+    pub user: Option<&'a str>,
     pub tally: TokenTally,
     pub max_output_tokens: Option<u32>,
     pub num_ctx: Option<u32>,
@@ -176,28 +164,57 @@ pub(crate) struct Draft<'a> {
 }
 
 impl<'a> Draft<'a> {
-    /// A draft with nothing counted yet, for a validated `model`.
-    pub fn new(kind: RequestKind, model: Option<&str>, stream: bool) -> Result<Self, ApiError> {
+    /// A draft with nothing counted yet, for a validated `model`; an absent `stream` takes the
+    /// surface's default.
+    pub fn new(
+        surface: Surface,
+        model: Option<&str>,
+        stream: Option<bool>,
+        herd: &'a HerdFields,
+        user: Option<&'a str>,
+    ) -> Result<Self, ApiError> {
         let model = parse_model_name(model.ok_or(ApiError::MissingModel)?)?;
         Ok(Draft {
-            kind,
+            surface,
             model,
-            herd: HerdFields::default(),
+            herd,
+            user,
             tally: TokenTally::default(),
             max_output_tokens: None,
             num_ctx: None,
             has_images: false,
             think: None,
-            stream,
+            stream: stream.unwrap_or(surface.default_stream()),
             prefix: PrefixSource::default(),
         })
+    }
+
+    /// Counts chat `messages` and notes their images; the leading `system` messages' texts form
+    /// the prefix key's system part.
+    pub fn chat<M: ChatTurn>(&mut self, messages: &'a [M]) {
+        for m in messages {
+            m.tally(&mut self.tally);
+            self.has_images |= m.image_count() > 0;
+        }
+        self.prefix.system = messages.iter().take_while(|m| m.is_system()).flat_map(M::texts).map(Into::into).collect();
+    }
+
+    /// Counts the tool definitions, which also form the prefix key's tools part.
+    pub fn tools(&mut self, tools: Option<&'a [Value]>) {
+        let tools = tools.unwrap_or(&[]);
+        for tool in tools {
+            self.tally.json(tool);
+        }
+        self.prefix.tools = tools;
     }
 
     /// Resolves the shared parts against `ctx`.
     pub fn finish(self, ctx: &DescribeContext) -> Result<RequestSpec, ApiError> {
         let model = self.model;
-        let fallback_models = fallback_list(&model, self.herd.fallback_models.unwrap_or(&[]))?;
-        let tags = collect_tags(self.kind, &self.herd, &ctx.header_tags);
+        let kind = self.surface.kind();
+        let fallback_models = fallback_list(&model, self.herd.fallback_models.as_deref().unwrap_or(&[]))?;
+        let metadata_user_id = self.surface == Surface::AnthropicMessages;
+        let tags = collect_tags(kind, self.herd.metadata.as_ref(), self.user, metadata_user_id, &ctx.header_tags);
         let client = ctx.client.clone().filter(|c| !c.is_empty());
         let session_key = tags
             .iter()
@@ -211,7 +228,7 @@ impl<'a> Draft<'a> {
             None => FallbackChoice::Default,
         });
         Ok(RequestSpec {
-            kind: self.kind,
+            kind,
             model,
             fallback_models,
             estimated_prompt_tokens: self.tally.tokens(),
@@ -227,6 +244,11 @@ impl<'a> Draft<'a> {
             tags,
         })
     }
+}
+
+/// A body's `user` when it is a string, on surfaces whose request type keeps it in `extra`.
+pub(crate) fn extra_user(extra: &Map<String, Value>) -> Option<&str> {
+    extra.get("user").and_then(Value::as_str)
 }
 
 /// Normalises the client's fallback list: empty names skipped, duplicates (and the primary)
@@ -259,8 +281,15 @@ fn prefix_of(model: &ModelName, src: &PrefixSource<'_>, min_tokens: u32) -> Opti
 }
 
 /// Request tags, in ollama-herd's order, de-duplicated: `metadata.tags`, the header tags, `user`
-/// as `user:<value>`, Anthropic `metadata.user_id` as `user:<id>`, then `embed` for embeddings.
-fn collect_tags(kind: RequestKind, herd: &HerdFields<'_>, header: &[String]) -> Vec<String> {
+/// as `user:<value>`, `metadata.user_id` as `user:<id>` (when `metadata_user_id`: Anthropic),
+/// then `embed` for embeddings.
+fn collect_tags(
+    kind: RequestKind,
+    metadata: Option<&Map<String, Value>>,
+    user: Option<&str>,
+    metadata_user_id: bool,
+    header: &[String],
+) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
     let mut push = |tag: Cow<'_, str>| {
         let tag = tag.trim();
@@ -268,7 +297,7 @@ fn collect_tags(kind: RequestKind, herd: &HerdFields<'_>, header: &[String]) -> 
             tags.push(tag.to_string());
         }
     };
-    let meta_tags = herd.metadata.and_then(|m| m.get("tags"));
+    let meta_tags = metadata.and_then(|m| m.get("tags"));
     for v in meta_tags.and_then(Value::as_array).into_iter().flatten() {
         if let Some(tag) = tag_text(v) {
             push(tag);
@@ -277,11 +306,11 @@ fn collect_tags(kind: RequestKind, herd: &HerdFields<'_>, header: &[String]) -> 
     for tag in header {
         push(Cow::Borrowed(tag));
     }
-    if let Some(user) = herd.user.map(str::trim).filter(|u| !u.is_empty()) {
+    if let Some(user) = user.map(str::trim).filter(|u| !u.is_empty()) {
         push(Cow::Owned(format!("user:{user}")));
     }
-    if herd.metadata_user_id {
-        let id = herd.metadata.and_then(|m| m.get("user_id"));
+    if metadata_user_id {
+        let id = metadata.and_then(|m| m.get("user_id"));
         if let Some(id) = id.and_then(Value::as_str).map(str::trim).filter(|u| !u.is_empty()) {
             push(Cow::Owned(format!("user:{id}")));
         }
@@ -362,15 +391,9 @@ mod tests {
     #[test]
     fn tags_merge_in_order_without_duplicates() {
         let meta = json!({"tags": ["proj", "", 7, true, null, ["x"], "proj"], "user_id": "u1"});
-        let herd = HerdFields {
-            metadata: meta.as_object(),
-            user: Some("alice"),
-            metadata_user_id: true,
-            ..HerdFields::default()
-        };
         let header = vec!["session:9".to_string(), "proj".to_string()];
         assert_eq!(
-            collect_tags(RequestKind::Embed, &herd, &header),
+            collect_tags(RequestKind::Embed, meta.as_object(), Some("alice"), true, &header),
             ["proj", "7", "true", "session:9", "user:alice", "user:u1", "embed"]
         );
     }
@@ -381,7 +404,7 @@ mod tests {
         let long = "x".repeat(MAX_TAG_BYTES + 1);
         let mut header = vec![long];
         header.extend(many);
-        let tags = collect_tags(RequestKind::Chat, &HerdFields::default(), &header);
+        let tags = collect_tags(RequestKind::Chat, None, None, false, &header);
         assert_eq!(tags.len(), MAX_TAGS);
         assert_eq!(tags[0], "t0");
     }

@@ -1,11 +1,51 @@
-//! Wire pieces shared by several surfaces: string-or-parts content, string-or-list input, the
-//! native `think` value and the native `options` map with typed accessors.
+//! Wire pieces shared by several surfaces: herd's own body fields, what a chat message offers the
+//! estimate, string-or-parts content, string-or-list input, the native `think` value and the
+//! native `options` map with typed accessors.
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::estimate::TokenTally;
 use super::ApiError;
+
+/// herd's own body fields, accepted on every surface and flattened into each request type (before
+/// its `extra`, so they never land there). [`super::patch::BodyPatch::strip_herd_fields`] removes
+/// them before a body is forwarded.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HerdFields {
+    /// herd: the client's own fallback models, in order of preference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_models: Option<Vec<String>>,
+    /// herd: allow (`true`) or forbid (`false`) VRAM-aware substitution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<bool>,
+    /// `metadata`: herd reads its `tags` (and, on Anthropic, its `user_id`). On the OpenAI and
+    /// Anthropic surfaces it is also the API's own field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// A chat message of the native or OpenAI surface, as the token estimate and the prefix key read
+/// it.
+pub trait ChatTurn {
+    /// The role as sent (`system`, `user`, `assistant`, `tool`, ...).
+    fn role(&self) -> Option<&str>;
+
+    /// The message's texts (not reasoning or tool calls), in order.
+    fn texts(&self) -> Vec<&str>;
+
+    /// Number of images attached.
+    fn image_count(&self) -> usize;
+
+    /// Adds this message to a token tally.
+    fn tally(&self, t: &mut TokenTally);
+
+    /// Whether the role is `system` (any case).
+    fn is_system(&self) -> bool {
+        self.role().is_some_and(|r| r.eq_ignore_ascii_case("system"))
+    }
+}
 
 /// Message content that is either a plain string or a list of typed parts (OpenAI content parts,
 /// Anthropic content blocks, Anthropic `system`).
@@ -190,6 +230,34 @@ pub(crate) fn tag<T: Serialize, S: Serializer>(kind: &str, inner: &T, s: S) -> R
         _ => Err(S::Error::custom("a tagged part must serialise to an object")),
     }
 }
+
+/// Implements `Serialize` and `Deserialize` for a content-part enum whose objects are told apart by
+/// their `type` (OpenAI content parts, Anthropic blocks): each listed `type` decodes into its
+/// variant's struct ([`untag`]) and encodes back with the `type` added ([`tag`]); any other object
+/// is kept whole, verbatim, in the enum's `Other` variant.
+macro_rules! typed_parts {
+    ($enum:ident { $($kind:literal => $variant:ident),+ $(,)? }) => {
+        impl ::serde::Serialize for $enum {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $($enum::$variant(p) => $crate::api::wire::tag($kind, p, s),)+
+                    $enum::Other(map) => ::serde::Serialize::serialize(map, s),
+                }
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $enum {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let map = <::serde_json::Map<String, ::serde_json::Value> as ::serde::Deserialize>::deserialize(d)?;
+                match map.get("type").and_then(::serde_json::Value::as_str) {
+                    $(Some($kind) => $crate::api::wire::untag(map).map($enum::$variant),)+
+                    _ => Ok($enum::Other(map)),
+                }
+            }
+        }
+    };
+}
+pub(crate) use typed_parts;
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::api::patch::{apply_patch, BodyPatch, NumCtxPatch};
 use crate::api::{anthropic, decode, describe, describe_object, ollama, openai};
-use crate::api::{parse_body, DescribeContext, Surface, WireRequest};
+use crate::api::{parse_body, DescribeContext, HerdFields, Surface, WireRequest};
 use crate::ids::ModelName;
 
 /// Field names the request types know, mixed into random objects so decoding meets them.
@@ -278,11 +278,22 @@ fn anthropic_messages() -> BoxedStrategy<Value> {
     ])
 }
 
-/// Decoding a well-formed body succeeds, re-serialising gives back exactly the same JSON (no
-/// known field is ever null in these bodies), and describing the bytes equals describing the map.
-fn check_round_trip<T: WireRequest + PartialEq + std::fmt::Debug>(body: &Value) -> Result<(), TestCaseError> {
+/// Decoding a well-formed body succeeds, herd's own fields decode into the flattened `herd` (as
+/// [`HerdFields`] alone reads them) and never into `extra` (`split` gives both), re-serialising
+/// gives back exactly the same JSON (no known field is ever null in these bodies), and describing
+/// the bytes equals describing the map.
+fn check_round_trip<T: WireRequest + PartialEq + std::fmt::Debug>(
+    body: &Value,
+    split: fn(&T) -> (&HerdFields, &Map<String, Value>),
+) -> Result<(), TestCaseError> {
     let map = body.as_object().cloned().unwrap_or_default();
     let decoded: T = decode(&map).map_err(|e| TestCaseError::fail(format!("{e}: {body}")))?;
+    let want: HerdFields = decode(&map).map_err(|e| TestCaseError::fail(format!("{e}: {body}")))?;
+    let (herd, extra) = split(&decoded);
+    prop_assert_eq!(herd, &want);
+    for key in ["fallback_models", "fallback", "metadata"] {
+        prop_assert!(!extra.contains_key(key), "{} leaked into extra: {}", key, body);
+    }
     let again = serde_json::to_value(&decoded).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&again, body);
     let bytes = serde_json::to_vec(&decoded).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -318,42 +329,42 @@ proptest! {
 
     #[test]
     fn ollama_chat_round_trips(body in ollama_chat()) {
-        check_round_trip::<ollama::ChatRequest>(&body)?;
+        check_round_trip::<ollama::ChatRequest>(&body, |r| (&r.herd, &r.extra))?;
     }
 
     #[test]
     fn ollama_generate_round_trips(body in ollama_generate()) {
-        check_round_trip::<ollama::GenerateRequest>(&body)?;
+        check_round_trip::<ollama::GenerateRequest>(&body, |r| (&r.herd, &r.extra))?;
     }
 
     #[test]
     fn ollama_embed_round_trips(body in herd(vec![("input", embed_input()), ("options", options())])) {
-        check_round_trip::<ollama::EmbedRequest>(&body)?;
+        check_round_trip::<ollama::EmbedRequest>(&body, |r| (&r.herd, &r.extra))?;
     }
 
     #[test]
     fn ollama_embeddings_round_trips(body in herd(vec![("prompt", text()), ("keep_alive", non_null())])) {
-        check_round_trip::<ollama::EmbeddingsRequest>(&body)?;
+        check_round_trip::<ollama::EmbeddingsRequest>(&body, |r| (&r.herd, &r.extra))?;
     }
 
     #[test]
     fn openai_chat_round_trips(body in openai_chat()) {
-        check_round_trip::<openai::ChatRequest>(&body)?;
+        check_round_trip::<openai::ChatRequest>(&body, |r| (&r.herd, &r.extra))?;
     }
 
     #[test]
     fn openai_completions_round_trips(body in herd(vec![("prompt", embed_input()), ("suffix", text()), ("max_tokens", small_u32()), ("stream", boolean())])) {
-        check_round_trip::<openai::CompletionRequest>(&body)?;
+        check_round_trip::<openai::CompletionRequest>(&body, |r| (&r.herd, &r.extra))?;
     }
 
     #[test]
     fn openai_embeddings_round_trips(body in herd(vec![("input", embed_input()), ("user", text())])) {
-        check_round_trip::<openai::EmbeddingRequest>(&body)?;
+        check_round_trip::<openai::EmbeddingRequest>(&body, |r| (&r.herd, &r.extra))?;
     }
 
     #[test]
     fn anthropic_round_trips(body in anthropic_messages()) {
-        check_round_trip::<anthropic::MessagesRequest>(&body)?;
+        check_round_trip::<anthropic::MessagesRequest>(&body, |r| (&r.herd, &r.extra))?;
     }
 
     #[test]
