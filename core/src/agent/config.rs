@@ -67,7 +67,7 @@ impl fmt::Display for DurationField {
     }
 }
 
-/// Why an [`AgentConfig`] or the router list given to [`Agent::new`] was refused.
+/// Why an [`AgentConfig`] or the router list given to [`Agent::new`](super::Agent::new) was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AgentConfigError {
     /// A duration is zero or below [`MIN_CONFIG_DURATION`].
@@ -100,7 +100,7 @@ pub enum AgentConfigError {
 }
 
 impl AgentConfig {
-    /// Checks the config before an [`Agent`] uses it.
+    /// Checks the config before an [`Agent`](super::Agent) uses it.
     ///
     /// # Errors
     /// [`AgentConfigError::TooShort`] for a duration under 1 ms,
@@ -199,7 +199,7 @@ impl fmt::Display for RouterIdx {
     }
 }
 
-/// Why [`Agent::add_router`] refused a router.
+/// Why [`Agent::add_router`](super::Agent::add_router) refused a router.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AddRouterError {
     /// `max_routers` routers are already tracked.
