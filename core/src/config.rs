@@ -14,6 +14,10 @@ pub enum ScorePolicy {
     Herd,
     /// ollama-herd 0.11.4's scoring exactly (§2 of the reference), for comparison.
     Classic,
+    /// Baseline: rotate over the nodes that can serve, ignoring every signal.
+    RoundRobin,
+    /// Baseline: the node with the shortest queue per parallel slot.
+    LeastLoaded,
 }
 
 /// What the router does with a client's `num_ctx` (ollama-herd's `context_protection`).

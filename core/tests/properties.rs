@@ -40,8 +40,8 @@ proptest! {
     /// in-flight counters equal open attempts; poll_timeout never in the past. The harness
     /// checks all of these after every step.
     #[test]
-    fn router_invariants_hold(ops in strategies::ops(150), seed in any::<u64>(), pull in any::<bool>(), classic in any::<bool>()) {
-        let policy = if classic { ScorePolicy::Classic } else { ScorePolicy::Herd };
+    fn router_invariants_hold(ops in strategies::ops(150), seed in any::<u64>(), pull in any::<bool>(), p in 0u8..4) {
+        let policy = [ScorePolicy::Herd, ScorePolicy::Classic, ScorePolicy::RoundRobin, ScorePolicy::LeastLoaded][usize::from(p)];
         run(&ops, seed, config(pull, policy))?;
     }
 }

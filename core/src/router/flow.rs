@@ -211,7 +211,7 @@ impl Router {
         let spec = req.spec.clone();
         let tried = req.tried.clone();
         let chain = fallback::model_chain(&spec);
-        let tie = self.rng.next_u64();
+        let tie = self.tie_seed();
         let hot = |c: &Candidate| c.temperature == crate::fleet::Temperature::Hot;
         let mut choices: Vec<Choice> = Vec::new();
         for (i, m) in chain.iter().enumerate() {
@@ -247,6 +247,18 @@ impl Router {
             }
         }
         Plan::Go(choices)
+    }
+
+    /// The tie-break seed for one routing decision: random from the seed, or for round-robin
+    /// the next rotation offset over node ids.
+    fn tie_seed(&mut self) -> u64 {
+        if self.config.score.policy == crate::config::ScorePolicy::RoundRobin {
+            self.rotation = self.rotation.wrapping_add(1);
+            let span = self.fleet.nodes().last().map_or(1, |n| u64::from(n.id().0) + 1);
+            self.rotation % span
+        } else {
+            self.rng.next_u64()
+        }
     }
 
     /// VRAM-aware fallback: the best loaded model of a compatible category on any node.

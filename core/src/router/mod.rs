@@ -185,6 +185,7 @@ pub struct Router {
     pub(crate) next_attempt: u64,
     pub(crate) fleet_dirty: bool,
     pub(crate) counters: Counters,
+    pub(crate) rotation: u64,
 }
 
 impl Router {
@@ -216,6 +217,7 @@ impl Router {
             next_attempt: 1,
             fleet_dirty: false,
             counters: Counters::default(),
+            rotation: 0,
         })
     }
 

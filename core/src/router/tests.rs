@@ -762,3 +762,36 @@ fn refused_report_still_pumps() {
     let cmds = t.take();
     assert!(dispatched_for(&cmds, r3).is_some(), "reaped slots free but r3 still queued: {cmds:?}");
 }
+
+#[test]
+fn baseline_policies_rotate_and_balance() {
+    let mut c = RouterConfig::default();
+    c.score.policy = crate::config::ScorePolicy::RoundRobin;
+    let mut t = T::new(c);
+    for n in ["a", "b", "c"] {
+        let mut h = loaded(n, "m:7b");
+        h.ollama.num_parallel = 4;
+        t.node(secs(0), h);
+    }
+    let mut order = vec![];
+    for _ in 0..6 {
+        t.request(secs(1), RequestSpec::chat("m:7b"));
+        order.push(t.dispatch().node.0);
+    }
+    assert_eq!(order, [1, 2, 0, 1, 2, 0], "round-robin rotates over the nodes");
+
+    let mut c = RouterConfig::default();
+    c.score.policy = crate::config::ScorePolicy::LeastLoaded;
+    let mut t = T::new(c);
+    t.node(secs(0), loaded("a", "m:7b"));
+    let mut b = cold("b", "m:7b");
+    b.ollama.num_parallel = 2;
+    t.node(secs(0), b);
+    let mut picks = vec![];
+    for _ in 0..3 {
+        t.request(secs(1), RequestSpec::chat("m:7b"));
+        picks.push(t.dispatch().node.0);
+    }
+    // Ties go to the lower id; then the queue per slot decides, hot or cold alike.
+    assert_eq!(picks, [0, 1, 1]);
+}

@@ -249,6 +249,14 @@ pub fn breakdown_entry(
     let bw = node.bandwidth_gbps();
     let eff = effective_depth(f.depth, f.slots, c.policy);
     let mut b = [0.0; 9];
+    match c.policy {
+        ScorePolicy::RoundRobin => return Breakdown(b),
+        ScorePolicy::LeastLoaded => {
+            b[Signal::QueueDepth as usize] = -eff;
+            return Breakdown(b);
+        }
+        ScorePolicy::Herd | ScorePolicy::Classic => {}
+    }
     b[Signal::ModelTemperature as usize] = model_temperature(e.temperature(now, want.warm_window), c);
     b[Signal::MemoryFit as usize] = memory_fit(e.is_loaded(), node.free_memory_gb(), e.fit_cost_gb, c);
     b[Signal::QueueDepth as usize] = queue_depth(eff, bw, median_bw, c);
@@ -262,7 +270,8 @@ pub fn breakdown_entry(
     Breakdown(b)
 }
 
-/// Adds affinity bonuses and sorts, best first. Under the herd policy a pin is ignored when its
+/// Adds affinity bonuses and sorts, best first. For `round-robin`, `tie_seed` is the rotation
+/// offset (a node id). Under the herd policy a pin is ignored when its
 /// node's queue is `pin_imbalance_guard` longer than the shortest candidate queue, so a pin never
 /// holds a conversation behind a long line; ties break by a per-decision key from `tie_seed`.
 /// Under classic, ties keep node order, as ollama-herd's stable sort does.
@@ -304,7 +313,8 @@ fn candidates(c: &ScoreConfig, scored: Vec<(NodeId, Breakdown, Temperature, Fact
             let guarded = c.policy == ScorePolicy::Herd
                 && c.pin_imbalance_guard > 0
                 && f.depth >= min_depth.saturating_add(c.pin_imbalance_guard);
-            if !guarded {
+            let pins_count = matches!(c.policy, ScorePolicy::Herd | ScorePolicy::Classic);
+            if pins_count && !guarded {
                 if f.session_pinned {
                     b.0[Signal::SessionAffinity as usize] = signals::affinity(c.session_bonus, f.depth);
                 } else if f.prefix_pinned {
@@ -313,7 +323,9 @@ fn candidates(c: &ScoreConfig, scored: Vec<(NodeId, Breakdown, Temperature, Fact
             }
             let tie = match c.policy {
                 ScorePolicy::Herd => mix(tie_seed ^ u64::from(node.0).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-                ScorePolicy::Classic => u64::from(node.0),
+                ScorePolicy::Classic | ScorePolicy::LeastLoaded => u64::from(node.0),
+                // `tie_seed` is the rotation offset: nodes from it upwards first, then the rest.
+                ScorePolicy::RoundRobin => u64::from(node.0).wrapping_sub(tie_seed) & u64::from(u32::MAX),
             };
             Candidate { node, total: b.total(), breakdown: b, temperature, depth: f.depth, tie }
         })

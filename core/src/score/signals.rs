@@ -42,8 +42,8 @@ pub fn memory_fit(loaded: bool, free_gb: f64, fit_cost_gb: f64, c: &ScoreConfig)
 /// relative to the node's parallel slots (two requests on a 4-slot node wait for nobody).
 pub fn effective_depth(depth: u32, slots: u32, policy: ScorePolicy) -> f64 {
     match policy {
-        ScorePolicy::Classic => f64::from(depth),
-        ScorePolicy::Herd => f64::from(depth) / f64::from(slots.max(1)),
+        ScorePolicy::Classic | ScorePolicy::RoundRobin => f64::from(depth),
+        ScorePolicy::Herd | ScorePolicy::LeastLoaded => f64::from(depth) / f64::from(slots.max(1)),
     }
 }
 
