@@ -1,4 +1,13 @@
-//! The simulation world and end-to-end tests arrive with the simulation issue; for now this crate
-//! only checks that herd-core's `testing` feature builds for downstream users.
+//! herd-sim: the deterministic simulation of whole fleets (simulated Ollama machines, their
+//! agents, trace-driven clients and seeded faults around a real `herd_core::router::Router`),
+//! the routing-quality comparison, and the fake backends the end-to-end tests will use.
 
 pub use herd_core::testing;
+
+pub mod compare;
+pub mod fleet;
+pub mod node;
+pub mod sweep;
+pub mod trace;
+pub mod workload;
+pub mod world;
