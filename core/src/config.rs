@@ -117,6 +117,13 @@ pub struct ScoreConfig {
     pub pin_imbalance_guard: u32,
     /// Latency samples kept per node+model for the p75. Default 64.
     pub latency_samples: usize,
+    /// herd policy: points per second of expected time (load, queue, service). Default 2.
+    pub eta_points_per_sec: f64,
+    /// herd policy: expected model load rate, GB/s (the deadline allowance in `RetryConfig`
+    /// is deliberately more pessimistic). Default 1.
+    pub load_gb_per_sec: f64,
+    /// herd policy: output tokens expected when the client gives no budget. Default 256.
+    pub expected_output_tokens: u32,
 }
 
 impl Default for ScoreConfig {
@@ -142,6 +149,9 @@ impl Default for ScoreConfig {
             pin_capacity: 2000,
             pin_imbalance_guard: 3,
             latency_samples: 64,
+            eta_points_per_sec: 2.0,
+            load_gb_per_sec: 1.0,
+            expected_output_tokens: 256,
         }
     }
 }
@@ -337,6 +347,8 @@ impl RouterConfig {
             ("score.session_bonus", s.session_bonus),
             ("score.prefix_bonus", s.prefix_bonus),
             ("queue.kv_slot_gb", self.queue.kv_slot_gb),
+            ("score.eta_points_per_sec", s.eta_points_per_sec),
+            ("score.load_gb_per_sec", s.load_gb_per_sec),
             ("retry.load_gb_per_sec", self.retry.load_gb_per_sec),
             ("retry.prefill_tokens_per_sec", self.retry.prefill_tokens_per_sec),
             ("policy.thinking_overhead", self.policy.thinking_overhead),
@@ -348,6 +360,9 @@ impl RouterConfig {
         }
         count("score.pin_capacity", s.pin_capacity)?;
         count("score.latency_samples", s.latency_samples)?;
+        if s.load_gb_per_sec == 0.0 {
+            return Err(ConfigError::BadNumber { field: "score.load_gb_per_sec", value: 0.0 });
+        }
         let q = &self.queue;
         count("queue.max_pending_per_queue", q.max_pending_per_queue)?;
         count("queue.max_requests", q.max_requests)?;

@@ -84,7 +84,7 @@ proptest! {
         let f = node_fleet(loaded, free, bw, parallel, size, ctx);
         let n = f.nodes().next().unwrap();
         let m = ModelName::new(testing::MODELS[0]);
-        let want = Want { model: &m, estimated_tokens: tokens, warm_window: Duration::from_secs(1800) };
+        let want = Want { model: &m, estimated_tokens: tokens, warm_window: Duration::from_secs(1800), expected_output_tokens: 256 };
         let facts = |depth| Facts { depth, slots: u32::from(parallel.max(1)), p75_ms: p75, ..Facts::default() };
         let less = breakdown(&c, n, &want, &facts(depth), median, Instant::ZERO).total();
         let more = breakdown(&c, n, &want, &facts(depth + extra), median, Instant::ZERO).total();
@@ -99,7 +99,7 @@ proptest! {
     ) {
         let c = ScoreConfig::default();
         let m = ModelName::new(testing::MODELS[0]);
-        let want = Want { model: &m, estimated_tokens: tokens, warm_window: Duration::from_secs(1800) };
+        let want = Want { model: &m, estimated_tokens: tokens, warm_window: Duration::from_secs(1800), expected_output_tokens: 256 };
         let facts = Facts { depth, slots: 1, ..Facts::default() };
         let cold = node_fleet(false, free, bw, parallel, size, ctx);
         let hot = node_fleet(true, free, bw, parallel, size, ctx);
@@ -108,7 +108,8 @@ proptest! {
         if herd_core::score::eliminate(cn, &m, false).is_none() {
             let c_total = breakdown(&c, cn, &want, &facts, median, Instant::ZERO).total();
             let h_total = breakdown(&c, hn, &want, &facts, median, Instant::ZERO).total();
-            prop_assert!(h_total >= c_total, "hot {h_total} < cold {c_total}");
+            // Equal totals may differ in the last bit from summation order.
+            prop_assert!(h_total >= c_total - 1e-9 * c_total.abs().max(1.0), "hot {h_total} < cold {c_total}");
         }
     }
 

@@ -160,7 +160,12 @@ impl Router {
         full: bool,
     ) -> Decision {
         let c = &self.config;
-        let want = Want { model, estimated_tokens: spec.estimated_prompt_tokens, warm_window: c.fleet.warm_window };
+        let want = Want {
+            model,
+            estimated_tokens: spec.estimated_prompt_tokens,
+            warm_window: c.fleet.warm_window,
+            expected_output_tokens: spec.max_output_tokens.unwrap_or(c.score.expected_output_tokens).min(4096),
+        };
         let session = spec.session_key.as_ref().and_then(|k| self.pins.get(&PinKey::Session(k.clone()), self.now));
         let prefix = spec.prefix_key.and_then(|k| self.pins.get(&PinKey::Prefix(k), self.now));
         let median = self.fleet.median_bandwidth();

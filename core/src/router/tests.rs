@@ -115,6 +115,7 @@ fn retry_moves_to_another_node_and_headers_follow() {
     let b = t.node(secs(0), loaded("b", "m:7b"));
     let mut spec = RequestSpec::chat("m:7b");
     spec.session_key = Some("s1".into());
+    spec.estimated_prompt_tokens = 2000; // a pin is worth the prefill it saves
     let id = t.request(secs(1), spec.clone());
     let d1 = t.dispatch();
     t.r.handle_failed(secs(1), d1.attempt, UpstreamFailure::Connect);

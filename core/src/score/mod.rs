@@ -3,6 +3,7 @@
 //! registration order (classic, as ollama-herd). Every decision keeps its breakdown for
 //! `/fleet/explain` and the `X-Herd-Score` header.
 
+pub mod eta;
 pub mod signals;
 
 use crate::config::{ScoreConfig, ScorePolicy};
@@ -154,6 +155,8 @@ pub struct Want<'a> {
     pub estimated_tokens: u32,
     /// Warm window for the temperature signal.
     pub warm_window: Duration,
+    /// Output tokens expected (herd policy's service time).
+    pub expected_output_tokens: u32,
 }
 
 /// A node that can serve, with its score.
@@ -257,7 +260,12 @@ pub fn breakdown_entry(
         }
         ScorePolicy::Herd | ScorePolicy::Classic => {}
     }
-    b[Signal::ModelTemperature as usize] = model_temperature(e.temperature(now, want.warm_window), c);
+    let temperature = e.temperature(now, want.warm_window);
+    if c.policy == ScorePolicy::Herd {
+        herd_signals(c, node, e, temperature, want, f, &mut b);
+        return Breakdown(b);
+    }
+    b[Signal::ModelTemperature as usize] = model_temperature(temperature, c);
     b[Signal::MemoryFit as usize] = memory_fit(e.is_loaded(), node.free_memory_gb(), e.fit_cost_gb, c);
     b[Signal::QueueDepth as usize] = queue_depth(eff, bw, median_bw, c);
     if eff > 0.0 {
@@ -267,7 +275,50 @@ pub fn breakdown_entry(
     b[Signal::RoleAffinity as usize] = role_affinity(e.size_gb, bw, node.ram_total_gb(), c);
     b[Signal::Availability as usize] = availability(node.availability(), c);
     b[Signal::ContextFit as usize] = context_fit(want.estimated_tokens, e.resident_ctx, c);
+    if f.session_pinned {
+        b[Signal::SessionAffinity as usize] = affinity(c.session_bonus, f.depth);
+    } else if f.prefix_pinned {
+        b[Signal::PrefixAffinity as usize] = affinity(c.prefix_bonus, f.depth);
+    }
     Breakdown(b)
+}
+
+/// The herd policy: expected time in seconds, as points (see [`eta`]). Temperature is the load
+/// time, queue depth the wait for a slot, wait time the request's own service on this node
+/// (so faster machines win when queues are equal); memory headroom, availability and context fit
+/// stay as small corrections, and a pin is worth the prefill it saves.
+fn herd_signals(
+    c: &ScoreConfig,
+    node: &Node,
+    e: &ModelEntry,
+    temperature: Temperature,
+    want: &Want<'_>,
+    f: &Facts,
+    b: &mut [f64; 9],
+) {
+    use signals::*;
+    let w = c.eta_points_per_sec;
+    let bw = node.bandwidth_gbps();
+    let output = want.expected_output_tokens;
+    let service =
+        f.p75_ms.map(|ms| ms / 1000.0).unwrap_or_else(|| eta::service_s(want.estimated_tokens, output, e.size_gb, bw));
+    let load = eta::load_s(temperature, e.size_gb, c.load_gb_per_sec);
+    b[Signal::ModelTemperature as usize] = c.model_hot - w * load;
+    b[Signal::MemoryFit as usize] = 0.5 * memory_fit(e.is_loaded(), node.free_memory_gb(), e.fit_cost_gb, c);
+    b[Signal::QueueDepth as usize] = -w * eta::queue_s(f.depth, f.slots, service);
+    b[Signal::WaitTime as usize] = -w * service;
+    b[Signal::Availability as usize] = availability(node.availability(), c);
+    let fit = context_fit(want.estimated_tokens, e.resident_ctx, c);
+    // A resident window too small for the prompt costs at most what loading afresh would, so a
+    // loaded model never scores below the same model cold.
+    let cold_load = w * eta::load_s(Temperature::Cold, e.size_gb, c.load_gb_per_sec);
+    b[Signal::ContextFit as usize] = if fit < 0.0 { fit.max(-cold_load) } else { fit };
+    let saved = w * f64::from(want.estimated_tokens) / (eta::decode_tps(e.size_gb, bw) * eta::PREFILL_OVER_DECODE);
+    if f.session_pinned {
+        b[Signal::SessionAffinity as usize] = affinity(saved.min(c.session_bonus), f.depth);
+    } else if f.prefix_pinned {
+        b[Signal::PrefixAffinity as usize] = affinity(saved.min(c.prefix_bonus), f.depth);
+    }
 }
 
 /// Adds affinity bonuses and sorts, best first. For `round-robin`, `tie_seed` is the rotation
@@ -313,13 +364,9 @@ fn candidates(c: &ScoreConfig, scored: Vec<(NodeId, Breakdown, Temperature, Fact
             let guarded = c.policy == ScorePolicy::Herd
                 && c.pin_imbalance_guard > 0
                 && f.depth >= min_depth.saturating_add(c.pin_imbalance_guard);
-            let pins_count = matches!(c.policy, ScorePolicy::Herd | ScorePolicy::Classic);
-            if pins_count && !guarded {
-                if f.session_pinned {
-                    b.0[Signal::SessionAffinity as usize] = signals::affinity(c.session_bonus, f.depth);
-                } else if f.prefix_pinned {
-                    b.0[Signal::PrefixAffinity as usize] = signals::affinity(c.prefix_bonus, f.depth);
-                }
+            if guarded {
+                b.0[Signal::SessionAffinity as usize] = 0.0;
+                b.0[Signal::PrefixAffinity as usize] = 0.0;
             }
             let tie = match c.policy {
                 ScorePolicy::Herd => mix(tie_seed ^ u64::from(node.0).wrapping_mul(0x9E37_79B9_7F4A_7C15)),

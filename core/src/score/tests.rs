@@ -14,7 +14,8 @@ fn fleet_of(hbs: Vec<Heartbeat>) -> Fleet {
 
 fn score_all(f: &Fleet, model: &str, facts: &dyn Fn(&Node) -> Facts, c: &ScoreConfig) -> Decision {
     let m = ModelName::new(model);
-    let want = Want { model: &m, estimated_tokens: 0, warm_window: Duration::from_secs(1800) };
+    let want =
+        Want { model: &m, estimated_tokens: 0, warm_window: Duration::from_secs(1800), expected_output_tokens: 256 };
     let mut d = Decision::default();
     let mut scored = Vec::new();
     for n in f.nodes() {
@@ -101,7 +102,8 @@ fn herd_ties_break_from_the_seed_classic_by_registration() {
     let facts = |_: &Node| Facts { slots: 1, ..Facts::default() };
     let classic = ScoreConfig { policy: ScorePolicy::Classic, ..ScoreConfig::default() };
     let m = ModelName::new("m:7b");
-    let want = Want { model: &m, estimated_tokens: 0, warm_window: Duration::from_secs(1800) };
+    let want =
+        Want { model: &m, estimated_tokens: 0, warm_window: Duration::from_secs(1800), expected_output_tokens: 256 };
     let scored = |c: &ScoreConfig| -> Vec<_> {
         f.nodes()
             .map(|n| (n.id(), breakdown(c, n, &want, &facts(n), 0.0, Instant::ZERO), Temperature::Cold, facts(n)))
@@ -132,7 +134,57 @@ fn session_pin_yields_to_a_much_longer_queue() {
     assert_eq!(f.node(d.ranked[0].node).unwrap().name(), "b");
     assert_eq!(d.ranked[1].breakdown.get(Signal::SessionAffinity), 0.0, "guard drops the pin");
     let pinned_light = |n: &Node| Facts { depth: 1, slots: 1, session_pinned: n.name() == "a", ..Facts::default() };
+    // Classic's fixed bonus (herd values a pin by the prefill it saves; see router tests).
+    let c = ScoreConfig { policy: ScorePolicy::Classic, ..c };
     let d = score_all(&f, "m:7b", &pinned_light, &c);
     assert_eq!(f.node(d.ranked[0].node).unwrap().name(), "a");
     assert!((d.ranked[0].breakdown.get(Signal::SessionAffinity) - 20.0 / 1.5).abs() < 1e-9);
+}
+
+/// herd trades in seconds: the hot busy machine wins while its queue is shorter than a cold
+/// load elsewhere, and loses once waiting there would take longer than loading.
+#[test]
+fn herd_weighs_queue_wait_against_load_time() {
+    let mk = |parallel: u32| {
+        let mut studio = hb("studio", &[("llama3.3:70b", 48.0, 8192)], &["llama3.3:70b"]);
+        studio.memory.total_gb = 192.0;
+        studio.memory.available_gb = 100.0;
+        studio.memory_bandwidth_gbps = 800.0;
+        studio.ollama.num_parallel = parallel;
+        studio.ollama.models_available_sizes.insert(ModelName::new("llama3.3:70b"), 42.5);
+        let mut mbp = hb("macbook", &[], &["llama3.3:70b"]);
+        mbp.memory.total_gb = 128.0;
+        mbp.memory.available_gb = 100.0;
+        mbp.memory_bandwidth_gbps = 400.0;
+        mbp.ollama.models_available_sizes.insert(ModelName::new("llama3.3:70b"), 42.5);
+        fleet_of(vec![studio, mbp])
+    };
+    let c = ScoreConfig::default();
+    // Four slots, three busy: nobody waits on the Studio, while the MacBook must load 42.5 GB.
+    let f = mk(4);
+    let facts = |n: &Node| Facts {
+        depth: if n.name() == "studio" { 3 } else { 0 },
+        slots: n.num_parallel(),
+        ..Facts::default()
+    };
+    let d = score_all(&f, "llama3.3:70b", &facts, &c);
+    assert_eq!(f.node(d.ranked[0].node).unwrap().name(), "studio");
+    // One slot, three ahead: waiting 3 × 19.4 s (256 tokens at 13.2 tok/s) then 19.4 s of
+    // service (77.7 s) still beats loading 42.5 s and decoding at half the speed (81.4 s).
+    let f = mk(1);
+    let d = score_all(&f, "llama3.3:70b", &facts, &c);
+    assert_eq!(f.node(d.ranked[0].node).unwrap().name(), "studio", "{:?}", d.ranked);
+    // Four ahead (97 s) no longer does: the idle MacBook finishes first.
+    let facts = |n: &Node| Facts {
+        depth: if n.name() == "studio" { 4 } else { 0 },
+        slots: n.num_parallel(),
+        ..Facts::default()
+    };
+    let d = score_all(&f, "llama3.3:70b", &facts, &c);
+    assert_eq!(f.node(d.ranked[0].node).unwrap().name(), "macbook", "{:?}", d.ranked);
+    let studio = d.ranked.iter().find(|c| f.node(c.node).unwrap().name() == "studio").unwrap();
+    let service = 256.0 / (560.0 / 42.5);
+    assert!((studio.breakdown.get(Signal::QueueDepth) + 2.0 * 4.0 * service).abs() < 1e-6);
+    let mbp = &d.ranked[0];
+    assert!((mbp.breakdown.get(Signal::ModelTemperature) - (50.0 - 2.0 * 42.5)).abs() < 1e-9);
 }
