@@ -80,4 +80,6 @@ fn herd_beats_classic_and_the_baselines_on_the_trace() {
     assert!(herd.ttft_mean <= classic.ttft_mean, "mean {} vs classic {}", herd.ttft_mean, classic.ttft_mean);
     assert!(herd.ttft_p99 < rr.ttft_p99 && herd.ttft_p99 < ll.ttft_p99);
     assert!(herd.failures <= classic.failures);
+    // No faults and a fleet that can carry the load: every request is answered.
+    assert_eq!(herd.failures, 0);
 }
