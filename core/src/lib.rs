@@ -91,6 +91,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod codec;
 pub mod config;
 pub mod fleet;
 pub mod ids;
@@ -102,6 +103,7 @@ pub mod rng;
 pub mod router;
 pub mod score;
 pub mod time;
+pub mod translate;
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[cfg(any(test, feature = "testing"))]
