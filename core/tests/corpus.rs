@@ -30,3 +30,28 @@ fn request_body_corpus() {
 fn router_ops_corpus() {
     assert!(replay("router_ops", herd_core::testing::fuzz_router_ops) > 0);
 }
+
+#[test]
+fn http1_corpus() {
+    assert!(replay("http1", herd_core::testing::fuzz_http1) > 0);
+}
+
+#[test]
+fn chunked_corpus() {
+    assert!(replay("chunked", herd_core::testing::fuzz_chunked) > 0);
+}
+
+#[test]
+fn ndjson_corpus() {
+    assert!(replay("ndjson", herd_core::testing::fuzz_ndjson) > 0);
+}
+
+#[test]
+fn sse_corpus() {
+    assert!(replay("sse", herd_core::testing::fuzz_sse) > 0);
+}
+
+#[test]
+fn translate_corpus() {
+    assert!(replay("translate", herd_core::testing::fuzz_translate) > 0);
+}

@@ -46,6 +46,13 @@ pub struct LineSplitter {
     failed: Option<NdjsonError>,
 }
 
+impl Default for LineSplitter {
+    /// A splitter with the [`DEFAULT_MAX_LINE_BYTES`] limit.
+    fn default() -> Self {
+        LineSplitter::new(DEFAULT_MAX_LINE_BYTES)
+    }
+}
+
 impl LineSplitter {
     /// A splitter refusing lines longer than `max_line_bytes` (line ending excluded).
     pub fn new(max_line_bytes: usize) -> Self {

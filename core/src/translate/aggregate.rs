@@ -7,18 +7,19 @@
 
 use serde_json::{Map, Value};
 
-use super::chunk::{ndjson_input, parse_chunk, saturate, Chunk, LineBuffer};
+use super::chunk::{ndjson_input, parse_chunk, saturate, Chunk};
 use super::shape::{
     tool_call, ChatChoiceOut, ChatMessageOut, LogprobsOut, ObjectOut, Reasoning, TextChoiceOut, UsageOut,
 };
 use super::{FinishReason, NativeEndpoint, OpenAiResponseConfig, ResponseError, SYSTEM_FINGERPRINT};
+use crate::codec::ndjson::LineSplitter;
 use crate::router::Usage;
 
 /// What a stream of native chunks adds up to, up to the done chunk or the first failure.
 #[derive(Clone, Debug)]
 struct Sum {
     endpoint: NativeEndpoint,
-    lines: LineBuffer,
+    lines: LineSplitter,
     content: String,
     thinking: String,
     tool_calls: Vec<Value>,
@@ -32,7 +33,7 @@ impl Sum {
     fn new(endpoint: NativeEndpoint) -> Self {
         Sum {
             endpoint,
-            lines: LineBuffer::default(),
+            lines: LineSplitter::default(),
             content: String::new(),
             thinking: String::new(),
             tool_calls: Vec::new(),

@@ -1,97 +1,12 @@
-//! Reading Ollama's NDJSON answers: [`LineBuffer`] splits body bytes into lines with a limit on
-//! line length, and [`parse_chunk`] reads the fields translation needs from one chunk of
+//! Reading Ollama's NDJSON answers: [`ndjson_input`] feeds body bytes through the codec's
+//! [`LineSplitter`](crate::codec::ndjson::LineSplitter) (16 MiB line limit, CRLF and blank lines
+//! tolerated), and [`parse_chunk`] reads the fields translation needs from one chunk of
 //! `/api/chat` or `/api/generate` (wire-api.md §3.1, §3.2). Missing or mistyped fields read as
 //! empty; only a line that is not a JSON object, or one with an `error`, fails.
 
 use serde_json::Value;
 
 use super::{NativeEndpoint, ResponseError};
-
-/// A push splitter for NDJSON bodies: feed bytes as they arrive, split anywhere; take whole lines.
-///
-/// A line longer than the limit fails once with [`ResponseError::LineTooLong`]; after that the
-/// buffer drops everything (the stream it came from is broken).
-#[derive(Clone, Debug)]
-pub struct LineBuffer {
-    buf: Vec<u8>,
-    /// Start of the current line in `buf`.
-    start: usize,
-    /// Bytes of the current line already searched for `\n`.
-    scanned: usize,
-    max_line_bytes: usize,
-    failed: bool,
-}
-
-impl Default for LineBuffer {
-    fn default() -> Self {
-        LineBuffer::new(LineBuffer::DEFAULT_MAX_LINE_BYTES)
-    }
-}
-
-impl LineBuffer {
-    /// The default line limit, 16 MiB: far above any chunk Ollama writes.
-    pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
-
-    /// A buffer that refuses lines longer than `max_line_bytes` (not counting the `\n`).
-    pub fn new(max_line_bytes: usize) -> Self {
-        LineBuffer { buf: Vec::new(), start: 0, scanned: 0, max_line_bytes, failed: false }
-    }
-
-    /// Appends bytes as they came off the wire; call [`LineBuffer::next_line`] until `None`.
-    pub fn push(&mut self, data: &[u8]) {
-        if !self.failed {
-            self.buf.extend_from_slice(data);
-        }
-    }
-
-    /// The next whole line without its `\n`, or `None` until more bytes arrive.
-    ///
-    /// # Errors
-    /// [`ResponseError::LineTooLong`], once, when a line grows past the limit.
-    pub fn next_line(&mut self) -> Option<Result<Vec<u8>, ResponseError>> {
-        if self.failed {
-            return None;
-        }
-        let from = self.start + self.scanned;
-        let found = self.buf.get(from..).and_then(|rest| rest.iter().position(|&b| b == b'\n'));
-        match found {
-            Some(offset) => {
-                let end = from + offset;
-                if end - self.start > self.max_line_bytes {
-                    return Some(Err(self.fail()));
-                }
-                let line = self.buf.get(self.start..end).map(<[u8]>::to_vec).unwrap_or_default();
-                self.start = end + 1;
-                self.scanned = 0;
-                Some(Ok(line))
-            }
-            None => {
-                // Forget the consumed lines so the buffer only ever holds one partial line.
-                self.buf.drain(..self.start.min(self.buf.len()));
-                self.start = 0;
-                self.scanned = self.buf.len();
-                (self.buf.len() > self.max_line_bytes).then(|| Err(self.fail()))
-            }
-        }
-    }
-
-    /// At the end of the body: the last line if it had no `\n` (Ollama always writes one).
-    pub fn take_rest(&mut self) -> Option<Vec<u8>> {
-        let rest = self.buf.split_off(self.start.min(self.buf.len()));
-        self.buf.clear();
-        self.start = 0;
-        self.scanned = 0;
-        (!self.failed && !rest.is_empty()).then_some(rest)
-    }
-
-    fn fail(&mut self) -> ResponseError {
-        self.failed = true;
-        self.buf = Vec::new();
-        self.start = 0;
-        self.scanned = 0;
-        ResponseError::LineTooLong { limit_bytes: self.max_line_bytes }
-    }
-}
 
 /// Parses one NDJSON line; `Ok(None)` for a blank line.
 pub(crate) fn parse_line(line: &[u8]) -> Result<Option<Value>, ResponseError> {
@@ -163,9 +78,12 @@ pub(crate) fn saturate(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Adds `handle_line` and `handle_bytes` to a type with a [`LineBuffer`] at `self.$field` and
+/// Adds `handle_line` and `handle_bytes` to a type with a
+/// [`LineSplitter`](crate::codec::ndjson::LineSplitter) at `self.$field` and
 /// `handle_chunk(&Value)` / `handle_failure(ResponseError)` methods, plus a private
-/// `flush_lines` that feeds the unterminated last line at the end of the body.
+/// `flush_lines` that feeds the unterminated last line at the end of the body. A line over the
+/// splitter's limit fails the answer with [`ResponseError::LineTooLong`]; the splitter then
+/// refuses everything, and `handle_failure` ignores the repeats (the answer already failed).
 macro_rules! ndjson_input {
     ($($field:ident).+) => {
         /// Feeds one NDJSON line (without its `\n`). Blank lines are skipped; a line that is not
@@ -180,19 +98,22 @@ macro_rules! ndjson_input {
 
         /// Feeds body bytes as they arrive, split anywhere; whole lines are handled at once.
         pub fn handle_bytes(&mut self, data: &[u8]) {
-            self.$($field).+.push(data);
-            while let Some(line) = self.$($field).+.next_line() {
-                match line {
-                    Ok(line) => self.handle_line(&line),
-                    Err(err) => self.handle_failure(err),
-                }
+            let mut lines = Vec::new();
+            let split = self.$($field).+.feed(data, &mut lines);
+            for line in &lines {
+                self.handle_line(line);
+            }
+            if let Err(err) = split {
+                self.handle_failure(err.into());
             }
         }
 
         /// Handles the last line when the body did not end with `\n`.
         fn flush_lines(&mut self) {
-            if let Some(rest) = self.$($field).+.take_rest() {
-                self.handle_line(&rest);
+            match self.$($field).+.finish() {
+                Ok(Some(rest)) => self.handle_line(&rest),
+                Ok(None) => {}
+                Err(err) => self.handle_failure(err.into()),
             }
         }
     };
@@ -202,34 +123,45 @@ pub(crate) use ndjson_input;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::ndjson::DEFAULT_MAX_LINE_BYTES;
+    use crate::translate::{NativeAggregator, OpenAiChatStream, OpenAiResponseConfig, SseEvent};
     use serde_json::json;
-
-    fn drain(b: &mut LineBuffer) -> Vec<Result<Vec<u8>, ResponseError>> {
-        std::iter::from_fn(|| b.next_line()).collect()
-    }
 
     #[test]
     fn splits_lines_across_pushes() {
-        let mut b = LineBuffer::default();
-        b.push(b"{\"a\":1}\n{\"b\"");
-        assert_eq!(drain(&mut b), vec![Ok(b"{\"a\":1}".to_vec())]);
-        b.push(b":2}\n\n{\"c\":3}");
-        assert_eq!(drain(&mut b), vec![Ok(b"{\"b\":2}".to_vec()), Ok(Vec::new())]);
-        assert_eq!(b.take_rest(), Some(b"{\"c\":3}".to_vec()));
-        assert_eq!(b.take_rest(), None);
+        // Split anywhere, CRLF, blank lines, and an unterminated last line handled at the end.
+        let body = b"{\"response\":\"a\"}\r\n\n  \r\n{\"response\":\"b\"}\n{\"response\":\"\",\"done\":true}";
+        for piece in 1..=body.len() {
+            let mut agg = NativeAggregator::new(NativeEndpoint::Generate);
+            body.chunks(piece).for_each(|p| agg.handle_bytes(p));
+            let (out, _) = agg.finish().unwrap();
+            assert_eq!((&out["response"], &out["done"]), (&json!("ab"), &json!(true)), "pieces of {piece}");
+        }
     }
 
     #[test]
     fn long_lines_fail_once() {
-        let mut b = LineBuffer::new(4);
-        b.push(b"1234\n12345");
-        assert_eq!(drain(&mut b), vec![Ok(b"1234".to_vec()), Err(ResponseError::LineTooLong { limit_bytes: 4 })]);
-        b.push(b"\nok\n");
-        assert!(drain(&mut b).is_empty());
-        assert_eq!(b.take_rest(), None);
-        let mut b = LineBuffer::new(4);
-        b.push(b"123456\n");
-        assert_eq!(drain(&mut b), vec![Err(ResponseError::LineTooLong { limit_bytes: 4 })]);
+        let too_long = ResponseError::LineTooLong { limit_bytes: DEFAULT_MAX_LINE_BYTES };
+        let mut s = OpenAiChatStream::new(OpenAiResponseConfig::new("chatcmpl-1", 1, "qwen3"));
+        s.handle_bytes(b"{\"message\":{\"content\":\"ok\"},\"done\":false}\n");
+        s.handle_bytes(&vec![b' '; DEFAULT_MAX_LINE_BYTES + 1]);
+        s.handle_bytes(b"\n{\"done\":true}\n");
+        s.handle_end();
+        let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+        assert_eq!(events.len(), 3, "role, content, one error: {events:?}");
+        assert!(matches!(events[2], SseEvent::Error(_)));
+        assert_eq!(s.error(), Some(&too_long));
+        // A line exactly at the limit (its CRLF excluded) passes; one byte more fails at its `\n`.
+        let at_limit = |extra: usize| {
+            let mut agg = NativeAggregator::new(NativeEndpoint::Generate);
+            let mut line = b"{\"done\":true}".to_vec();
+            line.resize(DEFAULT_MAX_LINE_BYTES + extra, b' ');
+            line.extend_from_slice(b"\r\n");
+            agg.handle_bytes(&line);
+            agg.finish().map(|_| ())
+        };
+        assert_eq!(at_limit(0), Ok(()));
+        assert_eq!(at_limit(1), Err(too_long));
     }
 
     #[test]

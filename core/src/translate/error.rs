@@ -4,6 +4,8 @@
 
 use thiserror::Error;
 
+use crate::codec::ndjson::NdjsonError;
+
 /// An OpenAI request body that cannot become a native one. Messages follow Ollama's own where it
 /// has one, so clients that match on them keep working.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -121,7 +123,8 @@ pub enum ResponseError {
         /// What was wrong.
         detail: String,
     },
-    /// An NDJSON line longer than the [`super::LineBuffer`] allows.
+    /// An NDJSON line longer than the line splitter allows (16 MiB,
+    /// [`DEFAULT_MAX_LINE_BYTES`](crate::codec::ndjson::DEFAULT_MAX_LINE_BYTES)).
     #[error("upstream sent a line longer than {limit_bytes} bytes")]
     LineTooLong {
         /// The limit.
@@ -151,5 +154,14 @@ impl ResponseError {
     /// Builds [`ResponseError::Malformed`] from a JSON parse failure.
     pub(crate) fn malformed(err: &serde_json::Error) -> ResponseError {
         ResponseError::Malformed { detail: err.to_string() }
+    }
+}
+
+impl From<NdjsonError> for ResponseError {
+    /// A line the NDJSON splitter refused: [`ResponseError::LineTooLong`].
+    fn from(err: NdjsonError) -> Self {
+        match err {
+            NdjsonError::LineTooLong { limit } => ResponseError::LineTooLong { limit_bytes: limit },
+        }
     }
 }

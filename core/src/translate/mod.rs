@@ -57,7 +57,6 @@ pub mod stream;
 mod tests;
 
 pub use aggregate::{ChatCompletionAggregator, NativeAggregator, TextCompletionAggregator};
-pub use chunk::LineBuffer;
 pub use embed::{legacy_embeddings_response, openai_embeddings_response};
 pub use error::{RequestError, ResponseError};
 pub use request::{

@@ -20,12 +20,13 @@ use std::collections::VecDeque;
 
 use serde_json::Value;
 
-use super::chunk::{ndjson_input, parse_chunk, saturate, Chunk, LineBuffer};
+use super::chunk::{ndjson_input, parse_chunk, saturate, Chunk};
 use super::shape::{
     error_payload, to_json, tool_call, ChatChoiceOut, ChatMessageOut, LogprobsOut, ObjectOut, Reasoning, TextChoiceOut,
     UsageOut,
 };
 use super::{FinishReason, NativeEndpoint, OpenAiResponseConfig, ResponseError, SseEvent, SYSTEM_FINGERPRINT};
+use crate::codec::ndjson::LineSplitter;
 use crate::router::Usage;
 
 /// Where a stream is (see the module diagram).
@@ -41,7 +42,7 @@ enum Phase {
 #[derive(Clone, Debug)]
 struct Core {
     config: OpenAiResponseConfig,
-    lines: LineBuffer,
+    lines: LineSplitter,
     events: VecDeque<SseEvent>,
     phase: Phase,
     usage: Option<Usage>,
@@ -54,7 +55,7 @@ impl Core {
     fn new(config: OpenAiResponseConfig) -> Self {
         Core {
             config,
-            lines: LineBuffer::default(),
+            lines: LineSplitter::default(),
             events: VecDeque::new(),
             phase: Phase::Idle,
             usage: None,
