@@ -375,6 +375,11 @@ impl SimNode {
         self.up
     }
 
+    /// Jobs the machine holds now (running, queued, held or stalled).
+    pub fn job_ids(&self) -> impl Iterator<Item = JobId> + '_ {
+        self.jobs.iter().map(|a| a.job.id)
+    }
+
     /// Counters since creation.
     pub fn stats(&self) -> &NodeStats {
         &self.stats

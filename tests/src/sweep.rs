@@ -67,7 +67,10 @@ pub fn run_seed(rows: &[TraceRow], seed: u64, c: &SweepConfig) -> Result<SeedRep
     };
     let mut world = World::new(config, default_fleet(), arrivals);
     world.run().map_err(|v| {
-        format!("seed {seed}: {v:?}\nreplay: SIM_SEED={seed} cargo run -p herd-sim --bin herd-sim -- run")
+        format!(
+            "seed {seed}: {v:?}\nreplay: SIM_SEED={seed} cargo run -p herd-sim --bin herd-sim -- run --max {}",
+            c.max_requests
+        )
     })?;
     Ok(SeedReport { requests: world.finished().len(), faults, hash: world.trace_hash(), counters: world.counters() })
 }

@@ -216,10 +216,16 @@ impl World {
     /// The first broken invariant.
     pub fn run(&mut self) -> Result<(), Violation> {
         // Generous bound: a run that does not settle is a bug, not a long run.
+        // Only steps taken while requests are live count: idle heartbeat ticks between sparse
+        // arrivals are not a lack of progress.
         let max_steps = 200 + 400 * self.arrivals.len() as u64;
+        let mut busy_steps = 0u64;
         while let Some(t) = self.next_deadline() {
-            if self.step > max_steps {
-                return Err(self.violation(format!("no progress after {} steps", self.step)));
+            if busy_steps > max_steps {
+                return Err(self.violation(format!("no progress after {busy_steps} busy steps")));
+            }
+            if !self.live.is_empty() {
+                busy_steps += 1;
             }
             self.advance(t)?;
             if self.next_arrival == self.arrivals.len()
@@ -306,7 +312,9 @@ impl World {
                     | NodeEvent::Done { job, .. }
                     | NodeEvent::Failed { job, .. } => AttemptId(*job),
                 };
-                if !self.attempts.contains_key(&aid) {
+                // Nothing a partitioned node sends reaches the router: its deadlines reap the
+                // attempt and cancel the job.
+                if !self.attempts.contains_key(&aid) || self.partitioned.contains(&i) {
                     continue;
                 }
                 match e {
@@ -440,9 +448,11 @@ impl World {
             ok,
             kind: l.kind,
         });
-        // Attempts of an ended request are over; the node may still be running one the router
-        // cancelled or gave up on.
-        self.attempts.retain(|_, (_, r)| *r != id);
+        // The router cancels or ends every attempt before the request ends; one left here would be
+        // a job the node keeps running (a leaked slot).
+        if let Some(a) = self.attempts.iter().find(|(_, (_, r))| *r == id).map(|(a, _)| *a) {
+            return Err(self.violation(format!("{id} ended with {a:?} still running")));
+        }
         Ok(())
     }
 
@@ -467,9 +477,13 @@ impl World {
         if let Some((n, m, _)) = self.router.queues().iter().find(|(_, _, q)| q.pending.len() > max) {
             return Err(self.violation(format!("queue {n}/{m} over its bound")));
         }
-        if self.router.poll_timeout().is_some_and(|t| t < self.now) {
-            return Err(self.violation("poll_timeout in the past".into()));
+        // Every job a machine holds belongs to an attempt the router still has (no leaked slot).
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(job) = n.job_ids().find(|j| !self.attempts.contains_key(&AttemptId(*j))) {
+                return Err(self.violation(format!("{} holds job {job} that no attempt owns", self.nodes[i].name())));
+            }
         }
+        // (Timers never in the past are part of `check_consistency`.)
         Ok(())
     }
 
@@ -517,9 +531,17 @@ fn fault_schedule(c: &WorldConfig, nodes: usize, horizon: Instant) -> Vec<(Insta
     let every = c.fault_every.as_micros().max(1) as u64;
     let mut t = Instant::ZERO + Duration::from_micros(rng.below(every) + every / 2);
     let secs = |rng: &mut Rng, lo: u64, hi: u64| Duration::from_secs(lo + rng.below(hi - lo + 1));
+    // One fault window per node at a time, so a Restart never ends another fault's crash and a
+    // partition's end never lifts another partition early.
+    let mut busy_until = vec![Instant::ZERO; nodes];
     while t <= horizon {
         let kind = c.faults[rng.below(c.faults.len() as u64) as usize];
         let i = rng.below(nodes as u64) as usize;
+        if busy_until[i] > t {
+            t = t + Duration::from_micros(every / 2 + rng.below(every));
+            continue;
+        }
+        let first = out.len();
         match kind {
             FaultKind::Crash => {
                 out.push((t, Action::Inject(i, FaultAction::Crash)));
@@ -549,8 +571,90 @@ fn fault_schedule(c: &WorldConfig, nodes: usize, horizon: Instant) -> Vec<(Insta
                 }
             }
         }
+        busy_until[i] = out[first..].iter().map(|a| a.0).max().unwrap_or(t) + Duration::from_secs(1);
         t = t + Duration::from_micros(every / 2 + rng.below(every));
     }
     out.sort_by_key(|a| a.0);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_core::ids::ModelName;
+    use herd_core::request::RequestSpec;
+
+    fn one_node() -> Vec<MachineSpec> {
+        vec![MachineSpec {
+            name: "box".into(),
+            ram_gb: 64.0,
+            gpu_vram_gb: vec![],
+            bandwidth_gbps: 100.0,
+            num_parallel: 1,
+            max_loaded_models: 1,
+            disk: vec![(ModelName::new("qwen3:8b"), 5.0)],
+            preloaded: vec![ModelName::new("qwen3:8b")],
+            context_length: 4096,
+            load_gbps: 2.0,
+        }]
+    }
+
+    fn arrival(at_s: u64, output_tokens: u32) -> Arrival {
+        Arrival {
+            at: Instant::ZERO + Duration::from_secs(at_s),
+            spec: RequestSpec::chat("qwen3:8b"),
+            output_tokens,
+            prefix: None,
+        }
+    }
+
+    /// A stream running when the node is cut off never completes through the partition.
+    #[test]
+    fn a_partition_cuts_running_streams() {
+        // 100 GB/s, 5 GB: 14 tok/s, so 1000 tokens take about 71 s.
+        let mut w = World::new(WorldConfig::default(), one_node(), vec![arrival(10, 1000)]);
+        let (on, off) = (Instant::from_secs(20), Instant::from_secs(200));
+        w.schedule = vec![(on, Action::Partitioned(0, true)), (off, Action::Partitioned(0, false))];
+        w.run().unwrap();
+        let f = &w.finished()[0];
+        let end = Instant::from_secs(10) + Duration::from_secs_f64(f.latency_ms / 1000.0);
+        assert!(!(f.ok && end > on && end < off), "completed at {end:?} inside the partition");
+        assert!(!f.ok, "the stalled stream is reaped and the request fails after commit");
+    }
+
+    /// Arrivals twelve hours apart are not a lack of progress.
+    #[test]
+    fn sparse_arrivals_settle() {
+        let mut w = World::new(WorldConfig::default(), one_node(), vec![arrival(0, 10), arrival(12 * 3600, 10)]);
+        w.run().unwrap();
+        assert!(w.finished().iter().all(|f| f.ok));
+    }
+
+    /// Fault windows on one node never overlap.
+    #[test]
+    fn fault_windows_do_not_overlap() {
+        for seed in 0..50 {
+            let c = WorldConfig {
+                seed,
+                faults: FaultKind::ALL.to_vec(),
+                fault_every: Duration::from_secs(5),
+                ..WorldConfig::default()
+            };
+            let s = fault_schedule(&c, 4, Instant::from_secs(600));
+            for i in 0..4 {
+                let mut down = 0i32;
+                let mut cut = 0i32;
+                for (_, a) in s.iter() {
+                    match a {
+                        Action::Inject(n, FaultAction::Crash) if *n == i => down += 1,
+                        Action::Inject(n, FaultAction::Restart) if *n == i => down -= 1,
+                        Action::Partitioned(n, on) if *n == i => cut += if *on { 1 } else { -1 },
+                        _ => {}
+                    }
+                    assert!((0..=1).contains(&down) && (0..=1).contains(&cut), "seed {seed} node {i}: {s:?}");
+                }
+                assert_eq!((down, cut), (0, 0), "every crash restarts and every partition ends");
+            }
+        }
+    }
 }

@@ -99,7 +99,13 @@ fn main() -> ExitCode {
                     print!("{}", table(&rows));
                 }
                 Err(v) => {
-                    eprintln!("invariant broken: {v:?}\nreplay: cargo run -p herd-sim --bin herd-sim -- compare --check --seed {}", args.seed);
+                    eprintln!(
+                        "invariant broken: {v:?}\nreplay: cargo run -p herd-sim --bin herd-sim -- compare --check --seed {} --trace {} --time-scale {}{}",
+                        args.seed,
+                        args.trace,
+                        args.time_scale,
+                        args.max.map(|m| format!(" --max {m}")).unwrap_or_default()
+                    );
                     return ExitCode::FAILURE;
                 }
             }
