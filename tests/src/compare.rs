@@ -36,6 +36,8 @@ pub struct Figures {
     pub throughput_rps: f64,
     /// Requests.
     pub requests: usize,
+    /// Requests served by another model than asked (client fallbacks and substitutes).
+    pub fallbacks: u64,
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -86,6 +88,7 @@ fn figures(world: &World, arrivals: &[Arrival]) -> Figures {
         failures: (world.finished().len() - done.len()) as u64,
         throughput_rps: done.len() as f64 / span_s,
         requests: world.finished().len(),
+        fallbacks: world.counters().fallbacks,
     }
 }
 
@@ -102,13 +105,13 @@ pub fn table(rows: &[(&str, Figures)]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<13} {:>10} {:>10} {:>10} {:>11} {:>11} {:>6} {:>8} {:>8}",
-        "policy", "ttft mean", "ttft p50", "ttft p99", "lat mean", "lat p99", "loads", "failed", "req/s"
+        "{:<13} {:>10} {:>10} {:>10} {:>11} {:>11} {:>6} {:>8} {:>8} {:>9}",
+        "policy", "ttft mean", "ttft p50", "ttft p99", "lat mean", "lat p99", "loads", "failed", "req/s", "fallbacks"
     );
     for (name, f) in rows {
         let _ = writeln!(
             s,
-            "{:<13} {:>8.0}ms {:>8.0}ms {:>8.0}ms {:>9.0}ms {:>9.0}ms {:>6} {:>8} {:>8.2}",
+            "{:<13} {:>8.0}ms {:>8.0}ms {:>8.0}ms {:>9.0}ms {:>9.0}ms {:>6} {:>8} {:>8.2} {:>9}",
             name,
             f.ttft_mean,
             f.ttft_p50,
@@ -117,7 +120,8 @@ pub fn table(rows: &[(&str, Figures)]) -> String {
             f.latency_p99,
             f.cold_loads,
             f.failures,
-            f.throughput_rps
+            f.throughput_rps,
+            f.fallbacks
         );
     }
     s
@@ -135,6 +139,7 @@ pub fn json(rows: &[(&str, Figures)]) -> serde_json::Value {
                 "cold_loads": f.cold_loads,
                 "failures": f.failures,
                 "throughput_rps": f.throughput_rps,
+                "fallbacks": f.fallbacks,
             }),
         );
     }

@@ -61,6 +61,7 @@ impl Router {
         let id = RequestId(self.next_request);
         self.next_request += 1;
         self.counters.requests += 1;
+        self.demand.record(&spec.model, self.now);
         let req = Req {
             spec,
             admitted: self.now,
@@ -248,7 +249,12 @@ impl Router {
             // Nothing asked for is loaded anywhere: a loaded model of the same kind beats a
             // cold load.
             if let Some((sub, ranked)) = self.substitute(&spec, &chain, &tried, tie) {
-                choices.insert(0, (sub, RouteKind::Substitute, ranked));
+                // Priority guard (ollama-herd §3): a model asked for more than twice as often as
+                // the substitute is loaded instead, or it would never come back.
+                let (asked, other) = (self.demand.of(&spec.model, self.now), self.demand.of(&sub, self.now));
+                if asked <= 2.0 * other.max(1.0) {
+                    choices.insert(0, (sub, RouteKind::Substitute, ranked));
+                }
             }
         }
         Plan::Go(choices)

@@ -115,6 +115,43 @@ pub(crate) enum Timer {
     Attempt(AttemptId),
 }
 
+/// Recent demand per model: requests, decayed with a 10-minute time constant. It keeps a model
+/// that clients keep asking for from being substituted forever (ollama-herd's priority guard).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Demand {
+    models: BTreeMap<ModelName, (f64, Instant)>,
+}
+
+impl Demand {
+    const TAU_SECS: f64 = 600.0;
+    const MAX_MODELS: usize = 4096;
+
+    fn decayed(value: f64, since: Instant, now: Instant) -> f64 {
+        value * (-now.saturating_since(since).as_secs_f64() / Self::TAU_SECS).exp()
+    }
+
+    /// Counts one request for `model`.
+    pub(crate) fn record(&mut self, model: &ModelName, now: Instant) {
+        if !self.models.contains_key(model) && self.models.len() >= Self::MAX_MODELS {
+            let coldest = self
+                .models
+                .iter()
+                .min_by(|a, b| Self::decayed(a.1 .0, a.1 .1, now).total_cmp(&Self::decayed(b.1 .0, b.1 .1, now)))
+                .map(|(m, _)| m.clone());
+            if let Some(m) = coldest {
+                self.models.remove(&m);
+            }
+        }
+        let e = self.models.entry(model.clone()).or_insert((0.0, now));
+        *e = (Self::decayed(e.0, e.1, now) + 1.0, now);
+    }
+
+    /// Recent demand for `model`.
+    pub(crate) fn of(&self, model: &ModelName, now: Instant) -> f64 {
+        self.models.get(model).map_or(0.0, |&(v, t)| Self::decayed(v, t, now))
+    }
+}
+
 /// Counters since start, for metrics and the simulation's "sometimes" checks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -186,6 +223,7 @@ pub struct Router {
     pub(crate) fleet_dirty: bool,
     pub(crate) counters: Counters,
     pub(crate) rotation: u64,
+    pub(crate) demand: Demand,
 }
 
 impl Router {
@@ -218,6 +256,7 @@ impl Router {
             fleet_dirty: false,
             counters: Counters::default(),
             rotation: 0,
+            demand: Demand::default(),
         })
     }
 

@@ -796,3 +796,20 @@ fn baseline_policies_rotate_and_balance() {
     // Ties go to the lower id; then the queue per slot decides, hot or cold alike.
     assert_eq!(picks, [0, 1, 1]);
 }
+
+#[test]
+fn a_model_in_demand_is_loaded_rather_than_substituted_forever() {
+    let mut t = T::new(RouterConfig::default());
+    t.node(secs(0), cold("a", "qwen3:8b"));
+    let mut b = loaded("b", "llama3.1:8b");
+    b.ollama.num_parallel = 8;
+    t.node(secs(0), b);
+    let mut models = vec![];
+    for i in 0..3 {
+        t.request(secs(1) + Duration::from_millis(i), RequestSpec::chat("qwen3:8b"));
+        models.push(t.dispatch().model.to_string());
+    }
+    // The first ones are served by the loaded substitute; once qwen3:8b is asked for more than
+    // twice as often as llama3.1:8b, it is loaded instead.
+    assert_eq!(models, ["llama3.1:8b", "llama3.1:8b", "qwen3:8b"]);
+}
