@@ -135,7 +135,6 @@ proptest! {
 #[test]
 fn swarm_sweep_reaches_every_rare_path() {
     let mut totals = herd_core::router::Counters::default();
-    let mut pulls = 0;
     for seed in 0..200u64 {
         let mut rng = Rng::new(seed);
         // Swarm testing: each seed weights the operation kinds differently.
@@ -205,19 +204,10 @@ fn swarm_sweep_reaches_every_rare_path() {
         if let Err(v) = h.settle() {
             panic!("seed {seed}: {v:?} while settling");
         }
-        let c = h.router.stats().counters;
-        totals.completed += c.completed;
-        totals.retries += c.retries;
-        totals.fallbacks += c.fallbacks;
-        totals.breaker_opens += c.breaker_opens;
-        totals.held += c.held;
-        totals.reaped += c.reaped;
-        totals.failed_after_commit += c.failed_after_commit;
-        totals.client_gone += c.client_gone;
-        totals.rejected += c.rejected;
-        pulls += c.pulls;
+        totals.add(&h.router.stats().counters);
     }
-    println!("swarm totals: {totals:?} pulls={pulls}");
+    let pulls = totals.pulls;
+    println!("swarm totals: {totals:?}");
     for (name, n) in [
         ("completed", totals.completed),
         ("retry", totals.retries),

@@ -21,15 +21,7 @@ fn two_hundred_seeds_keep_every_invariant_and_reach_every_rare_path() {
     let mut total = herd_core::router::Counters::default();
     for &seed in &seeds {
         let r = run_seed(&rows, seed, &cfg).unwrap_or_else(|e| panic!("{e}"));
-        let c = r.counters;
-        total.completed += c.completed;
-        total.retries += c.retries;
-        total.fallbacks += c.fallbacks;
-        total.breaker_opens += c.breaker_opens;
-        total.held += c.held;
-        total.reaped += c.reaped;
-        total.failed_after_commit += c.failed_after_commit;
-        total.rejected += c.rejected;
+        total.add(&r.counters);
     }
     println!("sweep over {} seeds: {total:?}", seeds.len());
     if seeds.len() > 1 {

@@ -181,6 +181,24 @@ pub struct Counters {
     pub pulls: u64,
 }
 
+impl Counters {
+    /// Adds another router's counters to these (for sweeps over many runs).
+    pub fn add(&mut self, o: &Counters) {
+        self.requests += o.requests;
+        self.completed += o.completed;
+        self.rejected += o.rejected;
+        self.failed_after_commit += o.failed_after_commit;
+        self.client_gone += o.client_gone;
+        self.dispatched += o.dispatched;
+        self.retries += o.retries;
+        self.fallbacks += o.fallbacks;
+        self.reaped += o.reaped;
+        self.breaker_opens += o.breaker_opens;
+        self.held += o.held;
+        self.pulls += o.pulls;
+    }
+}
+
 /// A snapshot of the router's load.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {

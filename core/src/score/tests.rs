@@ -34,21 +34,28 @@ fn score_all(f: &Fleet, model: &str, facts: &dyn Fn(&Node) -> Facts, c: &ScoreCo
     d
 }
 
-/// ollama-herd's own example: a 70B model, hot on a busy Mac Studio against cold on an idle
-/// MacBook Pro. The hot machine wins despite its queue: a cold load costs far more.
-#[test]
-fn hot_busy_studio_beats_cold_idle_macbook() {
+/// ollama-herd's example fleet: a Mac Studio (M2 Ultra, 192 GB, 800 GB/s) with llama3.3:70b
+/// loaded, and a MacBook Pro (128 GB, 400 GB/s) with it only on disk.
+fn studio_and_macbook(studio_parallel: u32) -> Fleet {
     let mut studio = hb("studio", &[("llama3.3:70b", 48.0, 8192)], &["llama3.3:70b"]);
     studio.memory.total_gb = 192.0;
     studio.memory.available_gb = 100.0;
     studio.memory_bandwidth_gbps = 800.0;
+    studio.ollama.num_parallel = studio_parallel;
     studio.ollama.models_available_sizes.insert(ModelName::new("llama3.3:70b"), 42.5);
     let mut mbp = hb("macbook", &[], &["llama3.3:70b"]);
     mbp.memory.total_gb = 128.0;
     mbp.memory.available_gb = 100.0;
     mbp.memory_bandwidth_gbps = 400.0;
     mbp.ollama.models_available_sizes.insert(ModelName::new("llama3.3:70b"), 42.5);
-    let f = fleet_of(vec![studio, mbp]);
+    fleet_of(vec![studio, mbp])
+}
+
+/// ollama-herd's own example: a 70B model, hot on a busy Mac Studio against cold on an idle
+/// MacBook Pro. The hot machine wins despite its queue: a cold load costs far more.
+#[test]
+fn hot_busy_studio_beats_cold_idle_macbook() {
+    let f = studio_and_macbook(0);
     let c = ScoreConfig { policy: ScorePolicy::Classic, ..ScoreConfig::default() };
     let depth3 = |n: &Node| Facts { depth: if n.name() == "studio" { 3 } else { 0 }, slots: 1, ..Facts::default() };
     let d = score_all(&f, "llama3.3:70b", &depth3, &c);
@@ -145,20 +152,7 @@ fn session_pin_yields_to_a_much_longer_queue() {
 /// load elsewhere, and loses once waiting there would take longer than loading.
 #[test]
 fn herd_weighs_queue_wait_against_load_time() {
-    let mk = |parallel: u32| {
-        let mut studio = hb("studio", &[("llama3.3:70b", 48.0, 8192)], &["llama3.3:70b"]);
-        studio.memory.total_gb = 192.0;
-        studio.memory.available_gb = 100.0;
-        studio.memory_bandwidth_gbps = 800.0;
-        studio.ollama.num_parallel = parallel;
-        studio.ollama.models_available_sizes.insert(ModelName::new("llama3.3:70b"), 42.5);
-        let mut mbp = hb("macbook", &[], &["llama3.3:70b"]);
-        mbp.memory.total_gb = 128.0;
-        mbp.memory.available_gb = 100.0;
-        mbp.memory_bandwidth_gbps = 400.0;
-        mbp.ollama.models_available_sizes.insert(ModelName::new("llama3.3:70b"), 42.5);
-        fleet_of(vec![studio, mbp])
-    };
+    let mk = studio_and_macbook;
     let c = ScoreConfig::default();
     // Four slots, three busy: nobody waits on the Studio, while the MacBook must load 42.5 GB.
     let f = mk(4);
