@@ -5,13 +5,14 @@
 //! without a `done: true` chunk (herd-router.md §18 item 4): `finish` answers
 //! [`ResponseError::Truncated`] or the upstream's own error instead.
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::chunk::{ndjson_input, parse_chunk, saturate, Chunk};
 use super::shape::{
     tool_call, ChatChoiceOut, ChatMessageOut, LogprobsOut, ObjectOut, Reasoning, TextChoiceOut, UsageOut,
 };
-use super::{FinishReason, NativeEndpoint, OpenAiResponseConfig, ResponseError, SYSTEM_FINGERPRINT};
+use super::{FinishReason, NativeEndpoint, OpenAiResponseConfig, ResponseError};
 use crate::codec::ndjson::LineSplitter;
 use crate::router::Usage;
 
@@ -104,6 +105,19 @@ fn usage(done: &Chunk) -> Usage {
     Usage { prompt_tokens: saturate(done.prompt_tokens), completion_tokens: saturate(done.completion_tokens) }
 }
 
+/// The finished OpenAI object of type `object` with its one `choice` and the usage from the done
+/// chunk, and the token counts for the router.
+fn openai_object<C: Serialize>(
+    config: &OpenAiResponseConfig,
+    object: &'static str,
+    choice: C,
+    done: &Chunk,
+) -> (Value, Usage) {
+    let usage = usage(done);
+    let object = ObjectOut::new(config, object, vec![choice], Some(UsageOut::from(usage)));
+    (serde_json::to_value(&object).unwrap_or_default(), usage)
+}
+
 /// Adds native chunks up to one `/v1/chat/completions` answer (`object: "chat.completion"`):
 /// the concatenated `content` (`""`, not `null`, when there are only tool calls, as Ollama
 /// does), thinking under [`OpenAiResponseConfig::reasoning_field`], every tool call (`arguments`
@@ -152,17 +166,7 @@ impl ChatCompletionAggregator {
             logprobs: LogprobsOut::new(&self.sum.logprobs),
             finish_reason: Some(reason.as_str()),
         };
-        let usage = usage(&done);
-        let object = ObjectOut {
-            id: &c.id,
-            object: "chat.completion",
-            created: c.created,
-            model: &c.model,
-            system_fingerprint: SYSTEM_FINGERPRINT,
-            choices: vec![choice],
-            usage: Some(UsageOut::from(usage)),
-        };
-        Ok((serde_json::to_value(&object).unwrap_or_default(), usage))
+        Ok(openai_object(c, "chat.completion", choice, &done))
     }
 }
 
@@ -197,17 +201,7 @@ impl TextCompletionAggregator {
             logprobs: LogprobsOut::new(&self.sum.logprobs),
             finish_reason: Some(reason.as_str()),
         };
-        let usage = usage(&done);
-        let object = ObjectOut {
-            id: &c.id,
-            object: "text_completion",
-            created: c.created,
-            model: &c.model,
-            system_fingerprint: SYSTEM_FINGERPRINT,
-            choices: vec![choice],
-            usage: Some(UsageOut::from(usage)),
-        };
-        Ok((serde_json::to_value(&object).unwrap_or_default(), usage))
+        Ok(openai_object(c, "text_completion", choice, &done))
     }
 }
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{ReasoningField, ResponseError};
+use super::{OpenAiResponseConfig, ReasoningField, ResponseError, SYSTEM_FINGERPRINT};
 use crate::router::Usage;
 
 /// `usage`: prompt and completion tokens and their sum.
@@ -152,6 +152,26 @@ pub(crate) struct ObjectOut<'a, C> {
     pub choices: Vec<C>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<UsageOut>,
+}
+
+impl<'a, C> ObjectOut<'a, C> {
+    /// An object of type `object` with the response's `id`, `created` and `model` from `config`.
+    pub fn new(
+        config: &'a OpenAiResponseConfig,
+        object: &'static str,
+        choices: Vec<C>,
+        usage: Option<UsageOut>,
+    ) -> Self {
+        ObjectOut {
+            id: &config.id,
+            object,
+            created: config.created,
+            model: &config.model,
+            system_fingerprint: SYSTEM_FINGERPRINT,
+            choices,
+            usage,
+        }
+    }
 }
 
 /// The `data:` payload of an error event (wire-api.md §6.1.2): the OpenAI error envelope.

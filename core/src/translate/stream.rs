@@ -18,6 +18,7 @@
 
 use std::collections::VecDeque;
 
+use serde::Serialize;
 use serde_json::Value;
 
 use super::chunk::{ndjson_input, parse_chunk, saturate, Chunk};
@@ -25,7 +26,7 @@ use super::shape::{
     error_payload, to_json, tool_call, ChatChoiceOut, ChatMessageOut, LogprobsOut, ObjectOut, Reasoning, TextChoiceOut,
     UsageOut,
 };
-use super::{FinishReason, NativeEndpoint, OpenAiResponseConfig, ResponseError, SseEvent, SYSTEM_FINGERPRINT};
+use super::{FinishReason, NativeEndpoint, OpenAiResponseConfig, ResponseError, SseEvent};
 use crate::codec::ndjson::LineSplitter;
 use crate::router::Usage;
 
@@ -67,6 +68,28 @@ impl Core {
 
     fn finished(&self) -> bool {
         matches!(self.phase, Phase::Done | Phase::Failed)
+    }
+
+    /// Reads one native chunk from `endpoint` if the stream is still `open`; a dropped chunk is
+    /// counted, a malformed one fails the stream.
+    fn accept(&mut self, open: bool, chunk: &Value, endpoint: NativeEndpoint) -> Option<Chunk> {
+        if !open {
+            self.ignored += 1;
+            return None;
+        }
+        match parse_chunk(chunk, endpoint) {
+            Ok(chunk) => Some(chunk),
+            Err(err) => {
+                self.fail(err);
+                None
+            }
+        }
+    }
+
+    /// Queues one chunk event: an object of type `object` with its one `choice`.
+    fn push<C: Serialize>(&mut self, object: &'static str, choice: C) {
+        let json = to_json(&ObjectOut::new(&self.config, object, vec![choice], None));
+        self.events.push_back(SseEvent::Chunk(json));
     }
 
     fn fail(&mut self, err: ResponseError) {
@@ -167,13 +190,9 @@ impl OpenAiChatStream {
 
     /// Feeds one parsed native chunk.
     pub fn handle_chunk(&mut self, chunk: &Value) {
-        if !self.begin() {
-            self.core.ignored += 1;
-            return;
-        }
-        match parse_chunk(chunk, NativeEndpoint::Chat) {
-            Ok(chunk) => self.deltas(&chunk),
-            Err(err) => self.core.fail(err),
+        let open = self.begin();
+        if let Some(chunk) = self.core.accept(open, chunk, NativeEndpoint::Chat) {
+            self.deltas(&chunk);
         }
     }
 
@@ -191,7 +210,6 @@ impl OpenAiChatStream {
     }
 
     fn push(&mut self, delta: ChatMessageOut<'_>, logprobs: Option<LogprobsOut<'_>>, finish: Option<FinishReason>) {
-        let c = &self.core.config;
         let choice = ChatChoiceOut {
             index: 0,
             delta: Some(delta),
@@ -199,17 +217,7 @@ impl OpenAiChatStream {
             logprobs,
             finish_reason: finish.map(FinishReason::as_str),
         };
-        let object = ObjectOut {
-            id: &c.id,
-            object: "chat.completion.chunk",
-            created: c.created,
-            model: &c.model,
-            system_fingerprint: SYSTEM_FINGERPRINT,
-            choices: vec![choice],
-            usage: None,
-        };
-        let json = to_json(&object);
-        self.core.events.push_back(SseEvent::Chunk(json));
+        self.core.push("chat.completion.chunk", choice);
     }
 
     fn deltas(&mut self, chunk: &Chunk) {
@@ -245,17 +253,9 @@ impl OpenAiChatStream {
 }
 
 /// Builds the usage chunk (`choices: []`) for objects of type `object`.
-fn usage_chunk<C: serde::Serialize>(object: &'static str) -> impl FnOnce(&OpenAiResponseConfig, UsageOut) -> String {
+fn usage_chunk<C: Serialize>(object: &'static str) -> impl FnOnce(&OpenAiResponseConfig, UsageOut) -> String {
     move |c, usage| {
-        let out: ObjectOut<'_, C> = ObjectOut {
-            id: &c.id,
-            object,
-            created: c.created,
-            model: &c.model,
-            system_fingerprint: SYSTEM_FINGERPRINT,
-            choices: Vec::new(),
-            usage: Some(usage),
-        };
+        let out: ObjectOut<'_, C> = ObjectOut::new(c, object, Vec::new(), Some(usage));
         to_json(&out)
     }
 }
@@ -280,13 +280,9 @@ impl OpenAiCompletionStream {
 
     /// Feeds one parsed native chunk.
     pub fn handle_chunk(&mut self, chunk: &Value) {
-        if !self.begin() {
-            self.core.ignored += 1;
-            return;
-        }
-        match parse_chunk(chunk, NativeEndpoint::Generate) {
-            Ok(chunk) => self.texts(&chunk),
-            Err(err) => self.core.fail(err),
+        let open = self.begin();
+        if let Some(chunk) = self.core.accept(open, chunk, NativeEndpoint::Generate) {
+            self.texts(&chunk);
         }
     }
 
@@ -301,24 +297,13 @@ impl OpenAiCompletionStream {
     }
 
     fn push(&mut self, text: &str, logprobs: &[Value], finish: Option<FinishReason>) {
-        let c = &self.core.config;
         let choice = TextChoiceOut {
             text,
             index: 0,
             logprobs: LogprobsOut::new(logprobs),
             finish_reason: finish.map(FinishReason::as_str),
         };
-        let object = ObjectOut {
-            id: &c.id,
-            object: "text_completion",
-            created: c.created,
-            model: &c.model,
-            system_fingerprint: SYSTEM_FINGERPRINT,
-            choices: vec![choice],
-            usage: None,
-        };
-        let json = to_json(&object);
-        self.core.events.push_back(SseEvent::Chunk(json));
+        self.core.push("text_completion", choice);
     }
 
     fn texts(&mut self, chunk: &Chunk) {
