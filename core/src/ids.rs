@@ -58,7 +58,7 @@ impl ModelName {
     /// A stable 64-bit key of the name (FNV-1a), for fast per-node lookups; equal names have
     /// equal keys, and lookups confirm the name itself.
     pub fn key(&self) -> u64 {
-        self.0.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+        crate::rng::fnv1a(crate::rng::FNV_OFFSET, self.0.as_bytes())
     }
 
     /// The name without its tag (`qwen3:8b` → `qwen3`).

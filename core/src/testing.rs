@@ -179,7 +179,7 @@ impl Harness {
             committed: BTreeSet::new(),
             breaker_open_until: BTreeMap::new(),
             pulls: Vec::new(),
-            hash: 0xcbf2_9ce4_8422_2325,
+            hash: crate::rng::FNV_OFFSET,
             steps: 0,
         }
     }
@@ -190,10 +190,7 @@ impl Harness {
     }
 
     fn mix(&mut self, s: &str) {
-        for b in s.bytes() {
-            self.hash ^= u64::from(b);
-            self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        self.hash = crate::rng::fnv1a(self.hash, s.as_bytes());
     }
 
     fn pick<T: Copy>(set: impl Iterator<Item = T>, i: u16) -> Option<T> {

@@ -165,10 +165,7 @@ pub struct World {
 }
 
 fn fnv(hash: &mut u64, s: &str) {
-    for b in s.bytes() {
-        *hash ^= u64::from(b);
-        *hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    *hash = herd_core::rng::fnv1a(*hash, s.as_bytes());
 }
 
 impl World {
@@ -205,7 +202,7 @@ impl World {
             next_action: 0,
             lost_heartbeats: BTreeSet::new(),
             partitioned: BTreeSet::new(),
-            hash: 0xcbf2_9ce4_8422_2325,
+            hash: herd_core::rng::FNV_OFFSET,
             last_end: now,
         }
     }

@@ -276,10 +276,7 @@ pub fn pieces<'a>(data: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
 /// `count` ascending offsets in `0..=len` (`0..len` when `len > 0`, so a prefix is strict),
 /// derived from `data` so a fuzzer can steer them.
 fn cut_points(data: &[u8], len: usize, count: usize) -> Vec<usize> {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let mut hash = crate::rng::fnv1a(crate::rng::FNV_OFFSET, data);
     let span = u64::try_from(len).unwrap_or(u64::MAX).max(1);
     let mut cuts: Vec<usize> = (0..count)
         .map(|i| {
