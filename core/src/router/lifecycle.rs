@@ -102,7 +102,9 @@ impl Router {
         }
         let rejection = match failure {
             UpstreamFailure::Status { code, saturated } if !failure.retryable() => {
-                Rejection::Upstream { status: code, saturated }
+                let busy = saturated || matches!(code, 429 | 503);
+                let retry_after = busy.then_some(self.config.queue.retry_after);
+                Rejection::Upstream { status: code, saturated, retry_after }
             }
             last => Rejection::AttemptsExhausted { attempts, last },
         };

@@ -138,6 +138,8 @@ pub enum Rejection {
         status: u16,
         /// Ollama's saturation answer.
         saturated: bool,
+        /// When to come back: set for saturation, 429 and 503 (from `queue.retry_after`).
+        retry_after: Option<Duration>,
     },
     /// Every attempt failed (502), or no node was left to try.
     AttemptsExhausted {
@@ -168,9 +170,7 @@ impl Rejection {
             | Rejection::QueueFull { retry_after }
             | Rejection::Overloaded { retry_after }
             | Rejection::ClientLimit { retry_after, .. } => Some(*retry_after),
-            Rejection::Upstream { saturated: true, .. } | Rejection::Upstream { status: 429 | 503, .. } => {
-                Some(Duration::from_secs(2))
-            }
+            Rejection::Upstream { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
