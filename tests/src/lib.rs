@@ -2,12 +2,16 @@
 //! agents, trace-driven clients and seeded faults around a real `herd_core::router::Router`),
 //! the routing-quality comparison, and the fake backends the end-to-end tests will use.
 
+#[cfg(feature = "world")]
 pub use herd_core::testing;
 
+#[cfg(feature = "world")]
 pub mod compare;
 pub mod fleet;
 pub mod node;
+#[cfg(feature = "world")]
 pub mod sweep;
 pub mod trace;
 pub mod workload;
+#[cfg(feature = "world")]
 pub mod world;

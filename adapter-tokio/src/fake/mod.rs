@@ -1,0 +1,1 @@
+//! The simulated Ollama server (being built).
