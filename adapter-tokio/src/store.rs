@@ -1,1 +1,0 @@
-//! The SQLite trace store (being built).
