@@ -1,0 +1,407 @@
+//! The processes a run starts (the simulated Ollama and the router in front of it), the guards
+//! that kill them and remove the scratch folder however the run ends, readiness, the router's
+//! memory as /proc reports it, and a description of the machine.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::load::{HttpClient, MODEL};
+
+/// A setup failure, told to the user as is.
+pub type SetupError = Box<dyn std::error::Error>;
+
+/// How long a child may take to print its `listening on` line.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long the router may take to see the node online with the model loaded.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often the router's memory is sampled during its rounds.
+const RSS_PERIOD: Duration = Duration::from_millis(100);
+
+/// The two programs, next to the bench's own executable unless told otherwise.
+#[derive(Debug)]
+pub struct Bins {
+    pub fake: PathBuf,
+    pub router: PathBuf,
+}
+
+impl Bins {
+    /// Finds `herd-fake-ollama` and `herd` in `dir`, or next to this executable.
+    ///
+    /// # Errors
+    /// Either program is missing.
+    pub fn locate(dir: Option<PathBuf>) -> Result<Bins, SetupError> {
+        let dir = match dir {
+            Some(d) => d,
+            None => std::env::current_exe()?.parent().ok_or("the executable has no folder")?.to_path_buf(),
+        };
+        let bins = Bins { fake: dir.join("herd-fake-ollama"), router: dir.join("herd") };
+        for path in [&bins.fake, &bins.router] {
+            if !path.is_file() {
+                return Err(format!(
+                    "{} not found; build all three programs first: cargo build --release -p herd-tokio \
+                     (or run cargo run --release -p herd-tokio --bin herd-bench)",
+                    path.display()
+                )
+                .into());
+            }
+        }
+        Ok(bins)
+    }
+}
+
+/// A scratch folder, removed on drop unless kept.
+#[derive(Debug)]
+pub struct Scratch {
+    pub path: PathBuf,
+    pub keep: bool,
+}
+
+impl Scratch {
+    /// Creates a fresh folder under the system's temporary folder.
+    ///
+    /// # Errors
+    /// The folder cannot be created.
+    pub fn create(keep: bool) -> Result<Scratch, SetupError> {
+        let path = std::env::temp_dir().join(format!("herd-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+        Ok(Scratch { path, keep })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("kept {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A child process that is killed when this is dropped (panics included).
+#[derive(Debug)]
+pub struct Proc {
+    name: &'static str,
+    child: Child,
+    /// `http://127.0.0.1:PORT`, from its first line.
+    pub url: String,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    /// Starts `program` with `args`, its stderr into `stderr`, and waits for its first stdout line
+    /// `listening on URL`; the rest of its stdout is read and dropped so it never blocks.
+    async fn spawn(name: &'static str, program: &Path, args: &[String], stderr: PathBuf) -> Result<Proc, SetupError> {
+        let log = std::fs::File::create(&stderr)?;
+        let mut child = Command::new(program)
+            .args(args)
+            .env("HERD_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", program.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = tx.send(reader.read_line(&mut first).map(|_| first));
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let mut proc = Proc { name, child, url: String::new(), stderr };
+        let line = match tokio::time::timeout(LISTEN_TIMEOUT, rx).await {
+            Ok(Ok(Ok(line))) => line,
+            Ok(_) => return Err(proc.failure("its stdout closed before a line")),
+            Err(_) => return Err(proc.failure(&format!("no line on stdout within {LISTEN_TIMEOUT:?}"))),
+        };
+        match line.trim().strip_prefix("listening on ") {
+            Some(url) if url.starts_with("http://") => proc.url = url.to_string(),
+            _ => return Err(proc.failure(&format!("unexpected first line {:?}", line.trim()))),
+        }
+        Ok(proc)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `reason`, plus how the process ended if it did, plus the end of its stderr.
+    fn failure(&mut self, reason: &str) -> SetupError {
+        std::thread::sleep(Duration::from_millis(100));
+        let exited = match self.child.try_wait() {
+            Ok(Some(status)) => format!(" ({status})"),
+            _ => String::new(),
+        };
+        let (_, tail) = self.log_tail(10);
+        format!("{}: {reason}{exited}; stderr ends:\n{}", self.name, tail.join("\n")).into()
+    }
+
+    /// The number of stderr lines and the last `n` of them.
+    pub fn log_tail(&self, n: usize) -> (usize, Vec<String>) {
+        let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(n)..].iter().map(|l| l.to_string()).collect();
+        (lines.len(), tail)
+    }
+
+    /// Tells on stderr how many lines it logged, with the last few.
+    fn report_log(&self) {
+        let (count, tail) = self.log_tail(5);
+        if count > 0 {
+            eprintln!("{} wrote {count} lines to stderr ({}); the last ones:", self.name, self.stderr.display());
+            for line in tail {
+                eprintln!("  {line}");
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A simulated Ollama with a router in front of it.
+#[derive(Debug)]
+pub struct Pair {
+    /// Declared first so it is killed first, before the node it routes to; `None` when only the
+    /// fake is measured.
+    pub router: Option<Proc>,
+    pub fake: Proc,
+    /// The fake's `--token-ms`.
+    pub token_ms: u64,
+}
+
+/// How to start a [`Pair`].
+#[derive(Debug)]
+pub struct PairConfig<'a> {
+    pub bins: &'a Bins,
+    pub scratch: &'a Path,
+    pub token_ms: u64,
+    /// The fake's `--num-parallel` and the router's `--node-parallel`.
+    pub parallel: usize,
+    /// The fake's port (0 = any free one).
+    pub fake_port: u16,
+    /// Start the router too.
+    pub router: bool,
+}
+
+impl Pair {
+    /// Starts the fake, then the router pointed at it, and waits until the router sees the node
+    /// online with the model loaded.
+    ///
+    /// # Errors
+    /// Either program failed to start or the router never saw the node ready.
+    pub async fn start(config: PairConfig<'_>, client: &HttpClient) -> Result<Pair, SetupError> {
+        let dir = config.scratch.join(format!("token-ms-{}", config.token_ms));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data)?;
+        let fake_args = strings(&[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &config.fake_port.to_string(),
+            "--timing",
+            "fixed",
+            "--first-token-ms",
+            "0",
+            "--token-ms",
+            &config.token_ms.to_string(),
+            "--num-parallel",
+            &config.parallel.to_string(),
+            "--models",
+            MODEL,
+            "--preload",
+            MODEL,
+            "--name",
+            "bench",
+        ]);
+        let fake = Proc::spawn("herd-fake-ollama", &config.bins.fake, &fake_args, dir.join("fake.stderr")).await?;
+        if !config.router {
+            return Ok(Pair { router: None, fake, token_ms: config.token_ms });
+        }
+        let router_args = strings(&[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--node",
+            &fake.url,
+            "--node-parallel",
+            &config.parallel.to_string(),
+            "--data-dir",
+            &data.to_string_lossy(),
+            "--no-mdns",
+            "--seed",
+            "1",
+        ]);
+        let router = Proc::spawn("herd", &config.bins.router, &router_args, dir.join("router.stderr")).await?;
+        let mut router = router;
+        wait_ready(&mut router, client).await?;
+        Ok(Pair { router: Some(router), fake, token_ms: config.token_ms })
+    }
+
+    /// Reports the children's logs, reads the router's VmHWM (kB) and kills both.
+    pub fn finish(self) -> Option<u64> {
+        let hwm = self.router.as_ref().and_then(|r| proc_status_kb(r.pid(), "VmHWM:"));
+        if let Some(router) = &self.router {
+            router.report_log();
+        }
+        self.fake.report_log();
+        hwm
+    }
+}
+
+/// Waits until `router` answers `/fleet/status` with the node online and the model loaded.
+async fn wait_ready(router: &mut Proc, client: &HttpClient) -> Result<(), SetupError> {
+    let uri: hyper::Uri = format!("{}/fleet/status", router.url).parse()?;
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut last = String::from("no answer yet");
+    while Instant::now() < deadline {
+        let request = Request::get(uri.clone()).body(Full::new(Bytes::new()))?;
+        match client.request(request).await {
+            Ok(response) => {
+                let status = response.status();
+                let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                if status.is_success() && node_ready(&value) {
+                    return Ok(());
+                }
+                last = format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+            }
+            Err(e) => last = format!("request failed: {e}"),
+        }
+        if let Ok(Some(status)) = router.child.try_wait() {
+            return Err(router.failure(&format!("exited ({status}) before the node was ready")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(router.failure(&format!(
+        "GET /fleet/status never showed nodes[0] online with {MODEL} loaded within {READY_TIMEOUT:?}; last: {last}"
+    )))
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Whether `/fleet/status` shows the first node online with the model loaded.
+pub fn node_ready(status: &Value) -> bool {
+    let node = &status["nodes"][0];
+    let loaded = node["models_loaded"]
+        .as_array()
+        .is_some_and(|models| models.iter().any(|m| m.as_str() == Some(MODEL) || m["name"].as_str() == Some(MODEL)));
+    node["status"] == "online" && loaded
+}
+
+/// A `kB` field (`VmRSS:`, `VmHWM:`) of `/proc/<pid>/status`.
+pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Samples a process's VmRSS every [`RSS_PERIOD`] until stopped, keeping the peak.
+#[derive(Debug)]
+pub struct RssSampler {
+    pid: u32,
+    peak_kb: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32) -> RssSampler {
+        let peak_kb = Arc::new(AtomicU64::new(0));
+        let peak = peak_kb.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RSS_PERIOD);
+            loop {
+                tick.tick().await;
+                if let Some(kb) = proc_status_kb(pid, "VmRSS:") {
+                    peak.fetch_max(kb, Ordering::Relaxed);
+                }
+            }
+        });
+        RssSampler { pid, peak_kb, task }
+    }
+
+    /// Stops sampling; the peak VmRSS seen, kB.
+    pub fn stop(self) -> u64 {
+        self.task.abort();
+        let last = proc_status_kb(self.pid, "VmRSS:").unwrap_or(0);
+        self.peak_kb.load(Ordering::Relaxed).max(last)
+    }
+}
+
+/// Where the numbers came from.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu: String,
+    pub commit: Option<String>,
+}
+
+impl Machine {
+    pub fn detect() -> Machine {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+                })
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let git = |args: &[&str]| {
+            let out = Command::new("git").args(args).stderr(Stdio::null()).output().ok()?;
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        let commit = git(&["rev-parse", "--short", "HEAD"]).map(|c| {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{c}+dirty")
+            } else {
+                c
+            }
+        });
+        Machine { cores, cpu, commit }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn readiness_needs_online_and_model() {
+        let ready = json!({"nodes": [{"status": "online", "models_loaded": ["qwen3:8b"]}]});
+        assert!(node_ready(&ready));
+        let objects = json!({"nodes": [{"status": "online", "models_loaded": [{"name": "qwen3:8b"}]}]});
+        assert!(node_ready(&objects));
+        assert!(!node_ready(&json!({"nodes": [{"status": "online", "models_loaded": []}]})));
+        assert!(!node_ready(&json!({"nodes": [{"status": "unknown", "models_loaded": ["qwen3:8b"]}]})));
+        assert!(!node_ready(&json!({"nodes": []})));
+    }
+
+    #[test]
+    fn reads_own_rss() {
+        let kb = proc_status_kb(std::process::id(), "VmRSS:").unwrap();
+        assert!(kb > 0);
+    }
+}
