@@ -1,5 +1,163 @@
 //! herd-tokio: the `herd` router on tokio + hyper, the simulated Ollama server it demos and is
 //! tested against, and the pieces they share. Policy lives in `herd-core`; this crate moves bytes.
+//!
+//! The shape: [`server`] accepts connections and reads bodies; [`proxy`] runs one routed request
+//! (core decides every attempt, retry and fallback; the proxy performs them); [`relay`] carries a
+//! committed answer to the client; [`driver`] is the one task that owns core's `Router`;
+//! [`fleet_api`] serves the model lists, admin calls and `/fleet/*`; [`static_nodes`] polls
+//! Ollama servers that have no agent; [`store`] writes one trace per request to SQLite.
 
+pub mod app;
+pub mod demo;
+pub mod driver;
+pub mod errors;
 pub mod fake;
+pub mod fleet_api;
+pub mod proxy;
+pub mod relay;
+pub mod resolve;
+pub mod server;
+pub mod static_nodes;
 pub mod store;
+
+use app::{App, Args};
+use herd_core::config::RouterConfig;
+use herd_core::router::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A router that is running: its address and what must outlive it.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Shared state (driver handle, client).
+    pub app: Arc<App>,
+    /// The trace store, flushed on [`Running::shutdown`].
+    pub store: Option<store::TraceStore>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, and flushes the traces.
+    pub fn shutdown(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        if let Some(s) = self.store.take() {
+            if let Err(e) = s.close() {
+                tracing::warn!(error = %e, "closing the trace store");
+            }
+        }
+    }
+
+    /// The router's base URL, `http://127.0.0.1:PORT` for a wildcard address.
+    pub fn url(&self) -> String {
+        let ip = if self.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { self.addr.ip().to_string() };
+        format!("http://{ip}:{}", self.addr.port())
+    }
+}
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration file could not be read or parsed.
+    #[error("config file {path}: {message}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] herd_core::config::ConfigError),
+    /// The trace store could not be opened.
+    #[error("trace store: {0}")]
+    Store(String),
+    /// The port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Reads the router configuration: the file's fields over core's defaults, then the fleet key.
+pub fn router_config(args: &Args) -> Result<RouterConfig, StartError> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| StartError::Config { path: path.display().to_string(), message: e.to_string() })?;
+            serde_json::from_str(&text)
+                .map_err(|e| StartError::Config { path: path.display().to_string(), message: e.to_string() })?
+        }
+        None => RouterConfig::default(),
+    };
+    if let Some(k) = args.fleet_key.clone().filter(|k| !k.is_empty()) {
+        config.fleet.fleet_key = Some(k);
+    }
+    Ok(config.validate()?)
+}
+
+/// Starts the router: driver, trace store, static-node pollers, auto-pull worker and listener.
+pub async fn start(args: &Args) -> Result<Running, StartError> {
+    let config = router_config(args)?;
+    let epoch = tokio::time::Instant::now();
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    });
+    let router = Router::new(config, seed, driver::core_now(epoch))?;
+    let data_dir = args.data_dir();
+    let retention = store::Retention {
+        max_rows: args.trace_rows,
+        max_age: Duration::from_secs(args.trace_days.saturating_mul(86_400)),
+    };
+    let store = store::TraceStore::open(&data_dir, retention).map_err(|e| StartError::Store(e.to_string()))?;
+    let reader = store.reader().map_err(|e| StartError::Store(e.to_string()))?;
+    let (driver, mut pulls) = driver::spawn(router, epoch, Some(store.writer()));
+    let client = app::upstream_client();
+    let app = Arc::new(App {
+        driver: driver.clone(),
+        client: client.clone(),
+        api_keys: args.api_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
+        admin_key: args.admin_key.clone().filter(|k| !k.is_empty()),
+        max_body_bytes: (args.max_body_mb.max(1) as usize) << 20,
+        read_timeout: Duration::from_secs(args.read_timeout_secs.max(1)),
+        store: Some(Arc::new(std::sync::Mutex::new(reader))),
+    });
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let mut tasks = vec![tokio::spawn(server::serve(listener, app.clone()))];
+    for raw in &args.nodes {
+        let node = static_nodes::StaticNode {
+            url: static_nodes::normalise_url(raw),
+            parallel: args.node_parallel,
+            memory_gb: args.node_memory_gb,
+        };
+        tasks.push(tokio::spawn(static_nodes::poll(driver.clone(), client.clone(), node)));
+    }
+    // Auto-pull orders (core emits them only for allow-listed models).
+    let pull_driver = driver.clone();
+    let pull_client = client.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some((node, model, addr)) = pulls.recv().await {
+            let d = pull_driver.clone();
+            let c = pull_client.clone();
+            tokio::spawn(async move {
+                let ok = demo::pull(&c, &addr.url, model.as_str()).await;
+                d.send(driver::Input::PullResult(node, model, ok)).await;
+            });
+        }
+    }));
+    if !args.host.is_loopback() && app.api_keys.is_empty() && app.admin_key.is_none() {
+        tracing::warn!(
+            "listening on {addr} with no HERD_API_KEYS and no HERD_ADMIN_KEY: anyone who can reach this port can use \
+             and administer the fleet"
+        );
+    }
+    Ok(Running { addr, app, store: Some(store), tasks })
+}

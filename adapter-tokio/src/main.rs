@@ -1,10 +1,116 @@
-//! Placeholder for `herd` until its issue lands; it links herd-core so the workspace stays whole.
+//! `herd`: the router. See `herd --help`, and the README for `herd --demo`.
 
-fn main() {
-    eprintln!(
-        "herd {}: not built yet (herd-core {} is ready; see the open issues)",
-        env!("CARGO_PKG_VERSION"),
-        herd_core::VERSION
+use clap::Parser;
+use herd_tokio::app::Args;
+use std::io::Write;
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HERD_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("herd: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> std::process::ExitCode {
+    let running = match herd_tokio::start(&args).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("herd: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let url = running.url();
+    println!("listening on http://{}", running.addr);
+    let _ = std::io::stdout().flush();
+    let mut fleet = Vec::new();
+    if args.demo {
+        match herd_tokio::demo::start_fleet(&url).await {
+            Ok(f) => fleet = f,
+            Err(e) => {
+                eprintln!("herd: cannot start the demo nodes: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+        wait_for_nodes(&running, fleet.len()).await;
+        print_demo_help(&url, &fleet);
+    }
+    tracing::info!(addr = %running.addr, data_dir = %args.data_dir().display(), "herd is ready");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    for f in &fleet {
+        f.shutdown();
+    }
+    running.shutdown();
+    std::process::ExitCode::SUCCESS
+}
+
+async fn wait_for_nodes(running: &herd_tokio::Running, n: usize) {
+    for _ in 0..100 {
+        let online = running.app.driver.query(|r, _| r.fleet().nodes().filter(|x| x.routable()).count()).await;
+        if online.unwrap_or(0) >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn print_demo_help(url: &str, fleet: &[herd_tokio::fake::FakeHandle]) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "\nherd demo: a router at {url} in front of {} simulated Ollama machines:", fleet.len());
+    for (spec, f) in herd_tokio::demo::demo_fleet().iter().zip(fleet) {
+        let _ = writeln!(
+            out,
+            "  {:<12} {}  loaded: {}",
+            spec.name,
+            f.url(),
+            spec.preloaded.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        r#"
+Try:
+  curl {url}/api/tags
+  curl {url}/api/chat -d '{{"model":"qwen3:8b","messages":[{{"role":"user","content":"hello"}}]}}'
+  curl -i {url}/v1/chat/completions -H 'content-type: application/json' \
+       -d '{{"model":"llama3.3:70b","messages":[{{"role":"user","content":"hi"}}]}}'
+  curl '{url}/fleet/explain?model=gemma3:27b'
+  curl {url}/fleet/status
+  python -c 'import ollama; print(ollama.Client("{url}").chat(model="qwen3:8b", messages=[{{"role":"user","content":"hi"}}]))'
+Ctrl-C stops it."#
     );
-    std::process::exit(2);
+    let _ = out.flush();
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

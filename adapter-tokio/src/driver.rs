@@ -1,0 +1,471 @@
+//! The driver task: the one owner of core's `Router`. Request tasks, the heartbeat handler and the
+//! static-node pollers talk to it through one bounded channel; it answers each request task on that
+//! request's own channel. It holds no policy: it feeds inputs, drains commands and events, and
+//! sleeps until core's next deadline.
+
+use crate::store::{TraceRecord, TraceWriter};
+use herd_core::api::Surface;
+use herd_core::fleet::heartbeat::{Heartbeat, Report};
+use herd_core::fleet::Registered;
+use herd_core::ids::{AttemptId, ModelName, NodeId, RequestId};
+use herd_core::policy::retry::UpstreamFailure;
+use herd_core::request::RequestSpec;
+use herd_core::router::{
+    CancelReason, Command, Commit, Dispatch, Event, Outcome, Rejection, ReportError, RouteKind, Router, Usage,
+};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// Capacity of the driver's input channel. Request tasks wait (backpressure) when it is full.
+pub const INPUT_CAPACITY: usize = 8192;
+
+/// What the driver tells one request task.
+#[derive(Debug)]
+pub enum ReqMsg {
+    /// The router's id for the request.
+    Admitted(RequestId),
+    /// Start this attempt at `url`.
+    Dispatch(Dispatch, Arc<NodeAddr>),
+    /// Answer the client from this attempt.
+    Commit(Commit, Arc<NodeAddr>),
+    /// Abort this attempt.
+    Cancel(AttemptId, CancelReason),
+    /// Answer the client with this refusal.
+    Reject(Rejection),
+}
+
+/// Where a node is reached, and its name for headers and traces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddr {
+    /// Node name.
+    pub name: String,
+    /// Ollama base URL, no trailing slash.
+    pub url: String,
+}
+
+/// What happened to an attempt, reported by its request task.
+#[derive(Debug, Clone)]
+pub enum AttemptInput {
+    /// The upstream answered with headers.
+    Connected,
+    /// The first body byte arrived.
+    FirstByte,
+    /// More bytes arrived.
+    Progress,
+    /// Done, with token counts.
+    Finished(Usage),
+    /// Failed.
+    Failed(UpstreamFailure),
+}
+
+/// What a request task knows about its request besides the spec, for its trace.
+#[derive(Debug, Clone)]
+pub struct ReqMeta {
+    /// The API surface.
+    pub surface: Surface,
+    /// Wall-clock start, ms since the Unix epoch.
+    pub started_unix_ms: i64,
+}
+
+/// A read-only look at the router, answered on the driver task.
+pub type Query = Box<dyn FnOnce(&Router, &Nodes) + Send>;
+
+/// Inputs to the driver.
+pub enum Input {
+    /// A new request; the driver answers on `tx`.
+    Request {
+        /// What it asks.
+        spec: RequestSpec,
+        /// For the trace.
+        meta: ReqMeta,
+        /// The request task's channel.
+        tx: mpsc::UnboundedSender<ReqMsg>,
+    },
+    /// An attempt's progress.
+    Attempt(AttemptId, AttemptInput),
+    /// The final HTTP status answered, for the trace (sent before the end is reported).
+    Status(RequestId, u16),
+    /// The client left.
+    ClientGone(RequestId),
+    /// A node's report over HTTP.
+    Heartbeat {
+        /// The body.
+        body: bytes::Bytes,
+        /// Who sent it.
+        peer: Option<IpAddr>,
+        /// The answer.
+        reply: oneshot::Sender<Result<Registered, ReportError>>,
+    },
+    /// A report from a static-node poller, with the URL it polls.
+    Static(Box<Heartbeat>, String),
+    /// Drain a node by name (admin).
+    Drain(String, oneshot::Sender<bool>),
+    /// A pull ended.
+    PullResult(NodeId, ModelName, bool),
+    /// A read-only query.
+    Query(Query),
+}
+
+/// The handle request tasks hold.
+#[derive(Clone)]
+pub struct DriverTx {
+    tx: mpsc::Sender<Input>,
+}
+
+impl DriverTx {
+    /// Sends an input, waiting while the channel is full.
+    pub async fn send(&self, input: Input) {
+        // The driver only stops at shutdown; a failed send then has nobody to tell.
+        let _ = self.tx.send(input).await;
+    }
+
+    /// Sends from a synchronous context (a body's poll or a drop): at once when there is room,
+    /// else from a spawned task, so nothing is ever lost.
+    pub fn send_now(&self, input: Input) {
+        match self.tx.try_send(input) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(input)) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(input).await;
+                });
+            }
+        }
+    }
+
+    /// Runs `f` on the driver and returns what it computes.
+    pub async fn query<T: Send + 'static>(&self, f: impl FnOnce(&Router, &Nodes) -> T + Send + 'static) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Input::Query(Box::new(move |r, n| {
+            let _ = reply.send(f(r, n));
+        })))
+        .await;
+        rx.await.ok()
+    }
+}
+
+/// Node addresses the adapter resolved (core keeps identities, the adapter keeps URLs).
+#[derive(Default)]
+pub struct Nodes {
+    addrs: BTreeMap<NodeId, Arc<NodeAddr>>,
+}
+
+impl Nodes {
+    /// The address of `node`.
+    pub fn addr(&self, node: NodeId) -> Option<&Arc<NodeAddr>> {
+        self.addrs.get(&node)
+    }
+    fn set(&mut self, node: NodeId, name: &str, url: String) {
+        if self.addrs.get(&node).is_none_or(|a| a.url != url || a.name != name) {
+            self.addrs.insert(node, Arc::new(NodeAddr { name: name.to_string(), url }));
+        }
+    }
+}
+
+struct Live {
+    tx: mpsc::UnboundedSender<ReqMsg>,
+    meta: ReqMeta,
+    stream: bool,
+    status: u16,
+    route: Option<RouteKind>,
+    error: Option<String>,
+}
+
+/// The driver's state.
+pub struct Driver {
+    router: Router,
+    nodes: Nodes,
+    live: BTreeMap<RequestId, Live>,
+    epoch: tokio::time::Instant,
+    traces: Option<TraceWriter>,
+    pulls: mpsc::UnboundedSender<(NodeId, ModelName, Arc<NodeAddr>)>,
+}
+
+/// Starts the driver task; returns its handle and the channel of auto-pull orders.
+pub fn spawn(
+    router: Router,
+    epoch: tokio::time::Instant,
+    traces: Option<TraceWriter>,
+) -> (DriverTx, mpsc::UnboundedReceiver<(NodeId, ModelName, Arc<NodeAddr>)>) {
+    let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
+    let (pulls, pull_rx) = mpsc::unbounded_channel();
+    let driver = Driver {
+        router,
+        nodes: Nodes::default(),
+        live: BTreeMap::new(),
+        epoch,
+        traces,
+        pulls,
+    };
+    tokio::spawn(driver.run(rx));
+    (DriverTx { tx }, pull_rx)
+}
+
+/// Core's clock: microseconds since the adapter's epoch.
+pub fn core_now(epoch: tokio::time::Instant) -> herd_core::time::Instant {
+    herd_core::time::Instant::from_micros(epoch.elapsed().as_micros() as u64)
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Driver {
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        loop {
+            let deadline = self.router.poll_timeout();
+            let input = match deadline {
+                Some(at) => {
+                    let when = self.epoch + Duration::from_micros(at.as_micros());
+                    tokio::select! {
+                        biased;
+                        input = rx.recv() => input,
+                        _ = tokio::time::sleep_until(when) => {
+                            let now = self.now();
+                            self.router.handle_timeout(now);
+                            self.drain();
+                            continue;
+                        }
+                    }
+                }
+                None => rx.recv().await,
+            };
+            let Some(input) = input else { return };
+            self.handle(input);
+            // Take whatever else is already queued before draining: one drain per burst.
+            let mut budget = 256;
+            while budget > 0 {
+                match rx.try_recv() {
+                    Ok(input) => self.handle(input),
+                    Err(_) => break,
+                }
+                budget -= 1;
+            }
+            self.drain();
+        }
+    }
+
+    fn now(&self) -> herd_core::time::Instant {
+        core_now(self.epoch)
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = self.now();
+        match input {
+            Input::Request { spec, meta, tx } => {
+                let stream = spec.stream;
+                let id = self.router.handle_request(now, spec);
+                let _ = tx.send(ReqMsg::Admitted(id));
+                self.live.insert(id, Live { tx, meta, stream, status: 200, route: None, error: None });
+                // Commands for it are drained right after; they find its channel now.
+            }
+            Input::Attempt(attempt, a) => match a {
+                AttemptInput::Connected => self.router.handle_connected(now, attempt),
+                AttemptInput::FirstByte => self.router.handle_first_byte(now, attempt),
+                AttemptInput::Progress => self.router.handle_progress(now, attempt),
+                AttemptInput::Finished(usage) => self.router.handle_finished(now, attempt, usage),
+                AttemptInput::Failed(f) => self.router.handle_failed(now, attempt, f),
+            },
+            Input::Status(id, status) => {
+                if let Some(l) = self.live.get_mut(&id) {
+                    l.status = status;
+                }
+            }
+            Input::ClientGone(id) => self.router.handle_client_gone(now, id),
+            Input::Heartbeat { body, peer, reply } => {
+                let result = match Heartbeat::parse(&body) {
+                    Ok(report) => self.report(now, report, peer, None),
+                    Err(e) => Err(ReportError::Invalid(e)),
+                };
+                let _ = reply.send(result);
+            }
+            Input::Static(hb, url) => {
+                let _ = self.report(now, Report::Heartbeat(hb), None, Some(url));
+            }
+            Input::Drain(name, reply) => {
+                let found = self.router.fleet().by_name(&name).is_some();
+                if found {
+                    let key = self.router.config().fleet.fleet_key.clone();
+                    let _ = self.router.handle_report(now, Report::Drain { node_id: name, fleet_key: key });
+                }
+                let _ = reply.send(found);
+            }
+            Input::PullResult(node, model, ok) => self.router.handle_pull_result(now, node, model, ok),
+            Input::Query(f) => f(&self.router, &self.nodes),
+        }
+    }
+
+    fn report(
+        &mut self,
+        now: herd_core::time::Instant,
+        report: Report,
+        peer: Option<IpAddr>,
+        url: Option<String>,
+    ) -> Result<Registered, ReportError> {
+        let resolved = match &report {
+            Report::Heartbeat(hb) => {
+                Some((hb.node_id.clone(), url.unwrap_or_else(|| crate::resolve::backend_url(&hb.ollama_host, &hb.lan_ip, peer))))
+            }
+            Report::Drain { .. } => None,
+        };
+        let registered = self.router.handle_report(now, report)?;
+        if let Some((name, url)) = resolved {
+            self.nodes.set(registered.node, &name, url);
+        }
+        Ok(registered)
+    }
+
+    fn drain(&mut self) {
+        while let Some(cmd) = self.router.poll_command() {
+            self.command(cmd);
+        }
+        while let Some(ev) = self.router.poll_event() {
+            self.event(ev);
+        }
+    }
+
+    fn send(&mut self, id: RequestId, msg: ReqMsg) {
+        let gone = match self.live.get(&id) {
+            Some(l) => l.tx.send(msg).is_err(),
+            None => false,
+        };
+        if gone {
+            // The request task is gone: its client left.
+            let now = self.now();
+            self.router.handle_client_gone(now, id);
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Dispatch(d) => {
+                let addr = self.nodes.addr(d.node).cloned();
+                match addr {
+                    Some(addr) => self.send(d.request, ReqMsg::Dispatch(d, addr)),
+                    None => {
+                        // A node core knows but we cannot reach: report it as a connect failure.
+                        let now = self.now();
+                        self.router.handle_failed(now, d.attempt, UpstreamFailure::Connect);
+                    }
+                }
+            }
+            Command::Commit(c) => {
+                let addr = self.nodes.addr(c.node).cloned().unwrap_or_else(|| {
+                    Arc::new(NodeAddr { name: format!("node-{}", c.node.0), url: String::new() })
+                });
+                if let Some(l) = self.live.get_mut(&c.request) {
+                    l.route = Some(c.route);
+                }
+                self.send(c.request, ReqMsg::Commit(c, addr));
+            }
+            Command::Cancel { request, attempt, reason } => self.send(request, ReqMsg::Cancel(attempt, reason)),
+            Command::Reject { request, rejection } => {
+                if let Some(l) = self.live.get_mut(&request) {
+                    l.status = rejection.http_status();
+                    l.error = Some(rejection.as_str().to_string());
+                }
+                self.send(request, ReqMsg::Reject(rejection));
+            }
+            Command::Pull { node, model } => {
+                if let Some(addr) = self.nodes.addr(node).cloned() {
+                    let _ = self.pulls.send((node, model, addr));
+                } else {
+                    let now = self.now();
+                    self.router.handle_pull_result(now, node, model, false);
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, ev: Event) {
+        match ev {
+            Event::Ended(trace) => {
+                let live = self.live.remove(&trace.request);
+                let Some(live) = live else { return };
+                let Some(writer) = &self.traces else { return };
+                let (prompt_tokens, completion_tokens, error) = match &trace.outcome {
+                    Outcome::Completed(u) => (u.prompt_tokens, u.completion_tokens, None),
+                    Outcome::Rejected(r) => (0, 0, Some(r.as_str().to_string())),
+                    Outcome::FailedAfterCommit(f) => (0, 0, Some(f.as_str().to_string())),
+                    Outcome::ClientGone => (0, 0, Some("client_gone".to_string())),
+                };
+                let node = trace.node.and_then(|n| self.nodes.addr(n)).map(|a| a.name.clone());
+                writer.record(TraceRecord {
+                    request_id: trace.request.0,
+                    started_unix_ms: live.meta.started_unix_ms,
+                    surface: surface_name(live.meta.surface).to_string(),
+                    requested_model: trace.requested_model.as_str().to_string(),
+                    served_model: trace.served_model.as_ref().map(|m| m.as_str().to_string()),
+                    node,
+                    attempts: trace.attempts,
+                    outcome: trace.outcome.as_str().to_string(),
+                    status: match trace.outcome {
+                        Outcome::ClientGone => 499,
+                        Outcome::FailedAfterCommit(_) if live.status == 200 => 200,
+                        _ => live.status,
+                    },
+                    error: error.or(live.error),
+                    route: live.route.map(|r| route_name(r).to_string()),
+                    queued_ms: ms(trace.queued),
+                    ttft_ms: trace.ttft.map(ms),
+                    total_ms: ms(trace.total),
+                    prompt_tokens,
+                    completion_tokens,
+                    tags: trace.tags,
+                    client: trace.client,
+                    stream: live.stream,
+                });
+            }
+            Event::NodeStatus { name, from, to, .. } => {
+                tracing::info!(node = %name, from = ?from.map(|s| s.as_str()), to = ?to.map(|s| s.as_str()), "node status");
+            }
+            Event::Retried { request, node, failure, .. } => {
+                let name = self.nodes.addr(node).map(|a| a.name.clone()).unwrap_or_default();
+                tracing::info!(request = request.0, node = %name, failure = failure.as_str(), "retrying on another node");
+            }
+            Event::Reaped { request, node, reason, .. } => {
+                let name = self.nodes.addr(node).map(|a| a.name.clone()).unwrap_or_default();
+                tracing::warn!(request = request.0, node = %name, reason = ?reason, "reaped a stuck attempt");
+            }
+            Event::Breaker { node, open } => {
+                let name = self.nodes.addr(node).map(|a| a.name.clone()).unwrap_or_default();
+                tracing::warn!(node = %name, open, "breaker");
+            }
+            Event::Fallback { request, from, to, route } => {
+                tracing::info!(request = request.0, from = from.as_str(), to = to.as_str(), route = route_name(route), "fallback");
+            }
+            Event::Context { .. } | Event::Holding { .. } => {}
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The trace name of a surface.
+pub fn surface_name(s: Surface) -> &'static str {
+    match s {
+        Surface::OllamaChat => "ollama_chat",
+        Surface::OllamaGenerate => "ollama_generate",
+        Surface::OllamaEmbed => "ollama_embed",
+        Surface::OllamaEmbeddings => "ollama_embeddings",
+        Surface::OpenAiChat => "openai_chat",
+        Surface::OpenAiCompletions => "openai_completions",
+        Surface::OpenAiEmbeddings => "openai_embeddings",
+        Surface::AnthropicMessages => "anthropic_messages",
+    }
+}
+
+/// The trace name of a route.
+pub fn route_name(r: RouteKind) -> &'static str {
+    match r {
+        RouteKind::Primary => "primary",
+        RouteKind::ClientFallback => "client_fallback",
+        RouteKind::Substitute => "substitute",
+    }
+}

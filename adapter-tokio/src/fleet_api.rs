@@ -1,0 +1,559 @@
+//! Everything that is not a routed inference request: liveness and version, the fleet-wide model
+//! lists (`/api/tags`, `/api/ps`, `/v1/models`), `/api/show`, the admin calls forwarded to one
+//! node (pull, delete, copy, create, push), heartbeats, and the `/fleet/*` views.
+
+use crate::app::App;
+use crate::driver::{Input, NodeAddr, Nodes};
+use crate::errors::{error_response, full, json_response, text_response, Body, Proto};
+use crate::server::read_body;
+use bytes::Bytes;
+use herd_core::fleet::{NodeStatus, Registered};
+use herd_core::ids::ModelName;
+use herd_core::router::Router;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response};
+use serde_json::{json, Map, Value};
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The version reported when no node has told us Ollama's.
+const FALLBACK_OLLAMA_VERSION: &str = "0.12.6";
+
+/// Serves a non-inference path.
+pub async fn route(app: Arc<App>, req: Request<Incoming>, path: &str, peer: SocketAddr) -> Response<Body> {
+    let method = req.method().clone();
+    let get = method == Method::GET || method == Method::HEAD;
+    match (path, get) {
+        ("/", true) => text_response(200, "Ollama is running"),
+        ("/api/version", true) => version(&app).await,
+        ("/api/tags", true) => tags(&app).await,
+        ("/api/ps", true) => ps(&app).await,
+        ("/v1/models", true) => models(&app, None).await,
+        (p, true) if p.starts_with("/v1/models/") => models(&app, Some(&p["/v1/models/".len()..])).await,
+        ("/fleet/status", true) => status(&app).await,
+        ("/fleet/explain", true) => explain(&app, req.uri().query().unwrap_or("")).await,
+        ("/fleet/traces", true) => traces(&app, req.uri().query().unwrap_or("")).await,
+        ("/fleet/usage", true) => usage(&app).await,
+        _ => post_route(app, req, path, peer).await,
+    }
+}
+
+async fn post_route(app: Arc<App>, req: Request<Incoming>, path: &str, peer: SocketAddr) -> Response<Body> {
+    let method = req.method().clone();
+    let known_get = matches!(
+        path,
+        "/" | "/api/version" | "/api/tags" | "/api/ps" | "/v1/models" | "/fleet/status" | "/fleet/explain"
+    );
+    match (path, &method) {
+        ("/heartbeat", &Method::POST) => heartbeat(&app, req, peer).await,
+        ("/api/show", &Method::POST) => show(&app, req).await,
+        ("/api/pull", &Method::POST) => admin_forward(&app, req, "/api/pull", true).await,
+        ("/api/delete", &Method::DELETE) => admin_forward(&app, req, "/api/delete", false).await,
+        ("/api/copy", &Method::POST) => admin_forward(&app, req, "/api/copy", false).await,
+        ("/api/create", &Method::POST) => admin_forward(&app, req, "/api/create", false).await,
+        ("/api/push", &Method::POST) => admin_forward(&app, req, "/api/push", false).await,
+        (p, &Method::POST) if p.starts_with("/fleet/drain/") => drain(&app, &p["/fleet/drain/".len()..]).await,
+        _ if known_get
+            || matches!(path, "/heartbeat" | "/api/show" | "/api/pull" | "/api/delete" | "/api/copy" | "/api/create" | "/api/push") =>
+        {
+            text_response(405, "405 method not allowed")
+        }
+        _ => text_response(404, "404 page not found"),
+    }
+}
+
+fn unavailable() -> Response<Body> {
+    error_response(Proto::Ollama, 503, "the router is shutting down", None)
+}
+
+fn routable(r: &Router) -> impl Iterator<Item = &herd_core::fleet::Node> {
+    r.fleet().nodes().filter(|n| n.status() != NodeStatus::Offline)
+}
+
+async fn version(app: &App) -> Response<Body> {
+    let v = app
+        .driver
+        .query(|r, _| routable(r).map(|n| n.report().ollama.version.clone()).find(|v| !v.is_empty()))
+        .await
+        .flatten()
+        .unwrap_or_else(|| FALLBACK_OLLAMA_VERSION.to_string());
+    json_response(200, &json!({ "version": v, "herd_version": env!("CARGO_PKG_VERSION") }))
+}
+
+fn digest_of(name: &str, meta_digest: Option<&str>) -> String {
+    match meta_digest.filter(|d| !d.is_empty()) {
+        Some(d) => d.trim_start_matches("sha256:").to_string(),
+        None => {
+            let h = sha2::Sha256::digest(format!("herd:{name}").as_bytes());
+            h.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    }
+}
+
+/// One `/api/tags` entry per model over every node that is not offline.
+fn tag_entries(r: &Router) -> Vec<Value> {
+    let mut out: BTreeMap<ModelName, (Value, Vec<String>)> = BTreeMap::new();
+    for node in routable(r) {
+        let o = &node.report().ollama;
+        let names = o.models_available.iter().chain(o.models_loaded.iter().map(|m| &m.name));
+        for name in names {
+            let entry = out.entry(name.clone()).or_insert_with(|| {
+                let meta = node.meta(name);
+                let size_gb = o.models_available_sizes.get(name).copied().unwrap_or_else(|| node.model_size_gb(name));
+                let details = json!({
+                    "parent_model": "",
+                    "format": meta.map_or("gguf", |m| if m.format.is_empty() { "gguf" } else { m.format.as_str() }),
+                    "family": meta.map_or_else(|| name.family().to_string(), |m| m.family.clone()),
+                    "families": meta.and_then(|m| m.families.clone()),
+                    "parameter_size": meta.map(|m| m.parameter_size.clone()).unwrap_or_default(),
+                    "quantization_level": meta.map(|m| m.quantization_level.clone()).unwrap_or_default(),
+                });
+                let mut v = json!({
+                    "name": name.as_str(),
+                    "model": name.as_str(),
+                    "modified_at": "2026-01-01T00:00:00Z",
+                    "size": (size_gb * 1e9) as u64,
+                    "digest": digest_of(name.as_str(), meta.map(|m| m.digest.as_str())),
+                    "details": details,
+                });
+                if let Some(m) = meta.filter(|m| !m.capabilities.is_empty()) {
+                    v["capabilities"] = json!(m.capabilities);
+                }
+                (v, Vec::new())
+            });
+            if !entry.1.iter().any(|n| n == node.name()) {
+                entry.1.push(node.name().to_string());
+            }
+        }
+    }
+    out.into_values()
+        .map(|(mut v, nodes)| {
+            v["herd_nodes"] = json!(nodes);
+            v
+        })
+        .collect()
+}
+
+async fn tags(app: &App) -> Response<Body> {
+    match app.driver.query(|r, _| tag_entries(r)).await {
+        Some(models) => json_response(200, &json!({ "models": models })),
+        None => unavailable(),
+    }
+}
+
+async fn ps(app: &App) -> Response<Body> {
+    let models = app
+        .driver
+        .query(|r, _| {
+            let mut out = Vec::new();
+            for node in routable(r) {
+                for m in &node.report().ollama.models_loaded {
+                    let size = (m.size_gb * 1e9) as u64;
+                    out.push(json!({
+                        "name": m.name.as_str(),
+                        "model": m.name.as_str(),
+                        "size": size,
+                        "size_vram": m.size_vram_gb.map_or(0, |g| (g * 1e9) as u64),
+                        "digest": digest_of(m.name.as_str(), Some(&m.digest)),
+                        "details": {
+                            "parent_model": "", "format": "gguf", "family": m.name.family(), "families": null,
+                            "parameter_size": m.parameter_size, "quantization_level": m.quantization,
+                        },
+                        "expires_at": "2318-01-01T00:00:00Z",
+                        "context_length": m.context_length,
+                        "herd_node": node.name(),
+                    }));
+                }
+            }
+            out
+        })
+        .await;
+    match models {
+        Some(models) => json_response(200, &json!({ "models": models })),
+        None => unavailable(),
+    }
+}
+
+async fn models(app: &App, one: Option<&str>) -> Response<Body> {
+    let Some(entries) = app.driver.query(|r, _| tag_entries(r)).await else { return unavailable() };
+    let created = crate::driver::unix_ms() / 1000;
+    let object = |name: &str| json!({ "id": name, "object": "model", "created": created, "owned_by": "library" });
+    match one {
+        None => {
+            let data: Vec<Value> = entries.iter().filter_map(|e| e["name"].as_str()).map(object).collect();
+            json_response(200, &json!({ "object": "list", "data": data }))
+        }
+        Some(raw) => {
+            let want = ModelName::new(raw);
+            match entries.iter().filter_map(|e| e["name"].as_str()).find(|n| ModelName::new(n) == want) {
+                Some(_) => json_response(200, &object(raw)),
+                None => error_response(Proto::OpenAi, 404, &format!("model \"{raw}\" not found"), None),
+            }
+        }
+    }
+}
+
+/// Nodes that have `model`, loaded ones first.
+fn holders(r: &Router, n: &Nodes, model: &ModelName) -> Vec<Arc<NodeAddr>> {
+    let mut loaded = Vec::new();
+    let mut disk = Vec::new();
+    for node in routable(r) {
+        let Some(addr) = n.addr(node.id()) else { continue };
+        if node.loaded(model).is_some() {
+            loaded.push(addr.clone());
+        } else if node.has_model(model) {
+            disk.push(addr.clone());
+        }
+    }
+    loaded.extend(disk);
+    loaded
+}
+
+async fn show(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let body = match read_body(app, req.into_body(), Proto::Ollama).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let obj: Map<String, Value> = match serde_json::from_slice(&body) {
+        Ok(o) => o,
+        Err(e) => return error_response(Proto::Ollama, 400, &e.to_string(), None),
+    };
+    let Some(name) = obj.get("model").or_else(|| obj.get("name")).and_then(Value::as_str).map(str::to_string) else {
+        return error_response(Proto::Ollama, 400, "model is required", None);
+    };
+    let model = ModelName::new(&name);
+    let candidates = app.driver.query(move |r, n| holders(r, n, &model)).await.unwrap_or_default();
+    let mut last: Option<Response<Body>> = None;
+    for addr in candidates {
+        match forward(app, Method::POST, &addr, "/api/show", body.clone()).await {
+            Some(resp) if resp.status().is_success() => return resp,
+            Some(resp) => last = Some(resp),
+            None => {}
+        }
+    }
+    last.unwrap_or_else(|| error_response(Proto::Ollama, 404, &format!("model '{name}' not found"), None))
+}
+
+/// Sends a request to one node and relays its answer as it streams.
+async fn forward(app: &App, method: Method, addr: &NodeAddr, path: &str, body: Bytes) -> Option<Response<Body>> {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{}{}", addr.url, path))
+        .header(CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(body))
+        .ok()?;
+    let resp = tokio::time::timeout(Duration::from_secs(30), app.client.request(req)).await.ok()?.ok()?;
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.remove("content-length");
+    parts.headers.remove("transfer-encoding");
+    if let Ok(v) = HeaderValue::from_str(&addr.name) {
+        parts.headers.insert("x-herd-node", v);
+    }
+    use http_body_util::BodyExt;
+    let body = body.map_err(|_| ()).boxed_unsync();
+    // A node error mid-stream ends the relayed body; the client sees the stream stop.
+    let body = http_body_util::BodyExt::boxed_unsync(IgnoreErrors(body));
+    Some(Response::from_parts(parts, body))
+}
+
+/// A body whose read errors end it instead of failing the connection.
+struct IgnoreErrors(http_body_util::combinators::UnsyncBoxBody<Bytes, ()>);
+
+impl http_body::Body for IgnoreErrors {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match std::pin::Pin::new(&mut self.0).poll_frame(cx) {
+            std::task::Poll::Ready(Some(Ok(f))) => std::task::Poll::Ready(Some(Ok(f))),
+            std::task::Poll::Ready(Some(Err(()))) | std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+fn query_param<'a>(query: &'a str, key: &str) -> Option<String> {
+    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| percent_decode(v))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Pull, delete, copy, create, push: to the node named by `?node=` (or the body's `node`); pull
+/// alone may pick the best node itself.
+async fn admin_forward(app: &App, req: Request<Incoming>, path: &'static str, may_pick: bool) -> Response<Body> {
+    let method = req.method().clone();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let body = match read_body(app, req.into_body(), Proto::Ollama).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut obj: Map<String, Value> = serde_json::from_slice(&body).unwrap_or_default();
+    let named = query_param(&query, "node")
+        .or_else(|| obj.remove("node").and_then(|v| v.as_str().map(str::to_string)))
+        .or_else(|| obj.remove("node_id").and_then(|v| v.as_str().map(str::to_string)));
+    let model = obj.get("model").or_else(|| obj.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
+    let addr = match named {
+        Some(name) => {
+            let found = app
+                .driver
+                .query(move |r, n| r.fleet().by_name(&name).and_then(|node| n.addr(node.id()).cloned()))
+                .await
+                .flatten();
+            match found {
+                Some(a) => a,
+                None => return error_response(Proto::Ollama, 404, "no node of that name is known", None),
+            }
+        }
+        None if may_pick => {
+            let m = ModelName::new(&model);
+            let best = app
+                .driver
+                .query(move |r, n| {
+                    // The node with the most free memory that is online and reachable.
+                    routable(r)
+                        .filter(|node| node.report().ollama.reachable != Some(false) && !node.has_model(&m))
+                        .max_by(|a, b| a.free_memory_gb().total_cmp(&b.free_memory_gb()))
+                        .and_then(|node| n.addr(node.id()).cloned())
+                })
+                .await
+                .flatten();
+            match best {
+                Some(a) => a,
+                None => return error_response(Proto::Ollama, 503, "no online node can take a pull right now", None),
+            }
+        }
+        None => {
+            return error_response(
+                Proto::Ollama,
+                400,
+                &format!("{path} must name its node: add ?node=<node_id> (see GET /fleet/status for the names)"),
+                None,
+            )
+        }
+    };
+    let body = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
+    match forward(app, method, &addr, path, body).await {
+        Some(resp) => resp,
+        None => error_response(Proto::Ollama, 502, &format!("node {} did not answer", addr.name), None),
+    }
+}
+
+async fn heartbeat(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let body = match read_body(app, req.into_body(), Proto::Ollama).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    app.driver.send(Input::Heartbeat { body, peer: Some(peer.ip()), reply }).await;
+    match rx.await {
+        Ok(Ok(Registered { status, .. })) if status == NodeStatus::Draining => {
+            json_response(200, &json!({ "status": "draining" }))
+        }
+        Ok(Ok(Registered { status, .. })) => {
+            json_response(200, &json!({ "status": "ok", "node_status": status.as_str() }))
+        }
+        Ok(Err(herd_core::router::ReportError::Invalid(e))) => {
+            error_response(Proto::Ollama, 422, &format!("invalid heartbeat: {e}"), None)
+        }
+        Ok(Err(herd_core::router::ReportError::Refused(e))) => {
+            let status = if e.to_string().contains("key") { 401 } else { 409 };
+            error_response(Proto::Ollama, status, &format!("heartbeat refused: {e}"), None)
+        }
+        Err(_) => unavailable(),
+    }
+}
+
+async fn drain(app: &App, name: &str) -> Response<Body> {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    app.driver.send(Input::Drain(percent_decode(name), reply)).await;
+    match rx.await {
+        Ok(true) => json_response(200, &json!({ "status": "draining", "node_id": name })),
+        Ok(false) => error_response(Proto::Ollama, 404, &format!("no node named '{name}'"), None),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn status(app: &App) -> Response<Body> {
+    let v = app
+        .driver
+        .query(|r, n| {
+            let mut nodes = Vec::new();
+            let queues = r.queues();
+            for node in r.fleet().nodes() {
+                let rep = node.report();
+                let mut qs = Vec::new();
+                for (nid, model, q) in queues.iter() {
+                    if nid == node.id() {
+                        qs.push(json!({ "model": model.as_str(), "pending": q.pending.len(), "in_flight": q.in_flight }));
+                    }
+                }
+                nodes.push(json!({
+                    "node_id": node.name(),
+                    "status": node.status().as_str(),
+                    "url": n.addr(node.id()).map(|a| a.url.clone()),
+                    "models_loaded": rep.ollama.models_loaded.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+                    "models_available": rep.ollama.models_available.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                    "queues": qs,
+                    "in_flight": queues.node_in_flight(node.id()),
+                    "pending": queues.node_pending(node.id()),
+                    "ollama_reachable": rep.ollama.reachable.unwrap_or(true),
+                    "ollama_version": rep.ollama.version,
+                    "num_parallel": node.num_parallel(),
+                    "memory": { "total_gb": rep.memory.total_gb, "available_gb": rep.memory.available_gb, "pressure": format!("{:?}", rep.memory.pressure).to_lowercase() },
+                    "free_memory_gb": node.free_memory_gb(),
+                    "gpus": rep.gpus.len(),
+                    "memory_bandwidth_gbps": node.bandwidth_gbps(),
+                    "breaker_open": !r.breaker_allows(node.id()),
+                    "seconds_since_report": r.now().saturating_since(node.last_report()).as_secs_f64(),
+                }));
+            }
+            let s = r.stats();
+            json!({
+                "fleet": {
+                    "nodes_total": s.nodes,
+                    "nodes_online": r.fleet().nodes().filter(|n| n.routable()).count(),
+                    "requests_live": s.live, "requests_queued": s.queued, "requests_holding": s.holding,
+                    "attempts_in_flight": s.in_flight,
+                    "counters": {
+                        "requests": s.counters.requests, "completed": s.counters.completed,
+                    },
+                },
+                "nodes": nodes,
+            })
+        })
+        .await;
+    match v {
+        Some(v) => json_response(200, &v),
+        None => unavailable(),
+    }
+}
+
+async fn explain(app: &App, query: &str) -> Response<Body> {
+    let Some(model) = query_param(query, "model").filter(|m| !m.is_empty()) else {
+        return error_response(Proto::Ollama, 400, "add ?model=<name>", None);
+    };
+    let m = ModelName::new(&model);
+    let v = app
+        .driver
+        .query(move |r, _| {
+            let d = r.explain(&m);
+            let name = |id| r.fleet().node(id).map_or_else(String::new, |n| n.name().to_string());
+            let ranked: Vec<Value> = d
+                .ranked
+                .iter()
+                .map(|c| {
+                    let signals: Map<String, Value> =
+                        c.breakdown.iter().map(|(s, v)| (s.as_str().to_string(), json!(v))).collect();
+                    json!({
+                        "node_id": name(c.node), "score": c.total, "signals": signals,
+                        "temperature": format!("{:?}", c.temperature).to_lowercase(), "queue_depth": c.depth,
+                    })
+                })
+                .collect();
+            let eliminated: Vec<Value> = d
+                .eliminated
+                .iter()
+                .map(|(id, e)| json!({ "node_id": name(*id), "reason": e.as_str(), "detail": format!("{e:?}") }))
+                .collect();
+            json!({
+                "model": m.as_str(), "policy": format!("{:?}", r.config().score.policy).to_lowercase(),
+                "best": d.best().map(|c| name(c.node)), "ranked": ranked, "eliminated": eliminated,
+            })
+        })
+        .await;
+    match v {
+        Some(v) => json_response(200, &v),
+        None => unavailable(),
+    }
+}
+
+async fn traces(app: &App, query: &str) -> Response<Body> {
+    let Some(store) = app.store.clone() else {
+        return error_response(Proto::Ollama, 404, "traces are not recorded", None);
+    };
+    let limit = query_param(query, "limit").and_then(|l| l.parse().ok()).unwrap_or(100u32).min(10_000);
+    let rows = tokio::task::spawn_blocking(move || store.lock().ok().map(|s| s.recent(limit))).await;
+    match rows {
+        Ok(Some(Ok(rows))) => {
+            let out: Vec<Value> = rows.iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect();
+            json_response(200, &json!({ "traces": out }))
+        }
+        _ => error_response(Proto::Ollama, 500, "could not read the trace store", None),
+    }
+}
+
+async fn usage(app: &App) -> Response<Body> {
+    let Some(store) = app.store.clone() else {
+        return error_response(Proto::Ollama, 404, "traces are not recorded", None);
+    };
+    let since = crate::driver::unix_ms() - 24 * 3600 * 1000;
+    let rows = tokio::task::spawn_blocking(move || {
+        let s = store.lock().ok()?;
+        Some((s.usage_by_tag(since), s.usage_by_model(since)))
+    })
+    .await;
+    match rows {
+        Ok(Some((Ok(tags), Ok(models)))) => json_response(
+            200,
+            &json!({
+                "since_unix_ms": since,
+                "by_tag": tags,
+                "by_model": models,
+            }),
+        ),
+        _ => error_response(Proto::Ollama, 500, "could not read the trace store", None),
+    }
+}
+
+/// A ready JSON body, for callers outside this module.
+pub fn json_body(v: &Value) -> Body {
+    full(serde_json::to_vec(v).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_decode() {
+        assert_eq!(query_param("model=qwen3%3A8b&x=1", "model").as_deref(), Some("qwen3:8b"));
+        assert_eq!(query_param("a=b", "model"), None);
+        assert_eq!(percent_decode("a+b%2"), "a b%2");
+    }
+
+    #[test]
+    fn digests_are_stable_hex() {
+        let d = digest_of("m:latest", None);
+        assert_eq!(d.len(), 64);
+        assert_eq!(d, digest_of("m:latest", Some("")));
+        assert_eq!(digest_of("m", Some("sha256:abc")), "abc");
+    }
+}

@@ -1,0 +1,518 @@
+//! One routed request, from body to answer: describe it with core's `api`, hand it to the driver,
+//! run each attempt core dispatches against its node, and answer the client once core commits or
+//! rejects. Retries and fallbacks are core's; this module only performs them.
+
+use crate::app::App;
+use crate::driver::{unix_ms, AttemptInput, Input, NodeAddr, ReqMeta, ReqMsg};
+use crate::errors::{error_response, Body, Proto};
+use crate::relay::{EndGuard, Relay, Shaper, Tail};
+use bytes::Bytes;
+use herd_core::api::patch::{apply_patch, BodyPatch, NumCtxPatch};
+use herd_core::api::{describe_object, parse_body, DescribeContext, Surface};
+use herd_core::policy::retry::{is_saturation, UpstreamFailure};
+use herd_core::request::RequestSpec;
+use herd_core::router::{Commit, Dispatch, Rejection};
+use herd_core::translate::{
+    chat_request, completion_request, ChatCompletionAggregator, NativeAggregator, NativeEndpoint,
+    OpenAiChatStream, OpenAiCompletionStream, OpenAiResponseConfig, SamplingDefaults, TextCompletionAggregator,
+};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use hyper::Response;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The protocol whose envelope a surface's errors use.
+pub fn proto_of(surface: Surface) -> Proto {
+    match surface {
+        Surface::OllamaChat | Surface::OllamaGenerate | Surface::OllamaEmbed | Surface::OllamaEmbeddings => {
+            Proto::Ollama
+        }
+        Surface::OpenAiChat | Surface::OpenAiCompletions | Surface::OpenAiEmbeddings => Proto::OpenAi,
+        Surface::AnthropicMessages => Proto::Anthropic,
+    }
+}
+
+/// How one attempt is sent and its answer shaped.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Plan {
+    /// Native chat/generate: streamed from the node; passed through or aggregated.
+    Native { endpoint: NativeEndpoint, client_stream: bool },
+    /// Forwarded as sent (model patched): embeddings, Anthropic, OpenAI streams that need no change.
+    Pass { path: &'static str, stream: Option<Proto> },
+    /// OpenAI chat or completions translated to native.
+    Translate { endpoint: NativeEndpoint, client_stream: bool },
+}
+
+impl Plan {
+    fn of(surface: Surface, spec: &RequestSpec, d: &Dispatch) -> Plan {
+        let patched = d.num_ctx.is_some() || d.num_predict.is_some();
+        match surface {
+            Surface::OllamaChat => Plan::Native { endpoint: NativeEndpoint::Chat, client_stream: spec.stream },
+            Surface::OllamaGenerate => Plan::Native { endpoint: NativeEndpoint::Generate, client_stream: spec.stream },
+            Surface::OllamaEmbed | Surface::OllamaEmbeddings | Surface::OpenAiEmbeddings => {
+                Plan::Pass { path: surface.path(), stream: None }
+            }
+            Surface::AnthropicMessages => {
+                Plan::Pass { path: surface.path(), stream: spec.stream.then_some(Proto::Anthropic) }
+            }
+            Surface::OpenAiChat | Surface::OpenAiCompletions if spec.stream && !patched => {
+                Plan::Pass { path: surface.path(), stream: Some(Proto::OpenAi) }
+            }
+            Surface::OpenAiChat => Plan::Translate { endpoint: NativeEndpoint::Chat, client_stream: spec.stream },
+            _ => Plan::Translate { endpoint: NativeEndpoint::Generate, client_stream: spec.stream },
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Plan::Native { endpoint: NativeEndpoint::Chat, .. } | Plan::Translate { endpoint: NativeEndpoint::Chat, .. } => {
+                "/api/chat"
+            }
+            Plan::Native { .. } | Plan::Translate { .. } => "/api/generate",
+            Plan::Pass { path, .. } => path,
+        }
+    }
+}
+
+/// Everything one request carries through its attempts.
+struct Request {
+    surface: Surface,
+    proto: Proto,
+    spec: RequestSpec,
+    body: Map<String, Value>,
+    /// The model string as the client sent it (answers echo it).
+    client_model: String,
+    /// The last error a node answered, relayed when core rejects with `Upstream`.
+    last_error: Option<(u16, String)>,
+}
+
+/// Serves one inference request on `surface`.
+pub async fn serve(app: Arc<App>, surface: Surface, headers: HeaderMap, body: Bytes, client: Option<String>) -> Response<Body> {
+    let proto = proto_of(surface);
+    let obj = match parse_body(&body) {
+        Ok(o) => o,
+        Err(e) => return error_response(proto, e.http_status(), &e.to_string(), None),
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let ctx = DescribeContext {
+        client,
+        header_tags: header("x-herd-tags").map(herd_core::api::parse_tags_header).unwrap_or_default(),
+        fallback_header: header("x-fleet-no-fallback").and_then(herd_core::api::parse_no_fallback_header),
+        ..DescribeContext::default()
+    };
+    let spec = match describe_object(surface, &obj, &ctx) {
+        Ok(s) => s,
+        Err(e) => return error_response(proto, e.http_status(), &e.to_string(), None),
+    };
+    let client_model = obj.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut req = Request { surface, proto, spec, body: obj, client_model, last_error: None };
+    run(app, &mut req).await
+}
+
+async fn run(app: Arc<App>, req: &mut Request) -> Response<Body> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let meta = ReqMeta { surface: req.surface, started_unix_ms: unix_ms() };
+    let mut guard = EndGuard::new(app.driver.clone());
+    app.driver.send(Input::Request { spec: req.spec.clone(), meta, tx }).await;
+    loop {
+        let Some(msg) = rx.recv().await else {
+            guard.disarm();
+            return error_response(req.proto, 503, "the router is shutting down", Some(Duration::from_secs(1)));
+        };
+        match msg {
+            ReqMsg::Admitted(id) => guard.admitted(id),
+            ReqMsg::Reject(r) => {
+                guard.disarm();
+                return reject(req, &r);
+            }
+            ReqMsg::Dispatch(d, addr) => {
+                guard.attempt(d.attempt);
+                match attempt(&app, req, &d, &addr, &mut rx, guard).await {
+                    Ok(resp) => return resp,
+                    Err(g) => guard = g,
+                }
+            }
+            // Stale messages of an attempt already given up.
+            ReqMsg::Commit(..) | ReqMsg::Cancel(..) => {}
+        }
+    }
+}
+
+/// The refusal core decided, in the client's protocol.
+fn reject(req: &Request, r: &Rejection) -> Response<Body> {
+    let status = r.http_status();
+    let message = match r {
+        Rejection::UnknownModel(m) => format!(
+            "model '{}' not found on any node; pull it onto a node first (ollama pull {})",
+            req.client_model,
+            m.as_str()
+        ),
+        Rejection::Unavailable { model, .. } => {
+            format!("model '{}' exists but no node can serve it right now; try again shortly", model.as_str())
+        }
+        Rejection::QueueFull { .. } => "every queue for this model is full; try again shortly".to_string(),
+        Rejection::Overloaded { .. } => "the router is at its request limit; try again shortly".to_string(),
+        Rejection::ClientLimit { limit, .. } => format!("too many requests in flight from this client (limit {limit})"),
+        Rejection::Upstream { .. } => match &req.last_error {
+            Some((_, text)) => upstream_message(text),
+            None => "the node refused the request".to_string(),
+        },
+        Rejection::AttemptsExhausted { attempts, last } => {
+            format!("no node could answer: {attempts} attempt(s), last failure: {}", last.as_str())
+        }
+    };
+    error_response(req.proto, status, &message, r.retry_after())
+}
+
+/// The `error` text of a node's error body, or the body itself.
+fn upstream_message(text: &str) -> String {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) => match v.get("error") {
+            Some(Value::String(s)) => s.clone(),
+            Some(e) => e.get("message").and_then(Value::as_str).map_or_else(|| e.to_string(), str::to_string),
+            None => text.to_string(),
+        },
+        Err(_) => text.trim().to_string(),
+    }
+}
+
+/// Builds the body for one attempt.
+fn attempt_body(req: &Request, d: &Dispatch, plan: Plan) -> Result<(Vec<u8>, bool), (u16, String)> {
+    let model = (d.model != req.spec.model).then(|| d.model.clone());
+    let mut patch = BodyPatch { model, strip_herd_fields: true, ..BodyPatch::default() };
+    let mut include_usage = false;
+    let mut body = match plan {
+        Plan::Native { .. } => {
+            patch.num_ctx = d.num_ctx.map(NumCtxPatch::Set);
+            patch.num_predict = d.num_predict;
+            patch.force_stream = Some(true);
+            req.body.clone()
+        }
+        Plan::Pass { .. } => {
+            if patch.model.is_none() && !has_herd_fields(&req.body) {
+                // Nothing to change: forward the client's own bytes' meaning unchanged.
+                return serde_json::to_vec(&req.body).map(|b| (b, false)).map_err(|e| (500, e.to_string()));
+            }
+            req.body.clone()
+        }
+        Plan::Translate { endpoint, .. } => {
+            patch.num_ctx = d.num_ctx.map(NumCtxPatch::Set);
+            patch.num_predict = d.num_predict;
+            patch.force_stream = Some(true);
+            let native = match endpoint {
+                NativeEndpoint::Chat => {
+                    let parsed = herd_core::api::decode(&req.body).map_err(|e| (400, e.to_string()))?;
+                    let t = chat_request(parsed, SamplingDefaults::OllamaV1).map_err(|e| (e.http_status(), e.to_string()))?;
+                    include_usage = t.include_usage();
+                    let body = t.into_body().map_err(|e| (e.http_status(), e.to_string()))?;
+                    serde_json::to_value(body)
+                }
+                NativeEndpoint::Generate => {
+                    let parsed = herd_core::api::decode(&req.body).map_err(|e| (400, e.to_string()))?;
+                    let t = completion_request(parsed, SamplingDefaults::OllamaV1)
+                        .map_err(|e| (e.http_status(), e.to_string()))?;
+                    include_usage = t.include_usage;
+                    serde_json::to_value(t.body)
+                }
+            };
+            match native {
+                Ok(Value::Object(m)) => m,
+                _ => return Err((500, "translation failed".into())),
+            }
+        }
+    };
+    apply_patch(&mut body, &patch);
+    serde_json::to_vec(&body).map(|b| (b, include_usage)).map_err(|e| (500, e.to_string()))
+}
+
+fn has_herd_fields(body: &Map<String, Value>) -> bool {
+    body.contains_key("fallback_models")
+        || body.contains_key("fallback")
+        || body.get("metadata").and_then(|m| m.get("tags")).is_some()
+}
+
+/// Runs one attempt. `Ok` when the client has its answer; `Err(guard)` to wait for core's next
+/// order.
+async fn attempt(
+    app: &App,
+    req: &mut Request,
+    d: &Dispatch,
+    addr: &Arc<NodeAddr>,
+    rx: &mut mpsc::UnboundedReceiver<ReqMsg>,
+    mut guard: EndGuard,
+) -> Result<Response<Body>, EndGuard> {
+    let plan = Plan::of(req.surface, &req.spec, d);
+    let (bytes, include_usage) = match attempt_body(req, d, plan) {
+        Ok(b) => b,
+        Err((status, message)) => {
+            // The body cannot be sent anywhere: the client's error. Tell core the node refused it.
+            req.last_error = Some((status, serde_json::json!({ "error": message }).to_string()));
+            guard.report(AttemptInput::Failed(UpstreamFailure::Status { code: status, saturated: false }));
+            return Err(guard);
+        }
+    };
+    let uri = format!("{}{}", addr.url, plan.path());
+    let upstream = match hyper::Request::post(uri)
+        .header(CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(Bytes::from(bytes)))
+    {
+        Ok(r) => r,
+        Err(_) => {
+            guard.report(AttemptInput::Failed(UpstreamFailure::Connect));
+            return Err(guard);
+        }
+    };
+    let call = app.client.request(upstream);
+    tokio::pin!(call);
+    let resp = tokio::select! {
+        r = &mut call => r,
+        m = rx.recv() => { return cancelled(m, guard) }
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            let failure = if e.is_connect() { UpstreamFailure::Connect } else { UpstreamFailure::Reset };
+            guard.report(AttemptInput::Failed(failure));
+            return Err(guard);
+        }
+    };
+    guard.report(AttemptInput::Connected);
+    let status = resp.status().as_u16();
+    if !(200..300).contains(&status) {
+        let text = read_error_body(resp.into_body()).await;
+        let saturated = is_saturation(status, &text);
+        req.last_error = Some((status, text));
+        guard.report(AttemptInput::Failed(UpstreamFailure::Status { code: status, saturated }));
+        return Err(guard);
+    }
+    let content_type = resp.headers().get(CONTENT_TYPE).cloned();
+    let mut body = resp.into_body();
+    let first = tokio::select! {
+        f = first_data(&mut body) => f,
+        m = rx.recv() => { return cancelled(m, guard) }
+    };
+    let first = match first {
+        Ok(b) => b,
+        Err(failure) => {
+            guard.report(AttemptInput::Failed(failure));
+            return Err(guard);
+        }
+    };
+    guard.report(AttemptInput::FirstByte);
+    // Wait for the commit (or a cancel: the client left, or the reaper).
+    let commit = loop {
+        match rx.recv().await {
+            Some(ReqMsg::Commit(c, caddr)) if c.attempt == d.attempt => break (c, caddr),
+            Some(ReqMsg::Cancel(a, _)) if a == d.attempt => return Err(guard),
+            Some(ReqMsg::Reject(r)) => {
+                guard.disarm();
+                return Ok(reject(req, &r));
+            }
+            Some(_) => {}
+            None => {
+                guard.disarm();
+                return Ok(error_response(req.proto, 503, "the router is shutting down", None));
+            }
+        }
+    };
+    Ok(answer(req, plan, include_usage, commit, content_type, first, body, guard).await)
+}
+
+fn cancelled(m: Option<ReqMsg>, mut guard: EndGuard) -> Result<Response<Body>, EndGuard> {
+    match m {
+        Some(ReqMsg::Reject(_)) | None => {
+            guard.disarm();
+            Ok(error_response(Proto::Ollama, 503, "the request was cancelled", None))
+        }
+        _ => Err(guard),
+    }
+}
+
+/// The first non-empty data frame of a body.
+async fn first_data(body: &mut Incoming) -> Result<Bytes, UpstreamFailure> {
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if !data.is_empty() {
+                        return Ok(data);
+                    }
+                }
+            }
+            Some(Err(_)) => return Err(UpstreamFailure::Reset),
+            None => return Err(UpstreamFailure::Protocol),
+        }
+    }
+}
+
+async fn read_error_body(body: Incoming) -> String {
+    let limited = http_body_util::Limited::new(body, 64 * 1024);
+    match tokio::time::timeout(Duration::from_secs(10), limited.collect()).await {
+        Ok(Ok(c)) => String::from_utf8_lossy(&c.to_bytes()).into_owned(),
+        _ => String::new(),
+    }
+}
+
+fn headers_for(resp: &mut Response<Body>, c: &Commit, addr: &NodeAddr) {
+    let h = resp.headers_mut();
+    let put = |h: &mut HeaderMap, k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    put(h, "x-herd-node", addr.name.clone());
+    put(h, "x-herd-model", c.model.as_str().to_string());
+    put(h, "x-herd-attempts", c.attempts.to_string());
+    put(h, "x-herd-score", format!("{:.1}", c.score));
+    put(h, "x-herd-route", crate::driver::route_name(c.route).to_string());
+    put(h, "x-herd-request-id", c.request.0.to_string());
+}
+
+#[allow(clippy::too_many_arguments)] // one call site; the pieces of a committed attempt
+async fn answer(
+    req: &Request,
+    plan: Plan,
+    include_usage: bool,
+    (commit, addr): (Commit, Arc<NodeAddr>),
+    upstream_type: Option<HeaderValue>,
+    first: Bytes,
+    body: Incoming,
+    guard: EndGuard,
+) -> Response<Body> {
+    let served = if commit.model != req.spec.model { commit.model.as_str().to_string() } else { req.client_model.clone() };
+    let config = || {
+        let prefix = if matches!(plan, Plan::Translate { endpoint: NativeEndpoint::Chat, .. }) { "chatcmpl" } else { "cmpl" };
+        let mut c = OpenAiResponseConfig::new(
+            format!("{prefix}-{}", commit.request.0),
+            (crate::driver::unix_ms() / 1000) as u64,
+            served.clone(),
+        );
+        c.include_usage = include_usage;
+        c
+    };
+    let (shaper, ctype) = match plan {
+        Plan::Native { client_stream: true, .. } => (Shaper::Ndjson(Tail::default()), "application/x-ndjson"),
+        Plan::Pass { stream: Some(Proto::OpenAi), .. } => (Shaper::OpenAiSse(Tail::default()), "text/event-stream"),
+        Plan::Pass { stream: Some(_), .. } => (Shaper::AnthropicSse(Tail::default()), "text/event-stream"),
+        Plan::Translate { endpoint: NativeEndpoint::Chat, client_stream: true } => {
+            (Shaper::Chat(Box::new(OpenAiChatStream::new(config()))), "text/event-stream")
+        }
+        Plan::Translate { endpoint: NativeEndpoint::Generate, client_stream: true } => {
+            (Shaper::Completion(Box::new(OpenAiCompletionStream::new(config()))), "text/event-stream")
+        }
+        _ => return aggregate(req, plan, config(), commit, &addr, upstream_type, first, body, guard).await,
+    };
+    let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Relay::new(body, first, shaper, {
+        guard.status(200);
+        guard
+    })));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    if ctype == "text/event-stream" {
+        resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
+    }
+    headers_for(&mut resp, &commit, &addr);
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn aggregate(
+    req: &Request,
+    plan: Plan,
+    config: OpenAiResponseConfig,
+    commit: Commit,
+    addr: &NodeAddr,
+    upstream_type: Option<HeaderValue>,
+    first: Bytes,
+    mut body: Incoming,
+    mut guard: EndGuard,
+) -> Response<Body> {
+    enum Agg {
+        Native(NativeAggregator),
+        Chat(ChatCompletionAggregator),
+        Text(TextCompletionAggregator),
+        Raw(Vec<u8>),
+    }
+    let mut agg = match plan {
+        Plan::Native { endpoint, .. } => Agg::Native(NativeAggregator::new(endpoint)),
+        Plan::Translate { endpoint: NativeEndpoint::Chat, .. } => Agg::Chat(ChatCompletionAggregator::new(config)),
+        Plan::Translate { .. } => Agg::Text(TextCompletionAggregator::new(config)),
+        Plan::Pass { .. } => Agg::Raw(Vec::new()),
+    };
+    let feed = |agg: &mut Agg, data: &[u8]| match agg {
+        Agg::Native(a) => a.handle_bytes(data),
+        Agg::Chat(a) => a.handle_bytes(data),
+        Agg::Text(a) => a.handle_bytes(data),
+        Agg::Raw(v) => v.extend_from_slice(data),
+    };
+    feed(&mut agg, &first);
+    let mut last_progress = tokio::time::Instant::now();
+    let mut failed = false;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(data) = f.into_data() {
+                    feed(&mut agg, &data);
+                    if last_progress.elapsed() >= Duration::from_millis(500) {
+                        last_progress = tokio::time::Instant::now();
+                        guard.report(AttemptInput::Progress);
+                    }
+                }
+            }
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    let result: Result<(Body, HeaderValue, herd_core::router::Usage), String> = match agg {
+        _ if failed => Err("the node's connection failed mid-answer".to_string()),
+        Agg::Native(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
+        Agg::Chat(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
+        Agg::Text(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
+        Agg::Raw(v) => {
+            let usage = raw_usage(&v);
+            Ok((crate::errors::full(v), upstream_type.unwrap_or_else(json_type), usage))
+        }
+    };
+    match result {
+        Ok((body, ctype, usage)) => {
+            guard.status(200);
+            guard.end(AttemptInput::Finished(usage));
+            let mut resp = Response::new(body);
+            resp.headers_mut().insert(CONTENT_TYPE, ctype);
+            headers_for(&mut resp, &commit, addr);
+            resp
+        }
+        Err(message) => {
+            guard.status(502);
+            guard.end(AttemptInput::Failed(UpstreamFailure::Reset));
+            let mut resp = error_response(req.proto, 502, &message, None);
+            headers_for(&mut resp, &commit, addr);
+            resp
+        }
+    }
+}
+
+fn json_type() -> HeaderValue {
+    HeaderValue::from_static("application/json; charset=utf-8")
+}
+
+fn json_body(v: &Value) -> Body {
+    crate::errors::full(serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn raw_usage(body: &[u8]) -> herd_core::router::Usage {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0).min(u32::MAX as u64) as u32;
+    if let Some(u) = v.get("usage") {
+        // OpenAI and Anthropic.
+        let prompt = n(u, "prompt_tokens").max(n(u, "input_tokens"));
+        let completion = n(u, "completion_tokens").max(n(u, "output_tokens"));
+        return herd_core::router::Usage { prompt_tokens: prompt, completion_tokens: completion };
+    }
+    herd_core::router::Usage { prompt_tokens: n(&v, "prompt_eval_count"), completion_tokens: n(&v, "eval_count") }
+}

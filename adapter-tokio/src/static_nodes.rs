@@ -1,0 +1,165 @@
+//! Static nodes (`--node URL`): Ollama servers with no agent. herd polls their `/api/ps`,
+//! `/api/tags` and `/api/version` on the heartbeat cadence and reports them to the router as if
+//! an agent had sent the heartbeat. What Ollama does not tell (its parallelism, the machine's
+//! memory) comes from the command line.
+
+use crate::app::Upstream;
+use crate::driver::{DriverTx, Input};
+use bytes::Bytes;
+use herd_core::fleet::heartbeat::{Heartbeat, LoadedModel, Memory, Ollama};
+use herd_core::ids::ModelName;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::time::Duration;
+
+/// How often a static node is polled (the agents' heartbeat interval).
+pub const POLL_EVERY: Duration = Duration::from_secs(5);
+/// Memory reported for a static node whose size was not given: large enough never to refuse a
+/// cold load (Ollama itself decides).
+const UNKNOWN_MEMORY_GB: f64 = 1024.0;
+
+/// What the command line says about static nodes.
+#[derive(Clone, Debug)]
+pub struct StaticNode {
+    /// Base URL, no trailing slash.
+    pub url: String,
+    /// Requests herd may send at once.
+    pub parallel: u32,
+    /// Memory it can load into, GB (0 = unknown).
+    pub memory_gb: f64,
+}
+
+impl StaticNode {
+    /// The node's name: the URL's host and port.
+    pub fn name(&self) -> String {
+        let rest = self.url.split_once("://").map_or(self.url.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest).to_string()
+    }
+}
+
+/// Normalises a `--node` value: adds `http://` and the default port, drops a trailing slash.
+pub fn normalise_url(raw: &str) -> String {
+    let raw = raw.trim().trim_end_matches('/');
+    let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("http://{raw}") };
+    let (scheme, rest) = with_scheme.split_once("://").unwrap_or(("http", &with_scheme));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let has_port = match authority.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => authority.contains(':'),
+    };
+    if has_port {
+        format!("{scheme}://{rest}")
+    } else {
+        format!("{scheme}://{authority}:11434")
+    }
+}
+
+async fn get_json(client: &Upstream, url: String) -> Option<Value> {
+    let req = hyper::Request::get(url).body(http_body_util::Full::new(Bytes::new())).ok()?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), client.request(req)).await.ok()?.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect()).await.ok()?.ok()?;
+    serde_json::from_slice(&body.to_bytes()).ok()
+}
+
+/// The heartbeat for what a static node's Ollama answered (`None` = it did not answer).
+pub fn heartbeat(node: &StaticNode, version: Option<&Value>, ps: Option<&Value>, tags: Option<&Value>) -> Heartbeat {
+    let reachable = version.is_some() && ps.is_some() && tags.is_some();
+    let gb = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0) / 1e9;
+    let list = |v: Option<&Value>| v.and_then(|v| v.get("models")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let models_loaded: Vec<LoadedModel> = list(ps)
+        .iter()
+        .filter_map(|m| {
+            let name = m.get("name").or_else(|| m.get("model")).and_then(Value::as_str)?;
+            Some(LoadedModel {
+                name: ModelName::new(name),
+                size_gb: gb(m, "size"),
+                size_vram_gb: m.get("size_vram").and_then(Value::as_f64).map(|b| b / 1e9),
+                requests_active: 0,
+                parameter_size: m["details"]["parameter_size"].as_str().unwrap_or("").to_string(),
+                quantization: m["details"]["quantization_level"].as_str().unwrap_or("").to_string(),
+                context_length: m.get("context_length").and_then(Value::as_u64).unwrap_or(0) as u32,
+                runner: String::new(),
+                digest: m.get("digest").and_then(Value::as_str).unwrap_or("").to_string(),
+            })
+        })
+        .collect();
+    let tag_list = list(tags);
+    let models_available: Vec<ModelName> = tag_list
+        .iter()
+        .filter_map(|m| m.get("name").or_else(|| m.get("model")).and_then(Value::as_str))
+        .map(ModelName::new)
+        .collect();
+    let models_available_sizes =
+        tag_list.iter().filter_map(|m| Some((ModelName::new(m.get("name")?.as_str()?), gb(m, "size")))).collect();
+    let total = if node.memory_gb > 0.0 { node.memory_gb } else { UNKNOWN_MEMORY_GB };
+    let used: f64 = models_loaded.iter().map(|m| m.size_gb).sum();
+    Heartbeat {
+        node_id: node.name(),
+        arch: "unknown".into(),
+        memory: Memory { total_gb: total, used_gb: used.min(total), available_gb: (total - used).max(0.0), ..Memory::default() },
+        ollama: Ollama {
+            models_loaded,
+            models_available,
+            models_available_meta: None,
+            models_available_sizes,
+            max_loaded_models: 0,
+            num_parallel: node.parallel.max(1),
+            requests_active: 0,
+            version: version.and_then(|v| v.get("version")).and_then(Value::as_str).unwrap_or("").to_string(),
+            reachable: Some(reachable),
+        },
+        ollama_host: node.url.clone(),
+        agent_version: format!("herd-static/{}", env!("CARGO_PKG_VERSION")),
+        ..Heartbeat::default()
+    }
+}
+
+/// Polls one static node forever, reporting each round to the driver.
+pub async fn poll(driver: DriverTx, client: Upstream, node: StaticNode) {
+    let mut tick = tokio::time::interval(POLL_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (version, ps, tags) = tokio::join!(
+            get_json(&client, format!("{}/api/version", node.url)),
+            get_json(&client, format!("{}/api/ps", node.url)),
+            get_json(&client, format!("{}/api/tags", node.url)),
+        );
+        let hb = heartbeat(&node, version.as_ref(), ps.as_ref(), tags.as_ref());
+        driver.send(Input::Static(Box::new(hb), node.url.clone())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn urls() {
+        assert_eq!(normalise_url("gpu-box"), "http://gpu-box:11434");
+        assert_eq!(normalise_url("http://10.0.0.5:8080/"), "http://10.0.0.5:8080");
+        assert_eq!(normalise_url("10.0.0.5:11434"), "http://10.0.0.5:11434");
+        let n = StaticNode { url: "http://10.0.0.5:8080".into(), parallel: 4, memory_gb: 0.0 };
+        assert_eq!(n.name(), "10.0.0.5:8080");
+    }
+
+    #[test]
+    fn heartbeat_from_ollama_answers() {
+        let n = StaticNode { url: "http://box:11434".into(), parallel: 4, memory_gb: 32.0 };
+        let ps = json!({"models": [{"name": "qwen3:8b", "size": 6_000_000_000u64, "size_vram": 6_000_000_000u64, "context_length": 8192}]});
+        let tags = json!({"models": [{"name": "qwen3:8b", "size": 5_200_000_000u64}, {"name": "llama3.1:8b", "size": 4_900_000_000u64}]});
+        let hb = heartbeat(&n, Some(&json!({"version": "0.12.6"})), Some(&ps), Some(&tags));
+        assert_eq!(hb.node_id, "box:11434");
+        assert_eq!(hb.ollama.reachable, Some(true));
+        assert_eq!(hb.ollama.num_parallel, 4);
+        assert_eq!(hb.ollama.models_loaded[0].context_length, 8192);
+        assert_eq!(hb.ollama.models_available.len(), 2);
+        assert!((hb.memory.available_gb - 26.0).abs() < 1e-9);
+        let down = heartbeat(&n, None, None, None);
+        assert_eq!(down.ollama.reachable, Some(false));
+    }
+}
