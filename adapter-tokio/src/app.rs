@@ -153,7 +153,8 @@ mod tests {
         let a = Args::try_parse_from(["herd"]).unwrap();
         assert_eq!(a.port, 11435);
         assert_eq!(a.host.to_string(), "0.0.0.0");
-        let a = Args::try_parse_from(["herd", "--node", "http://a:11434", "--node", "http://b:11434", "--demo"]).unwrap();
+        let a =
+            Args::try_parse_from(["herd", "--node", "http://a:11434", "--node", "http://b:11434", "--demo"]).unwrap();
         assert_eq!(a.nodes.len(), 2);
         assert!(a.demo);
     }

@@ -192,14 +192,7 @@ pub fn spawn(
 ) -> (DriverTx, mpsc::UnboundedReceiver<(NodeId, ModelName, Arc<NodeAddr>)>) {
     let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
     let (pulls, pull_rx) = mpsc::unbounded_channel();
-    let driver = Driver {
-        router,
-        nodes: Nodes::default(),
-        live: BTreeMap::new(),
-        epoch,
-        traces,
-        pulls,
-    };
+    let driver = Driver { router, nodes: Nodes::default(), live: BTreeMap::new(), epoch, traces, pulls };
     tokio::spawn(driver.run(rx));
     (DriverTx { tx }, pull_rx)
 }
@@ -307,9 +300,10 @@ impl Driver {
         url: Option<String>,
     ) -> Result<Registered, ReportError> {
         let resolved = match &report {
-            Report::Heartbeat(hb) => {
-                Some((hb.node_id.clone(), url.unwrap_or_else(|| crate::resolve::backend_url(&hb.ollama_host, &hb.lan_ip, peer))))
-            }
+            Report::Heartbeat(hb) => Some((
+                hb.node_id.clone(),
+                url.unwrap_or_else(|| crate::resolve::backend_url(&hb.ollama_host, &hb.lan_ip, peer)),
+            )),
             Report::Drain { .. } => None,
         };
         let registered = self.router.handle_report(now, report)?;
@@ -354,9 +348,10 @@ impl Driver {
                 }
             }
             Command::Commit(c) => {
-                let addr = self.nodes.addr(c.node).cloned().unwrap_or_else(|| {
-                    Arc::new(NodeAddr { name: format!("node-{}", c.node.0), url: String::new() })
-                });
+                let addr =
+                    self.nodes.addr(c.node).cloned().unwrap_or_else(|| {
+                        Arc::new(NodeAddr { name: format!("node-{}", c.node.0), url: String::new() })
+                    });
                 if let Some(l) = self.live.get_mut(&c.request) {
                     l.route = Some(c.route);
                 }
@@ -436,7 +431,13 @@ impl Driver {
                 tracing::warn!(node = %name, open, "breaker");
             }
             Event::Fallback { request, from, to, route } => {
-                tracing::info!(request = request.0, from = from.as_str(), to = to.as_str(), route = route_name(route), "fallback");
+                tracing::info!(
+                    request = request.0,
+                    from = from.as_str(),
+                    to = to.as_str(),
+                    route = route_name(route),
+                    "fallback"
+                );
             }
             Event::Context { .. } | Event::Holding { .. } => {}
         }

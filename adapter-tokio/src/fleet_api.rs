@@ -58,7 +58,10 @@ async fn post_route(app: Arc<App>, req: Request<Incoming>, path: &str, peer: Soc
         ("/api/push", &Method::POST) => admin_forward(&app, req, "/api/push", false).await,
         (p, &Method::POST) if p.starts_with("/fleet/drain/") => drain(&app, &p["/fleet/drain/".len()..]).await,
         _ if known_get
-            || matches!(path, "/heartbeat" | "/api/show" | "/api/pull" | "/api/delete" | "/api/copy" | "/api/create" | "/api/push") =>
+            || matches!(
+                path,
+                "/heartbeat" | "/api/show" | "/api/pull" | "/api/delete" | "/api/copy" | "/api/create" | "/api/push"
+            ) =>
         {
             text_response(405, "405 method not allowed")
         }

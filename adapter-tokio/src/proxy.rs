@@ -13,8 +13,8 @@ use herd_core::policy::retry::{is_saturation, UpstreamFailure};
 use herd_core::request::RequestSpec;
 use herd_core::router::{Commit, Dispatch, Rejection};
 use herd_core::translate::{
-    chat_request, completion_request, ChatCompletionAggregator, NativeAggregator, NativeEndpoint,
-    OpenAiChatStream, OpenAiCompletionStream, OpenAiResponseConfig, SamplingDefaults, TextCompletionAggregator,
+    chat_request, completion_request, ChatCompletionAggregator, NativeAggregator, NativeEndpoint, OpenAiChatStream,
+    OpenAiCompletionStream, OpenAiResponseConfig, SamplingDefaults, TextCompletionAggregator,
 };
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -69,9 +69,8 @@ impl Plan {
 
     fn path(self) -> &'static str {
         match self {
-            Plan::Native { endpoint: NativeEndpoint::Chat, .. } | Plan::Translate { endpoint: NativeEndpoint::Chat, .. } => {
-                "/api/chat"
-            }
+            Plan::Native { endpoint: NativeEndpoint::Chat, .. }
+            | Plan::Translate { endpoint: NativeEndpoint::Chat, .. } => "/api/chat",
             Plan::Native { .. } | Plan::Translate { .. } => "/api/generate",
             Plan::Pass { path, .. } => path,
         }
@@ -91,7 +90,13 @@ struct Request {
 }
 
 /// Serves one inference request on `surface`.
-pub async fn serve(app: Arc<App>, surface: Surface, headers: HeaderMap, body: Bytes, client: Option<String>) -> Response<Body> {
+pub async fn serve(
+    app: Arc<App>,
+    surface: Surface,
+    headers: HeaderMap,
+    body: Bytes,
+    client: Option<String>,
+) -> Response<Body> {
     let proto = proto_of(surface);
     let obj = match parse_body(&body) {
         Ok(o) => o,
@@ -206,7 +211,8 @@ fn attempt_body(req: &Request, d: &Dispatch, plan: Plan) -> Result<(Vec<u8>, boo
             let native = match endpoint {
                 NativeEndpoint::Chat => {
                     let parsed = herd_core::api::decode(&req.body).map_err(|e| (400, e.to_string()))?;
-                    let t = chat_request(parsed, SamplingDefaults::OllamaV1).map_err(|e| (e.http_status(), e.to_string()))?;
+                    let t = chat_request(parsed, SamplingDefaults::OllamaV1)
+                        .map_err(|e| (e.http_status(), e.to_string()))?;
                     include_usage = t.include_usage();
                     let body = t.into_body().map_err(|e| (e.http_status(), e.to_string()))?;
                     serde_json::to_value(body)
@@ -383,9 +389,11 @@ async fn answer(
     body: Incoming,
     guard: EndGuard,
 ) -> Response<Body> {
-    let served = if commit.model != req.spec.model { commit.model.as_str().to_string() } else { req.client_model.clone() };
+    let served =
+        if commit.model != req.spec.model { commit.model.as_str().to_string() } else { req.client_model.clone() };
     let config = || {
-        let prefix = if matches!(plan, Plan::Translate { endpoint: NativeEndpoint::Chat, .. }) { "chatcmpl" } else { "cmpl" };
+        let prefix =
+            if matches!(plan, Plan::Translate { endpoint: NativeEndpoint::Chat, .. }) { "chatcmpl" } else { "cmpl" };
         let mut c = OpenAiResponseConfig::new(
             format!("{prefix}-{}", commit.request.0),
             (crate::driver::unix_ms() / 1000) as u64,

@@ -268,7 +268,10 @@ impl Shaper {
             // The node reported its own error in-stream; the client already has it.
             Ending::Error => AttemptInput::Failed(UpstreamFailure::Status { code: 500, saturated: false }),
             Ending::Truncated => {
-                out.push_back(crate::errors::stream_error(self.proto(), "the node closed the stream before it finished"));
+                out.push_back(crate::errors::stream_error(
+                    self.proto(),
+                    "the node closed the stream before it finished",
+                ));
                 AttemptInput::Failed(UpstreamFailure::Reset)
             }
         }

@@ -90,10 +90,14 @@ fn check(app: &App, guard: Guard, headers: &HeaderMap, proto: Proto) -> Option<R
         }
         Guard::Admin => match (&app.admin_key, key) {
             (Some(_), Some(k)) if admin_ok(k) => None,
-            (Some(_), _) => Some(error_response(proto, 403, "this endpoint needs the admin key (HERD_ADMIN_KEY)", None)),
+            (Some(_), _) => {
+                Some(error_response(proto, 403, "this endpoint needs the admin key (HERD_ADMIN_KEY)", None))
+            }
             (None, _) if app.api_keys.is_empty() => None,
             (None, Some(k)) if key_matches(k, &app.api_keys) => None,
-            (None, _) => Some(error_response(proto, 401, "missing or invalid API key (Authorization: Bearer <key>)", None)),
+            (None, _) => {
+                Some(error_response(proto, 401, "missing or invalid API key (Authorization: Bearer <key>)", None))
+            }
         },
     }
 }

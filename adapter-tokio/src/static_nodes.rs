@@ -68,7 +68,8 @@ async fn get_json(client: &Upstream, url: String) -> Option<Value> {
 pub fn heartbeat(node: &StaticNode, version: Option<&Value>, ps: Option<&Value>, tags: Option<&Value>) -> Heartbeat {
     let reachable = version.is_some() && ps.is_some() && tags.is_some();
     let gb = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0) / 1e9;
-    let list = |v: Option<&Value>| v.and_then(|v| v.get("models")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let list =
+        |v: Option<&Value>| v.and_then(|v| v.get("models")).and_then(Value::as_array).cloned().unwrap_or_default();
     let models_loaded: Vec<LoadedModel> = list(ps)
         .iter()
         .filter_map(|m| {
@@ -99,7 +100,12 @@ pub fn heartbeat(node: &StaticNode, version: Option<&Value>, ps: Option<&Value>,
     Heartbeat {
         node_id: node.name(),
         arch: "unknown".into(),
-        memory: Memory { total_gb: total, used_gb: used.min(total), available_gb: (total - used).max(0.0), ..Memory::default() },
+        memory: Memory {
+            total_gb: total,
+            used_gb: used.min(total),
+            available_gb: (total - used).max(0.0),
+            ..Memory::default()
+        },
         ollama: Ollama {
             models_loaded,
             models_available,
