@@ -281,7 +281,7 @@ impl http_body::Body for IgnoreErrors {
     }
 }
 
-fn query_param<'a>(query: &'a str, key: &str) -> Option<String> {
+fn query_param(query: &str, key: &str) -> Option<String> {
     query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| percent_decode(v))
 }
 
@@ -377,9 +377,7 @@ async fn heartbeat(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Respo
     let (reply, rx) = tokio::sync::oneshot::channel();
     app.driver.send(Input::Heartbeat { body, peer: Some(peer.ip()), reply }).await;
     match rx.await {
-        Ok(Ok(Registered { status, .. })) if status == NodeStatus::Draining => {
-            json_response(200, &json!({ "status": "draining" }))
-        }
+        Ok(Ok(Registered { status: NodeStatus::Draining, .. })) => json_response(200, &json!({ "status": "draining" })),
         Ok(Ok(Registered { status, .. })) => {
             json_response(200, &json!({ "status": "ok", "node_status": status.as_str() }))
         }
