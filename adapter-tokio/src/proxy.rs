@@ -83,6 +83,8 @@ struct Request {
     proto: Proto,
     spec: RequestSpec,
     body: Map<String, Value>,
+    /// The body as the client sent it, forwarded as is when nothing needs changing.
+    raw: Bytes,
     /// The model string as the client sent it (answers echo it).
     client_model: String,
     /// The last error a node answered, relayed when core rejects with `Upstream`.
@@ -114,7 +116,7 @@ pub async fn serve(
         Err(e) => return error_response(proto, e.http_status(), &e.to_string(), None),
     };
     let client_model = obj.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
-    let mut req = Request { surface, proto, spec, body: obj, client_model, last_error: None };
+    let mut req = Request { surface, proto, spec, body: obj, raw: body, client_model, last_error: None };
     run(app, &mut req).await
 }
 
@@ -186,7 +188,7 @@ fn upstream_message(text: &str) -> String {
 }
 
 /// Builds the body for one attempt.
-fn attempt_body(req: &Request, d: &Dispatch, plan: Plan) -> Result<(Vec<u8>, bool), (u16, String)> {
+fn attempt_body(req: &Request, d: &Dispatch, plan: Plan) -> Result<(Bytes, bool), (u16, String)> {
     let model = (d.model != req.spec.model).then(|| d.model.clone());
     let mut patch = BodyPatch { model, strip_herd_fields: true, ..BodyPatch::default() };
     let mut include_usage = false;
@@ -199,8 +201,8 @@ fn attempt_body(req: &Request, d: &Dispatch, plan: Plan) -> Result<(Vec<u8>, boo
         }
         Plan::Pass { .. } => {
             if patch.model.is_none() && !has_herd_fields(&req.body) {
-                // Nothing to change: forward the client's own bytes' meaning unchanged.
-                return serde_json::to_vec(&req.body).map(|b| (b, false)).map_err(|e| (500, e.to_string()));
+                // Nothing to change: forward the client's own bytes.
+                return Ok((req.raw.clone(), false));
             }
             req.body.clone()
         }
@@ -232,7 +234,7 @@ fn attempt_body(req: &Request, d: &Dispatch, plan: Plan) -> Result<(Vec<u8>, boo
         }
     };
     apply_patch(&mut body, &patch);
-    serde_json::to_vec(&body).map(|b| (b, include_usage)).map_err(|e| (500, e.to_string()))
+    serde_json::to_vec(&body).map(|b| (Bytes::from(b), include_usage)).map_err(|e| (500, e.to_string()))
 }
 
 fn has_herd_fields(body: &Map<String, Value>) -> bool {
@@ -262,16 +264,15 @@ async fn attempt(
         }
     };
     let uri = format!("{}{}", addr.url, plan.path());
-    let upstream = match hyper::Request::post(uri)
-        .header(CONTENT_TYPE, "application/json")
-        .body(http_body_util::Full::new(Bytes::from(bytes)))
-    {
-        Ok(r) => r,
-        Err(_) => {
-            guard.report(AttemptInput::Failed(UpstreamFailure::Connect));
-            return Err(guard);
-        }
-    };
+    let upstream =
+        match hyper::Request::post(uri).header(CONTENT_TYPE, "application/json").body(http_body_util::Full::new(bytes))
+        {
+            Ok(r) => r,
+            Err(_) => {
+                guard.report(AttemptInput::Failed(UpstreamFailure::Connect));
+                return Err(guard);
+            }
+        };
     let call = app.client.request(upstream);
     tokio::pin!(call);
     let resp = tokio::select! {

@@ -355,3 +355,28 @@ async fn no_trace_lost_under_concurrency() {
     let usage = f.get("/fleet/usage").await.json();
     assert_eq!(usage["by_tag"].as_array().unwrap().len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_calls_go_to_the_named_node() {
+    let mut f = Fleet::router(&[], None).await;
+    let a = f.node(spec("alpha", &["qwen3:8b"], &["qwen3:8b"], 4), fast()).await;
+    f.node(spec("beta", &["qwen3:8b"], &["qwen3:8b"], 4), fast()).await;
+    let r = f.post("/api/pull?node=alpha", json!({"model": "gemma3:27b"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-herd-node"), "alpha");
+    let lines = r.lines();
+    assert_eq!(lines.last().unwrap()["status"], "success", "progress lines stream back: {lines:?}");
+    assert_eq!(a.stats().requests.get("/api/pull").copied(), Some(1));
+    let r = f.send("DELETE", "/api/delete", r#"{"model":"gemma3:27b"}"#, &[]).await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("?node="));
+    let r = f.send("DELETE", "/api/delete?node=alpha", r#"{"model":"gemma3:27b"}"#, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = f.post("/api/copy?node=nobody", json!({"source": "qwen3:8b", "destination": "x"})).await;
+    assert_eq!(r.status, 404);
+    let r = f.post("/fleet/drain/beta", json!({})).await;
+    assert_eq!(r.status, 200);
+    let status = f.get("/fleet/status").await.json();
+    let beta = status["nodes"].as_array().unwrap().iter().find(|n| n["node_id"] == "beta").unwrap().clone();
+    assert_eq!(beta["status"], "draining");
+}
