@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use bench::load::{self, Scenario, ScenarioId, Unit, Window};
-use bench::procs::{Bins, Machine, Pair, PairConfig, RssSampler, Scratch, SetupError};
+use bench::procs::{Bins, CpuMeter, CpuUse, Machine, Pair, PairConfig, RssSampler, Scratch, SetupError};
 use bench::report::{self, Row, Tally};
 
 /// The goals from the issue, on a 2-core machine shared by generator, router and backend.
@@ -90,6 +90,8 @@ struct Outcome {
     scenario: Scenario,
     tallies: Vec<Tally>,
     rss_peak_kb: u64,
+    /// CPU of the three processes during each column's rounds.
+    cpu: Vec<CpuUse>,
 }
 
 /// The router's memory over the run.
@@ -185,6 +187,7 @@ async fn run(args: &Args) -> Result<bool, SetupError> {
                 memory.hwm_kb as f64 / 1024.0
             );
         }
+        print_cpu(&names, &outcomes);
         print_errors(&names, &outcomes);
     }
     Ok(outcomes.iter().all(|o| o.tallies.iter().all(|t| t.errors == 0)))
@@ -215,6 +218,7 @@ async fn measure(
     }
     let mut tallies = vec![Tally::default(); target_names(args).len()];
     let mut rss_peak_kb = 0;
+    let mut cpu = vec![CpuUse::default(); tallies.len()];
     for round in 1..=args.rounds {
         for target in &targets {
             let start = Instant::now();
@@ -226,7 +230,9 @@ async fn measure(
             };
             let router_pid = pair.router.as_ref().map(|r| r.pid());
             let sampler = router_pid.filter(|_| target.column == 1).map(RssSampler::start);
+            let meter = CpuMeter::start(pair.fake.pid(), router_pid);
             let tally = load::round(client, &scenario, &target.url, window).await?;
+            cpu[target.column].add(meter.stop());
             if let Some(sampler) = sampler {
                 rss_peak_kb = rss_peak_kb.max(sampler.stop());
             }
@@ -234,7 +240,7 @@ async fn measure(
             tallies[target.column].merge(tally);
         }
     }
-    Ok(Outcome { scenario, tallies, rss_peak_kb })
+    Ok(Outcome { scenario, tallies, rss_peak_kb, cpu })
 }
 
 fn progress_line(scenario: &Scenario, target: &str, round: u32, tally: &Tally) -> String {
@@ -297,6 +303,21 @@ fn machine_line(machine: &Machine, args: &Args) -> String {
     )
 }
 
+/// Where the cores went: generator/fake/router CPU per wall second during each column's rounds.
+fn print_cpu(names: &[&str], outcomes: &[Outcome]) {
+    let mut line = "cores busy (generator/fake/router) during rounds:".to_string();
+    for o in outcomes {
+        line.push_str(&format!("\n  {}", o.scenario.id.name()));
+        for (name, used) in names.iter().zip(&o.cpu) {
+            if used.wall_s > 0.0 {
+                let [g, f, r] = used.cores();
+                line.push_str(&format!("  {name} {g:.2}/{f:.2}/{r:.2}"));
+            }
+        }
+    }
+    println!("{line}");
+}
+
 fn print_errors(names: &[&str], outcomes: &[Outcome]) {
     for o in outcomes {
         for (name, t) in names.iter().zip(&o.tallies) {
@@ -351,6 +372,10 @@ fn to_json(
                 "concurrency": o.scenario.concurrency,
                 "token_ms": o.scenario.token_ms,
                 "router_rss_peak_mb": o.rss_peak_kb as f64 / 1024.0,
+                "cores_busy": names.iter().zip(&o.cpu).map(|(name, used)| {
+                    let [g, f, r] = used.cores();
+                    (name.to_string(), json!({"generator": g, "fake": f, "router": r}))
+                }).collect::<serde_json::Map<_, _>>(),
                 "targets": targets,
             })
         })

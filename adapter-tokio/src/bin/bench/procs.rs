@@ -316,6 +316,69 @@ pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// Linux reports CPU time in these ticks per second (USER_HZ, 100 on every mainstream kernel).
+const TICKS_PER_S: f64 = 100.0;
+
+/// CPU time (user + system) a process has used so far, seconds.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; the fields start after the last ')'.
+    let fields: Vec<&str> = text.get(text.rfind(')')? + 1..)?.split_whitespace().collect();
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / TICKS_PER_S)
+}
+
+/// How busy the three processes were over some rounds, in cores (1.0 = one core all the time).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuUse {
+    pub generator_s: f64,
+    pub fake_s: f64,
+    pub router_s: f64,
+    pub wall_s: f64,
+}
+
+impl CpuUse {
+    /// Generator, fake and router CPU per wall second.
+    pub fn cores(&self) -> [f64; 3] {
+        let per = |s: f64| if self.wall_s > 0.0 { s / self.wall_s } else { 0.0 };
+        [per(self.generator_s), per(self.fake_s), per(self.router_s)]
+    }
+
+    pub fn add(&mut self, other: CpuUse) {
+        self.generator_s += other.generator_s;
+        self.fake_s += other.fake_s;
+        self.router_s += other.router_s;
+        self.wall_s += other.wall_s;
+    }
+}
+
+/// Measures [`CpuUse`] from [`CpuMeter::start`] to [`CpuMeter::stop`].
+#[derive(Debug)]
+pub struct CpuMeter {
+    pids: [Option<u32>; 3],
+    at_start: [f64; 3],
+    started: Instant,
+}
+
+impl CpuMeter {
+    /// Starts counting for the generator (this process), the fake and the router, if any.
+    pub fn start(fake: u32, router: Option<u32>) -> CpuMeter {
+        let pids = [Some(std::process::id()), Some(fake), router];
+        CpuMeter { pids, at_start: Self::read(&pids), started: Instant::now() }
+    }
+
+    fn read(pids: &[Option<u32>; 3]) -> [f64; 3] {
+        pids.map(|pid| pid.and_then(cpu_secs).unwrap_or(0.0))
+    }
+
+    pub fn stop(self) -> CpuUse {
+        let now = Self::read(&self.pids);
+        let d = |i: usize| (now[i] - self.at_start[i]).max(0.0);
+        CpuUse { generator_s: d(0), fake_s: d(1), router_s: d(2), wall_s: self.started.elapsed().as_secs_f64() }
+    }
+}
+
 /// Samples a process's VmRSS every [`RSS_PERIOD`] until stopped, keeping the peak.
 #[derive(Debug)]
 pub struct RssSampler {
@@ -400,8 +463,21 @@ mod tests {
     }
 
     #[test]
-    fn reads_own_rss() {
+    fn reads_own_rss_and_cpu() {
         let kb = proc_status_kb(std::process::id(), "VmRSS:").unwrap();
         assert!(kb > 0);
+        let start = cpu_secs(std::process::id()).unwrap();
+        let until = std::time::Instant::now() + Duration::from_millis(50);
+        while std::time::Instant::now() < until {
+            std::hint::black_box(0u64);
+        }
+        assert!(cpu_secs(std::process::id()).unwrap() >= start);
+    }
+
+    #[test]
+    fn cpu_use_in_cores() {
+        let used = CpuUse { generator_s: 1.0, fake_s: 0.5, router_s: 2.0, wall_s: 2.0 };
+        assert_eq!(used.cores(), [0.5, 0.25, 1.0]);
+        assert_eq!(CpuUse::default().cores(), [0.0; 3]);
     }
 }
