@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::driver::{Input, NodeAddr, Nodes};
-use crate::errors::{error_response, full, json_response, text_response, Body, Proto};
+use crate::errors::{error_response, json_response, text_response, Body, Proto};
 use crate::server::read_body;
 use bytes::Bytes;
 use herd_core::fleet::{NodeStatus, Registered};
@@ -337,17 +337,8 @@ async fn admin_forward(app: &App, req: Request<Incoming>, path: &'static str, ma
         }
         None if may_pick => {
             let m = ModelName::new(&model);
-            let best = app
-                .driver
-                .query(move |r, n| {
-                    // The node with the most free memory that is online and reachable.
-                    routable(r)
-                        .filter(|node| node.report().ollama.reachable != Some(false) && !node.has_model(&m))
-                        .max_by(|a, b| a.free_memory_gb().total_cmp(&b.free_memory_gb()))
-                        .and_then(|node| n.addr(node.id()).cloned())
-                })
-                .await
-                .flatten();
+            let best =
+                app.driver.query(move |r, n| r.pull_target(&m).and_then(|id| n.addr(id).cloned())).await.flatten();
             match best {
                 Some(a) => a,
                 None => return error_response(Proto::Ollama, 503, "no online node can take a pull right now", None),
@@ -532,11 +523,6 @@ async fn usage(app: &App) -> Response<Body> {
         ),
         _ => error_response(Proto::Ollama, 500, "could not read the trace store", None),
     }
-}
-
-/// A ready JSON body, for callers outside this module.
-pub fn json_body(v: &Value) -> Body {
-    full(serde_json::to_vec(v).unwrap_or_default())
 }
 
 #[cfg(test)]

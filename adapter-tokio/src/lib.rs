@@ -99,11 +99,6 @@ pub fn router_config(args: &Args) -> Result<RouterConfig, StartError> {
     if let Some(k) = args.fleet_key.clone().filter(|k| !k.is_empty()) {
         config.fleet.fleet_key = Some(k);
     }
-    // `--node-parallel` is the user's word on how much a static node takes at once; the per-node
-    // slot cap (default 8, for agents' memory-derived slots) must not silently lower it.
-    if !args.nodes.is_empty() {
-        config.queue.max_slots = config.queue.max_slots.max(args.node_parallel);
-    }
     Ok(config.validate()?)
 }
 

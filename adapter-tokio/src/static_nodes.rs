@@ -1,7 +1,8 @@
 //! Static nodes (`--node URL`): Ollama servers with no agent. herd polls their `/api/ps`,
 //! `/api/tags` and `/api/version` on the heartbeat cadence and reports them to the router as if
 //! an agent had sent the heartbeat. What Ollama does not tell (its parallelism, the machine's
-//! memory) comes from the command line.
+//! memory) comes from the command line; memory left unknown is reported as absent, and core then
+//! leaves cold loads to Ollama and uses the parallelism alone as the node's concurrency.
 
 use crate::app::Upstream;
 use crate::driver::{DriverTx, Input};
@@ -14,9 +15,6 @@ use std::time::Duration;
 
 /// How often a static node is polled (the agents' heartbeat interval).
 pub const POLL_EVERY: Duration = Duration::from_secs(5);
-/// Memory reported for a static node whose size was not given: large enough never to refuse a
-/// cold load (Ollama itself decides).
-const UNKNOWN_MEMORY_GB: f64 = 1024.0;
 
 /// What the command line says about static nodes.
 #[derive(Clone, Debug)]
@@ -95,7 +93,7 @@ pub fn heartbeat(node: &StaticNode, version: Option<&Value>, ps: Option<&Value>,
         .collect();
     let models_available_sizes =
         tag_list.iter().filter_map(|m| Some((ModelName::new(m.get("name")?.as_str()?), gb(m, "size")))).collect();
-    let total = if node.memory_gb > 0.0 { node.memory_gb } else { UNKNOWN_MEMORY_GB };
+    let total = node.memory_gb.max(0.0);
     let used: f64 = models_loaded.iter().map(|m| m.size_gb).sum();
     Heartbeat {
         node_id: node.name(),
@@ -165,6 +163,9 @@ mod tests {
         assert_eq!(hb.ollama.models_loaded[0].context_length, 8192);
         assert_eq!(hb.ollama.models_available.len(), 2);
         assert!((hb.memory.available_gb - 26.0).abs() < 1e-9);
+        let unknown = StaticNode { memory_gb: 0.0, ..n.clone() };
+        let hb0 = heartbeat(&unknown, None, Some(&ps), Some(&tags));
+        assert_eq!((hb0.memory.total_gb, hb0.memory.available_gb), (0.0, 0.0), "unknown memory is absent");
         let down = heartbeat(&n, None, None, None);
         assert_eq!(down.ollama.reachable, Some(false));
     }

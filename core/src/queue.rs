@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// Concurrency for a model on a node (reference §4.2): memory headroom / KV cost per request,
 /// clamped to `[1, max_slots]`, capped by `OLLAMA_NUM_PARALLEL`, and 1 for models Ollama runs
-/// serially.
+/// serially. A node that does not report its memory gets `OLLAMA_NUM_PARALLEL` alone: there is
+/// no headroom to estimate from.
 pub fn slots(c: &QueueConfig, node: &Node, model: &ModelName) -> u32 {
     slots_for(c, node, node.entry(model).is_some_and(|e| e.serial))
 }
@@ -18,6 +19,9 @@ pub fn slots(c: &QueueConfig, node: &Node, model: &ModelName) -> u32 {
 pub fn slots_for(c: &QueueConfig, node: &Node, serial: bool) -> u32 {
     if serial {
         return 1;
+    }
+    if !node.memory_known() {
+        return node.num_parallel();
     }
     let headroom = node.free_memory_gb().max(0.0);
     let by_memory = ((headroom / c.kv_slot_gb).floor() as u32).clamp(1, c.max_slots.max(1));
@@ -180,6 +184,23 @@ mod tests {
         meta.insert(m.clone(), ModelMeta { family: "qwen3vl".into(), ..Default::default() });
         h.ollama.models_available_meta = Some(meta);
         assert_eq!(slots(&c, node(h).by_name("a").unwrap(), &m), 1, "serial family");
+    }
+
+    #[test]
+    fn a_node_without_memory_figures_gets_its_parallelism() {
+        // A static node: Ollama polled by the router, so no RAM or GPU figures.
+        let c = QueueConfig::default();
+        let m = ModelName::new("m:7b");
+        let mut h = hb("s", &[], &["m:7b"]);
+        h.memory = Default::default();
+        h.ollama.num_parallel = 64;
+        let f = node(h.clone());
+        let n = f.by_name("s").unwrap();
+        assert!(!n.memory_known());
+        assert_eq!(slots(&c, n, &m), 64, "not clamped to max_slots: no headroom to estimate");
+        assert_eq!(crate::score::eliminate(n, &m, false), None, "a cold load is Ollama's call");
+        h.ollama.num_parallel = 0;
+        assert_eq!(slots(&c, node(h).by_name("s").unwrap(), &m), 1, "unreported parallelism is still 1");
     }
 
     #[test]

@@ -179,6 +179,12 @@ impl Node {
     pub fn ram_total_gb(&self) -> f64 {
         self.report.memory.total_gb
     }
+    /// Whether the node reports its memory at all (RAM total or GPUs). A static node (an Ollama
+    /// server the router polls itself) does not: memory then neither refuses a cold load nor
+    /// bounds concurrency; Ollama decides, and `OLLAMA_NUM_PARALLEL` as configured is the limit.
+    pub fn memory_known(&self) -> bool {
+        self.report.memory.total_gb > 0.0 || !self.report.gpus.is_empty()
+    }
     /// Whether the node reports discrete GPUs.
     pub fn has_gpus(&self) -> bool {
         !self.report.gpus.is_empty()

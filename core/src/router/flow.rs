@@ -308,11 +308,15 @@ impl Router {
         best
     }
 
-    fn pull_target(&self, model: &ModelName) -> Option<NodeId> {
+    /// The node a pull of `model` should go to: routable, breaker closed, without the model, with
+    /// the most free memory that fits it (nodes that do not report memory come last). Auto-pull
+    /// uses it, and so does an admin pull that names no node. A query: changes nothing.
+    pub fn pull_target(&self, model: &ModelName) -> Option<NodeId> {
         let need = model::size_from_name_gb(model).unwrap_or(model::UNKNOWN_SIZE_GB);
         self.fleet
             .nodes()
-            .filter(|n| n.routable() && self.breaker_allows(n.id()) && n.free_memory_gb() >= need)
+            .filter(|n| n.routable() && self.breaker_allows(n.id()) && !n.has_model(model))
+            .filter(|n| !n.memory_known() || n.free_memory_gb() >= need)
             .max_by(|a, b| a.free_memory_gb().total_cmp(&b.free_memory_gb()).then(b.id().cmp(&a.id())))
             .map(|n| n.id())
     }

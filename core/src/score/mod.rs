@@ -219,7 +219,7 @@ pub fn eliminate_entry(node: &Node, entry: Option<&ModelEntry>, breaker_open: bo
     let Some(entry) = entry else {
         return Some(Elimination::ModelAbsent);
     };
-    if !loaded {
+    if !loaded && node.memory_known() {
         let need_gb = entry.fit_cost_gb;
         let free_gb = node.free_memory_gb();
         if free_gb < need_gb {
