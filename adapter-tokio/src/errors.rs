@@ -45,25 +45,17 @@ pub fn text_response(status: u16, text: &'static str) -> Response<Body> {
     resp
 }
 
-fn openai_type(status: u16) -> &'static str {
+/// The `type` of an OpenAI or Anthropic error for `status`. For the statuses Ollama itself
+/// answers (400, 404, 5xx) this is Ollama's own choice (wire-api.md §1.2); the others are the
+/// router's own refusals (keys, limits, saturation), named as the real APIs name them.
+fn error_type(proto: Proto, status: u16) -> &'static str {
     match status {
         400 | 413 | 422 => "invalid_request_error",
         401 => "authentication_error",
         403 => "permission_error",
         404 => "not_found_error",
         429 => "rate_limit_error",
-        _ => "api_error",
-    }
-}
-
-fn anthropic_type(status: u16) -> &'static str {
-    match status {
-        400 | 413 | 422 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        429 => "rate_limit_error",
-        503 | 529 => "overloaded_error",
+        503 | 529 if proto == Proto::Anthropic => "overloaded_error",
         _ => "api_error",
     }
 }
@@ -73,11 +65,11 @@ pub fn error_value(proto: Proto, status: u16, message: &str) -> serde_json::Valu
     match proto {
         Proto::Ollama => json!({ "error": message }),
         Proto::OpenAi => json!({
-            "error": { "message": message, "type": openai_type(status), "param": null, "code": null }
+            "error": { "message": message, "type": error_type(proto, status), "param": null, "code": null }
         }),
         Proto::Anthropic => json!({
             "type": "error",
-            "error": { "type": anthropic_type(status), "message": message }
+            "error": { "type": error_type(proto, status), "message": message }
         }),
     }
 }

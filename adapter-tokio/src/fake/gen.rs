@@ -127,7 +127,7 @@ impl Output {
     /// The error envelope of this surface.
     pub fn style(self) -> Style {
         match self {
-            Output::NativeChat | Output::NativeGenerate => Style::Native,
+            Output::NativeChat | Output::NativeGenerate => Style::Ollama,
             Output::OpenAiChat { .. } | Output::OpenAiCompletion { .. } => Style::OpenAi,
             Output::Anthropic => Style::Anthropic,
         }
@@ -198,7 +198,7 @@ pub(crate) async fn execute(shared: &Arc<Shared>, plan: Plan, out: Output, strea
         return run_error(style, e, &plan.echo);
     }
     if stream {
-        let content_type = if style == Style::Native { reply::NDJSON } else { reply::SSE };
+        let content_type = if style == Style::Ollama { reply::NDJSON } else { reply::SSE };
         let streamer = Streamer::new(shared, run, plan, out, die_after, guard);
         let body = futures_util::stream::unfold(streamer, |mut s| async move {
             let item = s.step().await?;

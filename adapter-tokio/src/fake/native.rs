@@ -119,7 +119,7 @@ fn refuse_embedding_model(m: &DiskModel, echo: &str, what: &str, style: Style) -
 
 /// `POST /api/chat`.
 pub(crate) async fn chat(shared: &Arc<Shared>, body: &[u8], guard: Guard) -> Resp {
-    match parse::<ChatRequest>(body, "ChatRequest", Style::Native) {
+    match parse::<ChatRequest>(body, "ChatRequest", Style::Ollama) {
         Ok(req) => run_chat(shared, req, Output::NativeChat, guard).await,
         Err(r) => *r,
     }
@@ -175,7 +175,7 @@ pub(crate) async fn run_chat(shared: &Arc<Shared>, req: ChatRequest, out: Output
 
 /// `POST /api/generate`.
 pub(crate) async fn generate(shared: &Arc<Shared>, body: &[u8], guard: Guard) -> Resp {
-    match parse::<GenerateRequest>(body, "GenerateRequest", Style::Native) {
+    match parse::<GenerateRequest>(body, "GenerateRequest", Style::Ollama) {
         Ok(req) => run_generate(shared, req, Output::NativeGenerate, guard).await,
         Err(r) => *r,
     }
@@ -242,7 +242,7 @@ async fn load(
         shared.engine.unload(m.name.clone());
         "unload"
     } else {
-        if let Err(r) = gen::run_embed(shared, &m.name, m.size_gb, 0, Style::Native, echo, false).await {
+        if let Err(r) = gen::run_embed(shared, &m.name, m.size_gb, 0, Style::Ollama, echo, false).await {
             return *r;
         }
         "load"
@@ -306,16 +306,16 @@ fn write_floats(out: &mut BytesMut, v: impl Iterator<Item = f64>) {
 
 /// `POST /api/embed`.
 pub(crate) async fn embed(shared: &Arc<Shared>, body: &[u8], mut guard: Guard) -> Resp {
-    let req: Map<String, Value> = match parse(body, "EmbedRequest", Style::Native) {
+    let req: Map<String, Value> = match parse(body, "EmbedRequest", Style::Ollama) {
         Ok(r) => r,
         Err(r) => return *r,
     };
     let echo = req.get("model").and_then(Value::as_str).unwrap_or("").to_string();
     let Some(inputs) = embed_inputs(req.get("input")) else {
-        return error(Style::Native, 400, "invalid input type");
+        return error(Style::Ollama, 400, "invalid input type");
     };
     let dims = req.get("dimensions").and_then(Value::as_u64).map(|d| d as usize);
-    let (vectors, t) = match embed_vectors(shared, &echo, &inputs, dims, Style::Native).await {
+    let (vectors, t) = match embed_vectors(shared, &echo, &inputs, dims, Style::Ollama).await {
         Ok(r) => r,
         Err(r) => return *r,
     };
@@ -345,14 +345,14 @@ const EMBED_BYTES: usize = 768 * 12;
 
 /// `POST /api/embeddings` (legacy): one unnormalised float64 vector.
 pub(crate) async fn embeddings(shared: &Arc<Shared>, body: &[u8], mut guard: Guard) -> Resp {
-    let req: Map<String, Value> = match parse(body, "EmbeddingRequest", Style::Native) {
+    let req: Map<String, Value> = match parse(body, "EmbeddingRequest", Style::Ollama) {
         Ok(r) => r,
         Err(r) => return *r,
     };
     let echo = req.get("model").and_then(Value::as_str).unwrap_or("").to_string();
     let prompt = req.get("prompt").and_then(Value::as_str).unwrap_or("");
     let inputs: Vec<String> = if prompt.is_empty() { Vec::new() } else { vec![prompt.to_string()] };
-    let (vectors, _) = match embed_vectors(shared, &echo, &inputs, None, Style::Native).await {
+    let (vectors, _) = match embed_vectors(shared, &echo, &inputs, None, Style::Ollama).await {
         Ok(r) => r,
         Err(r) => return *r,
     };
@@ -413,14 +413,14 @@ fn name_field(req: &Map<String, Value>) -> Option<String> {
 
 /// `POST /api/show`.
 pub(crate) fn show(shared: &Shared, body: &[u8]) -> Resp {
-    let req: Map<String, Value> = match parse(body, "ShowRequest", Style::Native) {
+    let req: Map<String, Value> = match parse(body, "ShowRequest", Style::Ollama) {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    let Some(name) = name_field(&req) else { return error(Style::Native, 400, "model is required") };
+    let Some(name) = name_field(&req) else { return error(Style::Ollama, 400, "model is required") };
     match shared.find_model(&name) {
         Some(m) => reply::json_value(200, &models::show(&m, shared.context_length())),
-        None => error(Style::Native, 404, &format!("model '{}' not found", display(&ModelName::new(&name)))),
+        None => error(Style::Ollama, 404, &format!("model '{}' not found", display(&ModelName::new(&name)))),
     }
 }
 
@@ -439,13 +439,13 @@ fn progress(req: &Map<String, Value>, lines: &[Value]) -> Resp {
 
 /// `POST /api/pull`: any valid name succeeds and lands on disk.
 pub(crate) fn pull(shared: &Shared, body: &[u8]) -> Resp {
-    let req: Map<String, Value> = match parse(body, "PullRequest", Style::Native) {
+    let req: Map<String, Value> = match parse(body, "PullRequest", Style::Ollama) {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    let Some(name) = name_field(&req) else { return error(Style::Native, 400, "model is required") };
+    let Some(name) = name_field(&req) else { return error(Style::Ollama, 400, "model is required") };
     if !valid_name(&name) {
-        return error(Style::Native, 400, "invalid model name");
+        return error(Style::Ollama, 400, "invalid model name");
     }
     let model = ModelName::new(&name);
     let gb = size_from_name_gb(&model).unwrap_or(UNKNOWN_PULL_GB);
@@ -466,13 +466,13 @@ pub(crate) fn pull(shared: &Shared, body: &[u8]) -> Resp {
 
 /// `POST /api/push`: minimal success.
 pub(crate) fn push(shared: &Shared, body: &[u8]) -> Resp {
-    let req: Map<String, Value> = match parse(body, "PushRequest", Style::Native) {
+    let req: Map<String, Value> = match parse(body, "PushRequest", Style::Ollama) {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    let Some(name) = name_field(&req) else { return error(Style::Native, 400, "model is required") };
+    let Some(name) = name_field(&req) else { return error(Style::Ollama, 400, "model is required") };
     let Some(m) = shared.find_model(&name) else {
-        return error(Style::Native, 404, &format!("model '{name}' not found"));
+        return error(Style::Ollama, 404, &format!("model '{name}' not found"));
     };
     let total = m.size_bytes();
     let lines = [
@@ -487,17 +487,17 @@ pub(crate) fn push(shared: &Shared, body: &[u8]) -> Resp {
 
 /// `POST /api/create`: from an existing model (or files), minimal success.
 pub(crate) fn create(shared: &Shared, body: &[u8]) -> Resp {
-    let req: Map<String, Value> = match parse(body, "CreateRequest", Style::Native) {
+    let req: Map<String, Value> = match parse(body, "CreateRequest", Style::Ollama) {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    let Some(name) = name_field(&req) else { return error(Style::Native, 400, "model is required") };
+    let Some(name) = name_field(&req) else { return error(Style::Ollama, 400, "model is required") };
     if !valid_name(&name) {
-        return error(Style::Native, 400, "invalid model name");
+        return error(Style::Ollama, 400, "invalid model name");
     }
     let from = req.get("from").and_then(Value::as_str);
     if from.is_none() && !req.get("files").is_some_and(Value::is_object) {
-        return error(Style::Native, 400, "neither 'from' or 'files' was specified");
+        return error(Style::Ollama, 400, "neither 'from' or 'files' was specified");
     }
     let gb = match from.map(|f| (f, shared.find_model(f))) {
         Some((_, Some(m))) => m.size_gb,
@@ -517,20 +517,20 @@ pub(crate) fn create(shared: &Shared, body: &[u8]) -> Resp {
 
 /// `POST /api/copy`: 200 with an empty body.
 pub(crate) fn copy(shared: &Shared, body: &[u8]) -> Resp {
-    let req: Map<String, Value> = match parse(body, "CopyRequest", Style::Native) {
+    let req: Map<String, Value> = match parse(body, "CopyRequest", Style::Ollama) {
         Ok(r) => r,
         Err(r) => return *r,
     };
     let field = |k: &str| req.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let (source, destination) = (field("source"), field("destination"));
     if !valid_name(&source) {
-        return error(Style::Native, 400, &format!("source {source:?} is invalid"));
+        return error(Style::Ollama, 400, &format!("source {source:?} is invalid"));
     }
     if !valid_name(&destination) {
-        return error(Style::Native, 400, &format!("destination {destination:?} is invalid"));
+        return error(Style::Ollama, 400, &format!("destination {destination:?} is invalid"));
     }
     let Some(m) = shared.find_model(&source) else {
-        return error(Style::Native, 404, &format!("model {source:?} not found"));
+        return error(Style::Ollama, 404, &format!("model {source:?} not found"));
     };
     shared.update_disk(|r| r.add(ModelName::new(&destination), m.size_gb, SystemTime::now()));
     reply::empty_ok()
@@ -538,20 +538,20 @@ pub(crate) fn copy(shared: &Shared, body: &[u8]) -> Resp {
 
 /// `DELETE /api/delete`: 200 with an empty body.
 pub(crate) fn delete(shared: &Shared, body: &[u8]) -> Resp {
-    let req: Map<String, Value> = match parse(body, "DeleteRequest", Style::Native) {
+    let req: Map<String, Value> = match parse(body, "DeleteRequest", Style::Ollama) {
         Ok(r) => r,
         Err(r) => return *r,
     };
     let name = name_field(&req).unwrap_or_default();
     if !valid_name(&name) {
-        return error(Style::Native, 400, &format!("name {name:?} is invalid"));
+        return error(Style::Ollama, 400, &format!("name {name:?} is invalid"));
     }
     let mut found = false;
     shared.update_disk(|r| found = r.remove(&name));
     if found {
         reply::empty_ok()
     } else {
-        error(Style::Native, 404, &format!("model '{name}' not found"))
+        error(Style::Ollama, 404, &format!("model '{name}' not found"))
     }
 }
 
@@ -564,13 +564,13 @@ pub(crate) fn version() -> Resp {
 pub(crate) fn blob(shared: &Shared, post: bool, digest: &str) -> Resp {
     let hex = digest.strip_prefix("sha256:").or_else(|| digest.strip_prefix("sha256-"));
     if !hex.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())) {
-        return error(Style::Native, 400, "invalid digest format");
+        return error(Style::Ollama, 400, "invalid digest format");
     }
     let key = digest.replace('-', ":").to_ascii_lowercase();
     let mut blobs = shared.blobs.lock().unwrap_or_else(|e| e.into_inner());
     match (post, blobs.contains(&key)) {
         (false, true) | (true, true) => reply::empty_ok(),
-        (false, false) => error(Style::Native, 404, &format!("blob {digest:?} not found")),
+        (false, false) => error(Style::Ollama, 404, &format!("blob {digest:?} not found")),
         (true, false) => {
             blobs.insert(key);
             let mut r = reply::empty_ok();

@@ -109,43 +109,15 @@ pub(crate) fn method_not_allowed() -> Resp {
     bytes(405, TEXT, "405 method not allowed")
 }
 
-/// Which error envelope a surface uses.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Style {
-    /// `{"error":"..."}`.
-    Native,
-    /// `{"error":{"message","type","param","code"}}`.
-    OpenAi,
-    /// `{"type":"error","error":{"type","message"},"request_id"}`.
-    Anthropic,
-}
+/// Which error envelope a surface uses: the router's, so both speak one dialect.
+pub(crate) use crate::errors::Proto as Style;
 
 /// An error answer in `style`'s envelope.
 pub(crate) fn error(style: Style, status: u16, message: &str) -> Resp {
-    let body = match style {
-        Style::Native => json!({ "error": message }),
-        Style::OpenAi => {
-            let kind = match status {
-                400 => "invalid_request_error",
-                404 => "not_found_error",
-                _ => "api_error",
-            };
-            json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
-        }
-        Style::Anthropic => {
-            let kind = match status {
-                400 => "invalid_request_error",
-                401 => "authentication_error",
-                403 => "permission_error",
-                404 => "not_found_error",
-                429 => "rate_limit_error",
-                503 | 529 => "overloaded_error",
-                _ => "api_error",
-            };
-            let request_id = format!("req_{:016x}{:08x}", seed_of(message), u32::from(status));
-            json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id})
-        }
-    };
+    let mut body = crate::errors::error_value(style, status, message);
+    if style == Style::Anthropic {
+        body["request_id"] = json!(format!("req_{:016x}{:08x}", seed_of(message), u32::from(status)));
+    }
     json_value(status, &body)
 }
 

@@ -385,7 +385,7 @@ async fn route(shared: &Arc<Shared>, conn: u64, req: Request<Incoming>) -> Resp 
     }
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return reply::error(Style::Native, 400, "request body too large or cut"),
+        Err(_) => return reply::error(Style::Ollama, 400, "request body too large or cut"),
     };
     if !body.is_empty() && !path.starts_with("/_fake/") {
         *shared.counters.last_body.lock().unwrap_or_else(|e| e.into_inner()) = Some(body.clone());
@@ -444,7 +444,7 @@ fn control(shared: &Shared, conn: u64, body: &[u8]) -> Resp {
             }
             r
         }
-        Err(e) => reply::error(Style::Native, 400, &e.to_string()),
+        Err(e) => reply::error(Style::Ollama, 400, &e.to_string()),
     }
 }
 
