@@ -29,30 +29,10 @@ const GUARD_MARK: &str = "herd-interop-guard: refused";
 /// The agent's `get_local_ip()` probe: a UDP connect that sends no packet.
 const EXPECTED_REFUSAL: &str = "('10.255.255.255', 1)";
 
-static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
-
-/// The venv's `herd-node`, creating the venv and installing ollama-herd 0.11.4 on first use.
+/// The venv's `herd-node`, with ollama-herd 0.11.4 installed.
 fn herd_node() -> PathBuf {
-    let mut guard = VENV.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = guard.as_ref() {
-        return p.clone();
-    }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ollama-herd-0.11.4-venv");
-    let py = dir.join("bin").join("python");
-    let bin = dir.join("bin").join("herd-node");
-    let marker = dir.join("installed-ollama-herd-0.11.4");
-    if !marker.exists() {
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(&dir).status().expect("python3 -m venv");
-        assert!(ok.success(), "creating the venv failed");
-        let ok = Command::new(&py)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "ollama-herd==0.11.4"])
-            .status()
-            .expect("pip");
-        assert!(ok.success(), "pip install ollama-herd==0.11.4 failed");
-        assert!(bin.exists(), "ollama-herd 0.11.4 installed no {}", bin.display());
-        std::fs::write(&marker, b"").unwrap();
-    }
-    *guard = Some(bin.clone());
+    let bin = common::venv("ollama-herd-0.11.4-venv", &["ollama-herd==0.11.4"]).join("herd-node");
+    assert!(bin.exists(), "ollama-herd 0.11.4 installed no {}", bin.display());
     bin
 }
 

@@ -6,32 +6,10 @@ mod common;
 
 use common::{fast, spec, Fleet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
 
-static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
-
-/// The venv's python, creating the venv and installing the pinned clients on first use.
+/// The venv's python, with the pinned clients installed.
 fn python() -> PathBuf {
-    let mut guard = VENV.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = guard.as_ref() {
-        return p.clone();
-    }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pyclients-venv");
-    let py = dir.join("bin").join("python");
-    let marker = dir.join("installed-ollama-0.6.3-openai-3.57.0");
-    if !marker.exists() {
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(&dir).status().expect("python3 -m venv");
-        assert!(ok.success(), "creating the venv failed");
-        let ok = Command::new(&py)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "ollama==0.6.3", "openai==3.57.0"])
-            .status()
-            .expect("pip");
-        assert!(ok.success(), "pip install of the pinned clients failed");
-        std::fs::write(&marker, b"").unwrap();
-    }
-    *guard = Some(py.clone());
-    py
+    common::venv("pyclients-venv", &["ollama==0.6.3", "openai==3.57.0"]).join("python")
 }
 
 async fn run_script(args: Vec<String>) {

@@ -13,7 +13,33 @@ use hyper::header::HeaderMap;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// The `bin` folder of a Python virtual environment `name` under the target folder with the pinned
+/// `packages` installed from PyPI, created on first use (a marker file names what was installed).
+/// Blocking: call it from `spawn_blocking` in async tests.
+pub fn venv(name: &str, packages: &[&str]) -> PathBuf {
+    static CREATING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let bin = dir.join("bin");
+    let marker = dir.join(format!("installed-{}", packages.join("-")));
+    if !marker.exists() {
+        let ok = Command::new("python3").args(["-m", "venv"]).arg(&dir).status().expect("python3 -m venv");
+        assert!(ok.success(), "creating the venv {name} failed");
+        let ok = Command::new(bin.join("python"))
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(packages)
+            .status()
+            .expect("pip");
+        assert!(ok.success(), "pip install {packages:?} failed");
+        std::fs::write(&marker, b"").unwrap();
+    }
+    bin
+}
 
 pub struct Fleet {
     pub router: Option<Running>,
