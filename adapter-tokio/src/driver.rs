@@ -49,8 +49,6 @@ pub struct NodeAddr {
 /// What happened to an attempt, reported by its request task.
 #[derive(Debug, Clone)]
 pub enum AttemptInput {
-    /// The upstream answered with headers.
-    Connected,
     /// The first body byte arrived.
     FirstByte,
     /// More bytes arrived.
@@ -257,7 +255,6 @@ impl Driver {
                 // Commands for it are drained right after; they find its channel now.
             }
             Input::Attempt(attempt, a) => match a {
-                AttemptInput::Connected => self.router.handle_connected(now, attempt),
                 AttemptInput::FirstByte => self.router.handle_first_byte(now, attempt),
                 AttemptInput::Progress => self.router.handle_progress(now, attempt),
                 AttemptInput::Finished(usage) => self.router.handle_finished(now, attempt, usage),

@@ -277,7 +277,7 @@ async fn attempt(
     tokio::pin!(call);
     let resp = tokio::select! {
         r = &mut call => r,
-        m = rx.recv() => { return cancelled(m, guard) }
+        m = cancel_of(rx, d.attempt) => { return cancelled(req, m, guard) }
     };
     let resp = match resp {
         Ok(r) => r,
@@ -287,7 +287,6 @@ async fn attempt(
             return Err(guard);
         }
     };
-    guard.report(AttemptInput::Connected);
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {
         let text = read_error_body(resp.into_body()).await;
@@ -300,7 +299,7 @@ async fn attempt(
     let mut body = resp.into_body();
     let first = tokio::select! {
         f = first_data(&mut body) => f,
-        m = rx.recv() => { return cancelled(m, guard) }
+        m = cancel_of(rx, d.attempt) => { return cancelled(req, m, guard) }
     };
     let first = match first {
         Ok(b) => b,
@@ -329,11 +328,29 @@ async fn attempt(
     Ok(answer(req, plan, include_usage, commit, content_type, first, body, guard).await)
 }
 
-fn cancelled(m: Option<ReqMsg>, mut guard: EndGuard) -> Result<Response<Body>, EndGuard> {
+/// The first message that ends the running attempt: its cancel, a rejection, or the driver gone.
+/// Anything else (a stale order for an earlier attempt) is skipped, so the attempt goes on.
+async fn cancel_of(rx: &mut mpsc::UnboundedReceiver<ReqMsg>, attempt: herd_core::ids::AttemptId) -> Option<ReqMsg> {
+    loop {
+        match rx.recv().await {
+            Some(ReqMsg::Cancel(a, r)) if a == attempt => return Some(ReqMsg::Cancel(a, r)),
+            Some(m @ ReqMsg::Reject(_)) => return Some(m),
+            Some(_) => {}
+            None => return None,
+        }
+    }
+}
+
+/// The attempt was cancelled: wait for core's next order, or answer now if the request ended.
+fn cancelled(req: &Request, m: Option<ReqMsg>, mut guard: EndGuard) -> Result<Response<Body>, EndGuard> {
     match m {
-        Some(ReqMsg::Reject(_)) | None => {
+        Some(ReqMsg::Reject(r)) => {
             guard.disarm();
-            Ok(error_response(Proto::Ollama, 503, "the request was cancelled", None))
+            Ok(reject(req, &r))
+        }
+        None => {
+            guard.disarm();
+            Ok(error_response(req.proto, 503, "the router is shutting down", None))
         }
         _ => Err(guard),
     }
@@ -415,10 +432,7 @@ async fn answer(
         }
         _ => return aggregate(req, plan, config(), commit, &addr, upstream_type, first, body, guard).await,
     };
-    let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Relay::new(body, first, shaper, {
-        guard.status(200);
-        guard
-    })));
+    let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Relay::new(body, first, shaper, guard)));
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
     if ctype == "text/event-stream" {
         resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
@@ -489,7 +503,6 @@ async fn aggregate(
     };
     match result {
         Ok((body, ctype, usage)) => {
-            guard.status(200);
             guard.end(AttemptInput::Finished(usage));
             let mut resp = Response::new(body);
             resp.headers_mut().insert(CONTENT_TYPE, ctype);

@@ -171,8 +171,7 @@ fn openai_ending(tail: &Tail) -> Ending {
             continue;
         }
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-            if let Some(e) = v.get("error") {
-                let _ = e;
+            if v.get("error").is_some() {
                 return Ending::Error;
             }
             if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
