@@ -25,6 +25,8 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 const MAX_TAIL_BYTES: usize = 256 * 1024;
 /// Bytes kept before the last line, for the events before the last (Anthropic's usage).
 const TAIL_WINDOW: usize = 4096;
+/// Most bytes gathered from the node before they are written to the client in one frame.
+const COALESCE_BYTES: usize = 16 * 1024;
 
 /// Tells the router how a request ended, exactly once; tells it the client left if dropped first.
 pub struct EndGuard {
@@ -342,31 +344,16 @@ impl Body for Relay {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
-        loop {
-            if let Some(b) = this.out.pop_front() {
-                if this.out.len() > 1 {
-                    // Coalesce what is ready into one write.
-                    let mut all = BytesMut::from(&b[..]);
-                    while let Some(more) = this.out.pop_front() {
-                        all.extend_from_slice(&more);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(all.freeze()))));
-                }
-                return Poll::Ready(Some(Ok(Frame::data(b))));
-            }
-            if this.done {
-                return Poll::Ready(None);
-            }
+        // Take everything the node has ready (up to one write's worth) before writing: a fast
+        // stream then costs one client write per batch, not one per chunk.
+        let mut fed = false;
+        while !this.done && this.out.iter().map(Bytes::len).sum::<usize>() < COALESCE_BYTES {
             match Pin::new(&mut this.upstream).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => break,
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         this.shaper.feed(data, &mut this.out);
-                        let now = tokio::time::Instant::now();
-                        if now.duration_since(this.last_progress) >= PROGRESS_EVERY {
-                            this.last_progress = now;
-                            this.guard.report(AttemptInput::Progress);
-                        }
+                        fed = true;
                     }
                 }
                 Poll::Ready(None) => {
@@ -379,6 +366,25 @@ impl Body for Relay {
                     this.guard.end(end);
                     this.done = true;
                 }
+            }
+        }
+        if fed && !this.done {
+            let now = tokio::time::Instant::now();
+            if now.duration_since(this.last_progress) >= PROGRESS_EVERY {
+                this.last_progress = now;
+                this.guard.report(AttemptInput::Progress);
+            }
+        }
+        match this.out.len() {
+            0 if this.done => Poll::Ready(None),
+            0 => Poll::Pending,
+            1 => Poll::Ready(this.out.pop_front().map(|b| Ok(Frame::data(b)))),
+            _ => {
+                let mut all = BytesMut::with_capacity(this.out.iter().map(Bytes::len).sum());
+                for b in this.out.drain(..) {
+                    all.extend_from_slice(&b);
+                }
+                Poll::Ready(Some(Ok(Frame::data(all.freeze()))))
             }
         }
     }
