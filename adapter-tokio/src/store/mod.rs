@@ -30,6 +30,8 @@ pub const DB_FILE: &str = "traces.db";
 
 /// Most records one transaction takes; a deeper queue is drained by the next batches at once.
 const MAX_BATCH: usize = 8192;
+/// How long the writer waits for more records after the first of a batch.
+const LINGER: Duration = Duration::from_millis(25);
 /// Retention runs when this much time has passed since the last run...
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 /// ...or this many rows were written since, so a burst overshoots `max_rows` by at most this much.
@@ -334,18 +336,35 @@ fn writer_loop(
     while !shutdown {
         // Every sender gone (cannot happen while the store lives, but be safe): stop.
         let Ok(first) = rx.recv() else { break };
+        // Linger a little after the first record so a busy router commits one transaction per
+        // few dozen requests, not one per request (a commit costs far more than a row). A flush
+        // or close ends the wait at once.
+        let linger_until = Instant::now() + LINGER;
         let mut next = Some(first);
-        while let Some(msg) = next {
-            match msg {
-                Msg::Record(rec) => batch.push(rec),
-                Msg::Flush(ack) => acks.push(ack),
-                // Keep draining: whatever was sent before close() must still be written.
-                Msg::Shutdown => shutdown = true,
+        loop {
+            while let Some(msg) = next {
+                match msg {
+                    Msg::Record(rec) => batch.push(rec),
+                    Msg::Flush(ack) => acks.push(ack),
+                    // Keep draining: whatever was sent before close() must still be written.
+                    Msg::Shutdown => shutdown = true,
+                }
+                if batch.len() >= MAX_BATCH {
+                    break;
+                }
+                next = rx.try_recv().ok();
             }
-            if batch.len() >= MAX_BATCH {
+            if shutdown || !acks.is_empty() || batch.len() >= MAX_BATCH {
                 break;
             }
-            next = rx.try_recv().ok();
+            match rx.recv_timeout(linger_until.saturating_duration_since(Instant::now())) {
+                Ok(msg) => next = Some(msg),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    shutdown = true;
+                    break;
+                }
+            }
         }
         if !batch.is_empty() {
             write_batch(&mut conn, &batch, counters);
