@@ -67,6 +67,14 @@ impl Sum {
         }
     }
 
+    /// Adds an ordinary chunk read on the fast path (text only, never the done chunk).
+    fn add_plain(&mut self, chunk: Chunk) {
+        if !self.finished() {
+            self.content.push_str(&chunk.content);
+            self.thinking.push_str(&chunk.thinking);
+        }
+    }
+
     fn fail(&mut self, err: ResponseError) {
         if !self.finished() {
             self.error = Some(err);
@@ -95,6 +103,14 @@ macro_rules! aggregator_inputs {
         /// answer it unless the done chunk already came.
         pub fn handle_failure(&mut self, err: ResponseError) {
             self.sum.fail(err);
+        }
+
+        fn line_endpoint(&self) -> NativeEndpoint {
+            self.sum.endpoint
+        }
+
+        fn handle_plain(&mut self, chunk: Chunk) {
+            self.sum.add_plain(chunk);
         }
 
         ndjson_input!(sum.lines);

@@ -4,9 +4,83 @@
 //! `/api/chat` or `/api/generate` (wire-api.md §3.1, §3.2). Missing or mistyped fields read as
 //! empty; only a line that is not a JSON object, or one with an `error`, fails.
 
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
 
 use super::{NativeEndpoint, ResponseError};
+
+/// The fields of an ordinary streamed chunk (text or thinking, not done, no tool calls, logprobs
+/// or error), read straight from the line's bytes without building a [`Value`] tree.
+#[derive(Deserialize)]
+struct PlainChunk<'a> {
+    #[serde(borrow, default)]
+    message: Option<PlainText<'a>>,
+    #[serde(borrow, default)]
+    response: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default)]
+    done: Option<bool>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+    #[serde(default)]
+    logprobs: Option<IgnoredAny>,
+    #[serde(default)]
+    tool_calls: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct PlainText<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<IgnoredAny>,
+}
+
+/// One NDJSON line of a native answer, read for translation.
+pub(crate) enum Line {
+    /// Blank: skipped.
+    Blank,
+    /// An ordinary chunk, read without a [`Value`]: exactly what [`parse_chunk`] would give.
+    Plain(Chunk),
+    /// Anything else (the done chunk, tool calls, logprobs, an error, odd types): the whole value.
+    Value(Value),
+}
+
+/// Reads one NDJSON line. Most chunks of a stream only add text; those take the fast path.
+/// Everything else (and anything the fast path's types do not fit) is parsed whole, so the
+/// result never differs from [`parse_line`] then [`parse_chunk`].
+///
+/// # Errors
+/// As [`parse_line`].
+pub(crate) fn read_line(line: &[u8], endpoint: NativeEndpoint) -> Result<Line, ResponseError> {
+    if let Ok(p) = serde_json::from_slice::<PlainChunk<'_>>(line) {
+        let msg = p.message.as_ref();
+        let plain = p.done != Some(true)
+            && p.error.is_none()
+            && p.logprobs.is_none()
+            && p.tool_calls.is_none()
+            && msg.is_none_or(|m| m.tool_calls.is_none());
+        if plain {
+            let text = |c: Option<&Cow<'_, str>>| c.map_or_else(String::new, |c| c.to_string());
+            let (content, thinking) = match endpoint {
+                NativeEndpoint::Chat => {
+                    (text(msg.and_then(|m| m.content.as_ref())), text(msg.and_then(|m| m.thinking.as_ref())))
+                }
+                NativeEndpoint::Generate => (text(p.response.as_ref()), text(p.thinking.as_ref())),
+            };
+            return Ok(Line::Plain(Chunk { content, thinking, ..Chunk::default() }));
+        }
+    }
+    Ok(match parse_line(line)? {
+        Some(v) => Line::Value(v),
+        None => Line::Blank,
+    })
+}
 
 /// Parses one NDJSON line; `Ok(None)` for a blank line.
 pub(crate) fn parse_line(line: &[u8]) -> Result<Option<Value>, ResponseError> {
@@ -80,7 +154,8 @@ pub(crate) fn saturate(n: u64) -> u32 {
 
 /// Adds `handle_line` and `handle_bytes` to a type with a
 /// [`LineSplitter`](crate::codec::ndjson::LineSplitter) at `self.$field` and
-/// `handle_chunk(&Value)` / `handle_failure(ResponseError)` methods, plus a private
+/// `handle_chunk(&Value)` / `handle_failure(ResponseError)` methods, and private
+/// `line_endpoint()` / `handle_plain(Chunk)` for the fast path of [`read_line`], plus a private
 /// `flush_lines` that feeds the unterminated last line at the end of the body. A line over the
 /// splitter's limit fails the answer with [`ResponseError::LineTooLong`]; the splitter then
 /// refuses everything, and `handle_failure` ignores the repeats (the answer already failed).
@@ -89,9 +164,11 @@ macro_rules! ndjson_input {
         /// Feeds one NDJSON line (without its `\n`). Blank lines are skipped; a line that is not
         /// JSON fails the answer with [`ResponseError::Malformed`](crate::translate::ResponseError).
         pub fn handle_line(&mut self, line: &[u8]) {
-            match $crate::translate::chunk::parse_line(line) {
-                Ok(Some(value)) => self.handle_chunk(&value),
-                Ok(None) => {}
+            use $crate::translate::chunk::{read_line, Line};
+            match read_line(line, self.line_endpoint()) {
+                Ok(Line::Plain(chunk)) => self.handle_plain(chunk),
+                Ok(Line::Value(value)) => self.handle_chunk(&value),
+                Ok(Line::Blank) => {}
                 Err(err) => self.handle_failure(err),
             }
         }
@@ -126,6 +203,45 @@ mod tests {
     use crate::codec::ndjson::DEFAULT_MAX_LINE_BYTES;
     use crate::translate::{NativeAggregator, OpenAiChatStream, OpenAiResponseConfig, SseEvent};
     use serde_json::json;
+
+    /// The fast path reads exactly what the full reader reads, or steps aside.
+    #[test]
+    fn plain_lines_read_as_the_full_reader_reads_them() {
+        let lines: &[&[u8]] = &[
+            br#"{"model":"m","created_at":"t","message":{"role":"assistant","content":"Hi"},"done":false}"#,
+            br#"{"message":{"role":"assistant","content":"a \"quoted\" \u00e9 word","thinking":"hmm"},"done":false}"#,
+            br#"{"response":"tok","thinking":"t","done":false}"#,
+            br#"{"message":{"content":""}}"#,
+            br#"{"message":null,"response":null,"error":null}"#,
+            br#"{"message":{"content":"x"},"done":true,"eval_count":3}"#,
+            br#"{"message":{"content":"x","tool_calls":[{"function":{"name":"f","arguments":{}}}]}}"#,
+            br#"{"response":"x","tool_calls":[{"function":{"name":"f"}}]}"#,
+            br#"{"message":{"content":"x"},"logprobs":[{"token":"x"}]}"#,
+            br#"{"error":"boom"}"#,
+            br#"{"message":{"content":5}}"#,
+            br#"{"done":"yes","response":"x"}"#,
+            br#"{"response":"a","response":"b"}"#,
+            br#"[1,2]"#,
+            b"   ",
+            b"{not json",
+        ];
+        for line in lines {
+            for endpoint in [NativeEndpoint::Chat, NativeEndpoint::Generate] {
+                let full = parse_line(line).map(|v| v.map(|v| parse_chunk(&v, endpoint)));
+                match read_line(line, endpoint) {
+                    Ok(Line::Plain(c)) => {
+                        assert_eq!(full, Ok(Some(Ok(c))), "{}", String::from_utf8_lossy(line));
+                    }
+                    Ok(Line::Value(v)) => assert_eq!(full, Ok(Some(parse_chunk(&v, endpoint)))),
+                    Ok(Line::Blank) => assert_eq!(full, Ok(None)),
+                    Err(e) => assert_eq!(full, Err(e)),
+                }
+            }
+        }
+        // The common case takes the fast path.
+        assert!(matches!(read_line(lines[0], NativeEndpoint::Chat), Ok(Line::Plain(_))));
+        assert!(matches!(read_line(lines[5], NativeEndpoint::Chat), Ok(Line::Value(_))));
+    }
 
     #[test]
     fn splits_lines_across_pushes() {

@@ -86,6 +86,14 @@ impl Core {
         }
     }
 
+    /// [`Core::accept`] for a chunk read on the fast path (it cannot fail).
+    fn accept_plain(&mut self, open: bool) -> bool {
+        if !open {
+            self.ignored += 1;
+        }
+        open
+    }
+
     /// Queues one chunk event: an object of type `object` with its one `choice`.
     fn push<C: Serialize>(&mut self, object: &'static str, choice: C) {
         let json = to_json(&ObjectOut::new(&self.config, object, vec![choice], None));
@@ -196,6 +204,17 @@ impl OpenAiChatStream {
         }
     }
 
+    fn line_endpoint(&self) -> NativeEndpoint {
+        NativeEndpoint::Chat
+    }
+
+    fn handle_plain(&mut self, chunk: Chunk) {
+        let open = self.begin();
+        if self.core.accept_plain(open) {
+            self.deltas(&chunk);
+        }
+    }
+
     ndjson_input!(core.lines);
     stream_outputs!();
 
@@ -282,6 +301,17 @@ impl OpenAiCompletionStream {
     pub fn handle_chunk(&mut self, chunk: &Value) {
         let open = self.begin();
         if let Some(chunk) = self.core.accept(open, chunk, NativeEndpoint::Generate) {
+            self.texts(&chunk);
+        }
+    }
+
+    fn line_endpoint(&self) -> NativeEndpoint {
+        NativeEndpoint::Generate
+    }
+
+    fn handle_plain(&mut self, chunk: Chunk) {
+        let open = self.begin();
+        if self.core.accept_plain(open) {
             self.texts(&chunk);
         }
     }
