@@ -1,0 +1,1 @@
+//! mDNS browsing for routers (filled in below).

@@ -1,0 +1,1 @@
+//! Machine probes (filled in below).
