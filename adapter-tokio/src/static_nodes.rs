@@ -7,8 +7,7 @@
 use crate::app::Upstream;
 use crate::driver::{DriverTx, Input};
 use bytes::Bytes;
-use herd_core::fleet::heartbeat::{Heartbeat, LoadedModel, Memory, Ollama};
-use herd_core::ids::ModelName;
+use herd_core::fleet::heartbeat::{Heartbeat, Memory};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::time::Duration;
@@ -64,37 +63,10 @@ async fn get_json(client: &Upstream, url: String) -> Option<Value> {
 
 /// The heartbeat for what a static node's Ollama answered (`None` = it did not answer).
 pub fn heartbeat(node: &StaticNode, version: Option<&Value>, ps: Option<&Value>, tags: Option<&Value>) -> Heartbeat {
-    let reachable = version.is_some() && ps.is_some() && tags.is_some();
-    let gb = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0) / 1e9;
-    let list =
-        |v: Option<&Value>| v.and_then(|v| v.get("models")).and_then(Value::as_array).cloned().unwrap_or_default();
-    let models_loaded: Vec<LoadedModel> = list(ps)
-        .iter()
-        .filter_map(|m| {
-            let name = m.get("name").or_else(|| m.get("model")).and_then(Value::as_str)?;
-            Some(LoadedModel {
-                name: ModelName::new(name),
-                size_gb: gb(m, "size"),
-                size_vram_gb: m.get("size_vram").and_then(Value::as_f64).map(|b| b / 1e9),
-                requests_active: 0,
-                parameter_size: m["details"]["parameter_size"].as_str().unwrap_or("").to_string(),
-                quantization: m["details"]["quantization_level"].as_str().unwrap_or("").to_string(),
-                context_length: m.get("context_length").and_then(Value::as_u64).unwrap_or(0) as u32,
-                runner: String::new(),
-                digest: m.get("digest").and_then(Value::as_str).unwrap_or("").to_string(),
-            })
-        })
-        .collect();
-    let tag_list = list(tags);
-    let models_available: Vec<ModelName> = tag_list
-        .iter()
-        .filter_map(|m| m.get("name").or_else(|| m.get("model")).and_then(Value::as_str))
-        .map(ModelName::new)
-        .collect();
-    let models_available_sizes =
-        tag_list.iter().filter_map(|m| Some((ModelName::new(m.get("name")?.as_str()?), gb(m, "size")))).collect();
+    let mut ollama = herd_core::fleet::ollama_state::ollama_state(ps, tags, version);
+    ollama.num_parallel = node.parallel.max(1);
     let total = node.memory_gb.max(0.0);
-    let used: f64 = models_loaded.iter().map(|m| m.size_gb).sum();
+    let used: f64 = ollama.models_loaded.iter().map(|m| m.size_gb).sum();
     Heartbeat {
         node_id: node.name(),
         arch: "unknown".into(),
@@ -104,17 +76,7 @@ pub fn heartbeat(node: &StaticNode, version: Option<&Value>, ps: Option<&Value>,
             available_gb: (total - used).max(0.0),
             ..Memory::default()
         },
-        ollama: Ollama {
-            models_loaded,
-            models_available,
-            models_available_meta: None,
-            models_available_sizes,
-            max_loaded_models: 0,
-            num_parallel: node.parallel.max(1),
-            requests_active: 0,
-            version: version.and_then(|v| v.get("version")).and_then(Value::as_str).unwrap_or("").to_string(),
-            reachable: Some(reachable),
-        },
+        ollama,
         ollama_host: node.url.clone(),
         agent_version: format!("herd-static/{}", env!("CARGO_PKG_VERSION")),
         ..Heartbeat::default()

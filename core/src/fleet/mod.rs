@@ -3,6 +3,7 @@
 //! node's memory) and forgetting nodes that have been offline too long.
 
 pub mod heartbeat;
+pub mod ollama_state;
 
 use crate::config::FleetConfig;
 use crate::ids::{ModelName, NodeId};
