@@ -75,7 +75,8 @@ pub enum Pressure {
     Unknown,
 }
 
-/// Memory figures, decimal GB as ollama-herd sends them.
+/// Memory figures in GB as ollama-herd sends them: psutil bytes / 1024³ (herd-node does the same).
+/// Model sizes are decimal GB, so comparing the two errs on the safe side by about 7 %.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Memory {
@@ -235,6 +236,9 @@ pub struct Gpu {
     pub temperature_c: Option<f64>,
     /// Power draw.
     pub power_w: Option<f64>,
+    /// Memory bandwidth, GB/s (bus width × maximum memory clock × 2); 0 = unknown.
+    #[serde(deserialize_with = "nullable")]
+    pub memory_bandwidth_gbps: f64,
 }
 
 /// A regular heartbeat. Fields ollama-herd sends that routing does not use are kept loosely.

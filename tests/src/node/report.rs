@@ -93,6 +93,7 @@ impl SimNode {
                 utilization_pct: 0.0,
                 temperature_c: None,
                 power_w: None,
+                memory_bandwidth_gbps: 0.0,
             });
         }
         gpus
