@@ -89,6 +89,9 @@ impl Args {
     }
 }
 
+/// The header that carries the fleet key to nodes (checked by `herd-node --proxy-port`).
+pub const FLEET_KEY_HEADER: &str = "x-herd-fleet-key";
+
 /// What request tasks share.
 pub struct App {
     /// The driver.
@@ -103,6 +106,9 @@ pub struct App {
     pub max_body_bytes: usize,
     /// Body read timeout.
     pub read_timeout: Duration,
+    /// The fleet key, presented to every node in `X-Herd-Fleet-Key` (a `herd-node` proxy refuses
+    /// callers without it).
+    pub fleet_key: Option<hyper::header::HeaderValue>,
     /// Trace reader for `/fleet/traces` and `/fleet/usage`.
     pub store: Option<std::sync::Arc<std::sync::Mutex<crate::store::TraceReader>>>,
 }

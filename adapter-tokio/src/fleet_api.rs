@@ -243,12 +243,14 @@ async fn show(app: &App, req: Request<Incoming>) -> Response<Body> {
 
 /// Sends a request to one node and relays its answer as it streams.
 async fn forward(app: &App, method: Method, addr: &NodeAddr, path: &str, body: Bytes) -> Option<Response<Body>> {
-    let req = hyper::Request::builder()
+    let mut req = hyper::Request::builder()
         .method(method)
         .uri(format!("{}{}", addr.url, path))
-        .header(CONTENT_TYPE, "application/json")
-        .body(http_body_util::Full::new(body))
-        .ok()?;
+        .header(CONTENT_TYPE, "application/json");
+    if let Some(key) = &app.fleet_key {
+        req = req.header(crate::app::FLEET_KEY_HEADER, key.clone());
+    }
+    let req = req.body(http_body_util::Full::new(body)).ok()?;
     let resp = tokio::time::timeout(Duration::from_secs(30), app.client.request(req)).await.ok()?.ok()?;
     let (mut parts, body) = resp.into_parts();
     parts.headers.remove("content-length");

@@ -13,6 +13,7 @@ pub mod driver;
 pub mod errors;
 pub mod fake;
 pub mod fleet_api;
+pub mod mdns;
 pub mod proxy;
 pub mod relay;
 pub mod resolve;
@@ -35,12 +36,18 @@ pub struct Running {
     pub app: Arc<App>,
     /// The trace store, flushed on [`Running::shutdown`].
     pub store: Option<store::TraceStore>,
+    /// The mDNS advertisement, withdrawn on [`Running::shutdown`] or drop (`None` when listening
+    /// on loopback, with `--no-mdns`, or when it failed).
+    pub mdns: Option<mdns::Advertiser>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting, and flushes the traces.
+    /// Withdraws the mDNS advertisement, stops accepting, and flushes the traces.
     pub fn shutdown(mut self) {
+        if let Some(a) = self.mdns.take() {
+            a.shutdown();
+        }
         for t in self.tasks.drain(..) {
             t.abort();
         }
@@ -126,6 +133,15 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
         admin_key: args.admin_key.clone().filter(|k| !k.is_empty()),
         max_body_bytes: (args.max_body_mb.max(1) as usize) << 20,
         read_timeout: Duration::from_secs(args.read_timeout_secs.max(1)),
+        fleet_key: args
+            .fleet_key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .and_then(|k| hyper::header::HeaderValue::from_str(k).ok())
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            }),
         store: Some(Arc::new(std::sync::Mutex::new(reader))),
     });
     let addr = SocketAddr::new(args.host, args.port);
@@ -159,5 +175,28 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
              and administer the fleet"
         );
     }
-    Ok(Running { addr, app, store: Some(store), tasks })
+    let mdns = if args.no_mdns { None } else { advertise(addr) };
+    Ok(Running { addr, app, store: Some(store), mdns, tasks })
+}
+
+/// Advertises the router over mDNS unless it listens on loopback. A failure is one warning: the
+/// router works without it, and agents can be given `--router-url`.
+fn advertise(addr: SocketAddr) -> Option<mdns::Advertiser> {
+    match mdns::advertise(addr, &mdns::AdvertiseOptions::default()) {
+        Ok(Some(a)) => {
+            tracing::info!(
+                instance = mdns::INSTANCE_NAME,
+                service = mdns::SERVICE_TYPE,
+                port = addr.port(),
+                addresses = %mdns::describe(addr),
+                "advertising the router over mDNS"
+            );
+            Some(a)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot advertise the router over mDNS; give agents --router-url");
+            None
+        }
+    }
 }

@@ -264,15 +264,17 @@ async fn attempt(
         }
     };
     let uri = format!("{}{}", addr.url, plan.path());
-    let upstream =
-        match hyper::Request::post(uri).header(CONTENT_TYPE, "application/json").body(http_body_util::Full::new(bytes))
-        {
-            Ok(r) => r,
-            Err(_) => {
-                guard.report(AttemptInput::Failed(UpstreamFailure::Connect));
-                return Err(guard);
-            }
-        };
+    let mut upstream = hyper::Request::post(uri).header(CONTENT_TYPE, "application/json");
+    if let Some(key) = &app.fleet_key {
+        upstream = upstream.header(crate::app::FLEET_KEY_HEADER, key.clone());
+    }
+    let upstream = match upstream.body(http_body_util::Full::new(bytes)) {
+        Ok(r) => r,
+        Err(_) => {
+            guard.report(AttemptInput::Failed(UpstreamFailure::Connect));
+            return Err(guard);
+        }
+    };
     let call = app.client.request(upstream);
     tokio::pin!(call);
     let resp = tokio::select! {
