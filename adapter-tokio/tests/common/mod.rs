@@ -97,7 +97,10 @@ impl Fleet {
     pub async fn router(args: &[&str], config: Option<serde_json::Value>) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
         let mut argv: Vec<String> =
-            vec!["herd", "--host", "127.0.0.1", "--port", "0", "--seed", "7"].into_iter().map(String::from).collect();
+            vec!["herd", "--host", "127.0.0.1", "--seed", "7"].into_iter().map(String::from).collect();
+        if !args.contains(&"--port") {
+            argv.extend(["--port".to_string(), "0".to_string()]);
+        }
         argv.push("--data-dir".into());
         argv.push(dir.path().display().to_string());
         if let Some(c) = config {
