@@ -23,6 +23,61 @@ use std::time::Duration;
 /// restarted (and lost its copy) gets it back (ollama-herd's `META_REFRESH_S`).
 pub const META_REFRESH: Duration = Duration::from_secs(60);
 
+/// Consecutive failed heartbeats to a router found over mDNS before asking mDNS again.
+pub const RESCAN_AFTER_FAILURES: u32 = 3;
+/// The most often mDNS is asked again because of failures.
+pub const RESCAN_EVERY: Duration = Duration::from_secs(30);
+/// How long to wait before trying again when mDNS cannot start (no usable interface yet).
+pub const MDNS_RETRY: Duration = Duration::from_secs(30);
+
+/// Finds routers over mDNS for as long as the agent runs, and reports each as [`Event::Found`].
+/// ollama-herd looked once for 30 s and then died (reference §1.3); this keeps browsing, starts
+/// again if mDNS cannot start yet, and queries afresh when asked (`rescan`).
+async fn discover(service: String, events: Sender<Event>, rescan: Receiver<()>) {
+    tracing::info!(service = %service, "no --router-url: looking for routers over mDNS, for as long as the agent runs");
+    loop {
+        let browser = match mdns::Browser::start(&service) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?MDNS_RETRY, "mDNS cannot start; give --router-url, or wait");
+                async_io::Timer::after(MDNS_RETRY).await;
+                continue;
+            }
+        };
+        loop {
+            let next = futures_lite::future::or(async { browser.next().await.map(Some) }, async {
+                if rescan.recv().await.is_err() {
+                    futures_lite::future::pending::<()>().await;
+                }
+                Some(None)
+            })
+            .await;
+            match next {
+                None => break,
+                Some(None) => {
+                    tracing::info!("a router found over mDNS stopped answering; asking mDNS again");
+                    if let Err(e) = browser.rescan() {
+                        tracing::warn!(error = %e, "mDNS rescan failed");
+                    }
+                }
+                Some(Some(mdns::Discovery::Found { instance, urls, .. })) => {
+                    if let Some(url) = urls.into_iter().next() {
+                        if events.send(Event::Found { instance, url }).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Some(Some(mdns::Discovery::Lost { instance })) => {
+                    // Kept: a router that restarts says goodbye first, and backoff is cheap.
+                    tracing::info!(%instance, "router withdrew its mDNS advertisement");
+                }
+            }
+        }
+        tracing::warn!("mDNS browsing stopped; starting it again");
+        async_io::Timer::after(Duration::from_secs(1)).await;
+    }
+}
+
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -409,28 +464,10 @@ pub async fn run(setup: Setup, events: Sender<Event>, inbox: Receiver<Event>, se
     let _proxy = setup
         .proxy
         .map(|(listener, config)| smol::spawn(proxy::serve(listener, config, Arc::new(proxy::ProxyStats::default()))));
-    let _browser = match &setup.mdns_service {
-        Some(service) => match mdns::Browser::start(service) {
-            Ok(browser) => {
-                tracing::info!(service = %service, "no --router-url: looking for routers over mDNS (in the background, for as long as the agent runs)");
-                let events = events.clone();
-                Some(smol::spawn(async move {
-                    while let Some(d) = browser.next().await {
-                        if let mdns::Discovery::Found { instance, urls, .. } = d {
-                            if let Some(url) = urls.into_iter().next() {
-                                let _ = events.send(Event::Found { instance, url }).await;
-                            }
-                        }
-                    }
-                }))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "mDNS browsing failed to start; give --router-url");
-                None
-            }
-        },
-        None => None,
-    };
+    let (rescan_tx, rescan_rx) = smol::channel::bounded::<()>(1);
+    let _discovery =
+        setup.mdns_service.clone().map(|service| smol::spawn(discover(service, events.clone(), rescan_rx)));
+    let mut last_rescan: Option<std::time::Instant> = None;
     tracing::info!(
         node = %setup.identity.node_id,
         ollama = %setup.ollama.url(),
@@ -463,11 +500,30 @@ pub async fn run(setup: Setup, events: Sender<Event>, inbox: Receiver<Event>, se
                     in_flight.insert(router, task);
                 }
                 AgentCommand::SendDrain { router, url } => {
-                    // A heartbeat landing after the drain would mark the node online again.
-                    if let Some(t) = in_flight.remove(&router) {
-                        drop(t);
-                    }
-                    smol::spawn(send_drain(shared.clone(), router, url, drain_timeout)).detach();
+                    // A heartbeat landing after the drain would mark the node online again: let
+                    // one already on the wire finish first (its answer means the router has
+                    // applied it), for at most half the drain budget, then cancel it.
+                    let pending = in_flight.remove(&router);
+                    let shared = shared.clone();
+                    smol::spawn(async move {
+                        if let Some(hb) = pending {
+                            let settle = futures_lite::future::or(
+                                async {
+                                    hb.await;
+                                    true
+                                },
+                                async {
+                                    async_io::Timer::after(drain_timeout / 2).await;
+                                    false
+                                },
+                            );
+                            if !settle.await {
+                                tracing::debug!(router = url.as_str(), "heartbeat in flight cancelled for the drain");
+                            }
+                        }
+                        send_drain(shared, router, url, drain_timeout / 2).await;
+                    })
+                    .detach();
                 }
                 AgentCommand::Exit => {
                     tracing::info!("herd-node stopped");
@@ -505,6 +561,16 @@ pub async fn run(setup: Setup, events: Sender<Event>, inbox: Receiver<Event>, se
                 } else if let (SendOutcome::Failed(f), Some(status)) = (outcome, agent.router(router)) {
                     if status.connection_failures == 0 {
                         tracing::warn!(router = status.url.as_str(), failure = ?f, "router not reachable; retrying with backoff");
+                    }
+                    // A router found over mDNS that stops answering may have moved: ask again
+                    // now rather than at mDNS's ever longer query interval.
+                    let from_mdns = by_instance.values().any(|i| *i == router);
+                    if from_mdns
+                        && status.connection_failures + 1 >= RESCAN_AFTER_FAILURES
+                        && last_rescan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY)
+                    {
+                        last_rescan = Some(std::time::Instant::now());
+                        let _ = rescan_tx.try_send(());
                     }
                 }
                 agent.handle_send_result(now, router, seq, outcome);
