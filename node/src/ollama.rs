@@ -52,6 +52,7 @@ pub struct OllamaProbe {
     endpoint: Endpoint,
     num_parallel: u32,
     max_loaded_models: u32,
+    timeout: Duration,
     /// Metadata as last seen.
     pub meta: Meta,
 }
@@ -68,8 +69,15 @@ impl OllamaProbe {
             endpoint,
             num_parallel: env_count("OLLAMA_NUM_PARALLEL"),
             max_loaded_models: env_count("OLLAMA_MAX_LOADED_MODELS"),
+            timeout: PROBE_TIMEOUT,
             meta: Meta::default(),
         }
+    }
+
+    /// Caps each probe call at `timeout` (never above [`PROBE_TIMEOUT`]).
+    pub fn with_timeout(mut self, timeout: Duration) -> OllamaProbe {
+        self.timeout = timeout.min(PROBE_TIMEOUT);
+        self
     }
 
     /// Where Ollama is.
@@ -80,10 +88,10 @@ impl OllamaProbe {
     /// One probe round. `models_available_meta` is left `None`; the sender decides per router
     /// whether to include [`OllamaProbe::meta`].
     pub async fn sample(&mut self) -> Ollama {
-        let ep = &self.endpoint;
+        let (ep, t) = (&self.endpoint, self.timeout);
         let (ps, (tags, version)) = futures_lite::future::zip(
-            get_json(ep, "/api/ps"),
-            futures_lite::future::zip(get_json(ep, "/api/tags"), get_json(ep, "/api/version")),
+            get_json(ep, "/api/ps", t),
+            futures_lite::future::zip(get_json(ep, "/api/tags", t), get_json(ep, "/api/version", t)),
         )
         .await;
         let mut state = ollama_state::ollama_state(ps.as_ref(), tags.as_ref(), version.as_ref());
@@ -96,8 +104,8 @@ impl OllamaProbe {
     }
 }
 
-async fn get_json(ep: &Endpoint, path: &str) -> Option<Value> {
-    match http::call(ep, "GET", path, &[], None, PROBE_TIMEOUT).await {
+async fn get_json(ep: &Endpoint, path: &str, timeout: Duration) -> Option<Value> {
+    match http::call(ep, "GET", path, &[], None, timeout).await {
         Ok(r) if r.ok() => serde_json::from_slice(&r.body).ok(),
         Ok(r) => {
             tracing::debug!(path, status = r.status, "ollama answered an error");

@@ -153,7 +153,9 @@ pub struct Sample {
 
 /// Takes samples, reusing one younger than `max_age`: routers on the same grid share it.
 pub struct Collector {
-    machine: Option<MachineProbe>,
+    /// Shared with the blocking pool: a sample cancelled mid-way (its heartbeat timed out, its
+    /// router was replaced) must not lose the probe.
+    machine: Arc<std::sync::Mutex<MachineProbe>>,
     ollama: OllamaProbe,
     last: Option<(std::time::Instant, Sample)>,
     meta: (u64, Arc<BTreeMap<herd_core::ids::ModelName, herd_core::fleet::heartbeat::ModelMeta>>),
@@ -163,7 +165,13 @@ pub struct Collector {
 impl Collector {
     /// A collector over these probes.
     pub fn new(machine: MachineProbe, ollama: OllamaProbe) -> Collector {
-        Collector { machine: Some(machine), ollama, last: None, meta: (0, Arc::default()), ollama_up: None }
+        Collector {
+            machine: Arc::new(std::sync::Mutex::new(machine)),
+            ollama,
+            last: None,
+            meta: (0, Arc::default()),
+            ollama_up: None,
+        }
     }
 
     /// A sample no older than `max_age`.
@@ -173,15 +181,12 @@ impl Collector {
                 return s.clone();
             }
         }
-        let mut probe = self.machine.take().expect("the machine probe is always returned");
+        let probe = self.machine.clone();
         // sysinfo and NVML calls block; they run on smol's blocking pool, never on the loop
         // (ollama-herd ran them on its only event loop, §8.1 item 1).
-        let machine_task = smol::unblock(move || {
-            let s = probe.sample();
-            (probe, s)
-        });
-        let (ollama, (probe, machine)) = futures_lite::future::zip(self.ollama.sample(), machine_task).await;
-        self.machine = Some(probe);
+        let machine_task =
+            smol::unblock(move || probe.lock().unwrap_or_else(std::sync::PoisonError::into_inner).sample());
+        let (ollama, machine) = futures_lite::future::zip(self.ollama.sample(), machine_task).await;
         let up = ollama.reachable != Some(false);
         if self.ollama_up != Some(up) {
             if up {
@@ -456,7 +461,12 @@ pub async fn run(setup: Setup, events: Sender<Event>, inbox: Receiver<Event>, se
     let machine = smol::unblock(move || MachineProbe::new(&models_dir)).await;
     let shared = Arc::new(Shared {
         identity: setup.identity.clone(),
-        collector: Mutex::new(Collector::new(machine, OllamaProbe::new(setup.ollama.clone()))),
+        // Ollama's probes get at most 40 % of the send budget, so a hung Ollama still leaves
+        // time to tell the router it is down.
+        collector: Mutex::new(Collector::new(
+            machine,
+            OllamaProbe::new(setup.ollama.clone()).with_timeout(send_timeout * 2 / 5),
+        )),
         max_age: setup.interval / 2,
         meta_sent: std::sync::Mutex::new(BTreeMap::new()),
         events: events.clone(),

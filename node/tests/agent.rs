@@ -358,3 +358,28 @@ fn once_prints_the_heartbeat_and_exits() {
     assert!(hb["memory"]["total_gb"].as_f64().unwrap() > 0.0);
     assert!(hb["gpus"].is_array());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_ollama_is_reported_down_and_heartbeats_go_on() {
+    // An "Ollama" that accepts connections and never answers.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_url = format!("http://{}", hung.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = hung.accept().await {
+            open.push(s);
+        }
+    });
+    let (url, mut rx) = recording_router().await;
+    // A 0.5 s period: the send budget (0.4 s) is shorter than a default probe timeout (2 s), so
+    // the probes must give up in time for the heartbeat to say Ollama is down, every period.
+    let _node = NodeProc::start(&["--router-url", &url, "--ollama-host", &hung_url, "--heartbeat-secs", "0.5"]);
+    for i in 0..6 {
+        let (_, hb) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("heartbeat {i} never came"))
+            .unwrap();
+        assert_eq!(hb["ollama"]["reachable"], false, "{hb}");
+    }
+    held.abort();
+}

@@ -17,10 +17,20 @@
 //! not advertise are not found: 3 s, long after a browser's first queries (within 120 ms) and a
 //! router's first announcement (about 1 s, after probing), and followed by a control that finds an
 //! advertising router with the same browser.
+//!
+//! The last test is the whole thing at the binary level: the `herd-node` binary, on the agent's
+//! machine next to a simulated Ollama, with no `--router-url`, finds the real `herd` on another
+//! machine and registers with it.
+
+#[path = "../../adapter-tokio/tests/common/mod.rs"]
+mod common;
 
 use herd_node::mdns::{Browser, Discovery, SERVICE_TYPE};
+use herd_tokio::fake::{FakeConfig, FakeOllama};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::BufRead;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -40,6 +50,9 @@ const READDRESS_WITHIN: Duration = Duration::from_secs(20);
 const LOST_WITHIN: Duration = Duration::from_secs(15);
 /// A helper's answers (start-up included).
 const HELPER_WITHIN: Duration = Duration::from_secs(30);
+/// From a router found to the agent registered with it, and to the router showing it online: the
+/// first heartbeat goes out at once, then one every 0.5 s.
+const REGISTERED_WITHIN: Duration = Duration::from_secs(10);
 
 fn netns_id() -> String {
     std::fs::read_link("/proc/self/ns/net").map(|p| p.display().to_string()).unwrap_or_default()
@@ -386,5 +399,202 @@ fn two_routers_on_a_lan_get_distinct_names() {
         assert_eq!(name2, "Fleet Manager Router (2)._fleet-manager._tcp.local.");
         second.stop().await;
         first.stop().await;
+    });
+}
+
+/// `herd-node` on the agent's machine (this namespace), killed on drop. Its log (stderr) is
+/// echoed as `[herd-node] ...` lines, shown when the test fails, and read by [`NodeAgent::log`].
+struct NodeAgent {
+    child: std::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every line read so far, and how many of them earlier waits have consumed.
+    log: Vec<String>,
+    read: usize,
+}
+
+impl NodeAgent {
+    /// Starts `herd-node` with `args` and none of its variables (no `HERD_ROUTER_URL` or
+    /// `FLEET_NODE_ROUTER_URL` in particular: it must find its router itself).
+    fn start(args: &[&str]) -> NodeAgent {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd-node"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_str().is_some_and(|k| k.starts_with("HERD_") || k.starts_with("FLEET_NODE_")) {
+                cmd.env_remove(k);
+            }
+        }
+        let mut child = cmd
+            .args(args)
+            .env("HERD_LOG", "herd_node=info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting herd-node");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[herd-node] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        NodeAgent { child, lines, log: Vec::new(), read: 0 }
+    }
+
+    /// The first log line after the last one a wait returned that contains `needle`.
+    async fn log(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(at) = self.log[self.read..].iter().position(|l| l.contains(needle)) {
+                self.read += at + 1;
+                return self.log[self.read - 1].clone();
+            }
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => self.log.push(line),
+                Ok(None) => panic!("herd-node exited before logging {needle:?}: {:?}", self.child.try_wait()),
+                Err(_) => {
+                    let panicked = self.log.iter().find(|l| l.contains("panicked at"));
+                    panic!("herd-node did not log {needle:?} within {within:?} (its log is above; {panicked:?})")
+                }
+            }
+        }
+    }
+
+    /// SIGTERM, then its exit status (within `within`) and the rest of its log.
+    async fn terminate(&mut self, within: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        let deadline = tokio::time::Instant::now() + within;
+        // The log ends when the process exits (nothing else holds its stderr).
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => self.log.push(line),
+                Ok(None) => break,
+                Err(_) => panic!("herd-node did not exit within {within:?} of SIGTERM"),
+            }
+        }
+        let status = self.child.wait().unwrap();
+        (status, self.log[self.read..].to_vec())
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a log line names `url` (whole: `...:80` does not name `...:8`).
+fn names_url(line: &str, url: &str) -> bool {
+    line.match_indices(url).any(|(at, _)| !line[at + url.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// One request to a router (a JSON body if any): status, headers, body.
+async fn http(method: &str, url: &str, json: Option<Value>) -> (u16, hyper::header::HeaderMap, Vec<u8>) {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if json.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let body = json.map(|j| j.to_string()).unwrap_or_default();
+    let req = req.body(Full::new(bytes::Bytes::from(body))).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let resp = client.request(req).await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let (parts, body) = resp.into_parts();
+        (parts.status.as_u16(), parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{method} {url}: no answer within 10 s"))
+}
+
+/// The router's view of node `id` once `pred` holds for it (GET /fleet/status every 50 ms).
+async fn node_where(router: &str, id: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (code, _, body) = http("GET", &format!("{router}/fleet/status"), None).await;
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        let status: Value = serde_json::from_slice(&body).unwrap();
+        let node = status["nodes"].as_array().and_then(|ns| ns.iter().find(|n| n["node_id"] == id));
+        if let Some(n) = node.filter(|n| pred(n)) {
+            return n.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node {id} not as expected within {within:?}: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A chat through `router` to the model the simulated Ollama has loaded: the node that served it.
+async fn chat(router: &str) -> String {
+    let body =
+        serde_json::json!({"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}], "stream": false});
+    let (code, headers, body) = http("POST", &format!("{router}/api/chat"), Some(body)).await;
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    headers.get("x-herd-node").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+/// The real thing: `herd-node` (the binary) with no `--router-url`, started before any router
+/// exists, finds `herd` on another machine of the LAN when it comes up, registers, and gets work;
+/// when the router comes back on another machine (new address and port, same mDNS instance) it
+/// follows, and on SIGTERM drains from that router only (the old one was replaced, not kept).
+#[test]
+fn herd_node_without_router_url_finds_herd_and_registers() {
+    if !inside_netns("herd_node_without_router_url_finds_herd_and_registers") {
+        return;
+    }
+    runtime().block_on(async {
+        // Ollama on the agent's machine, reachable from the LAN (0.0.0.0), sending no heartbeats.
+        let config = FakeConfig {
+            spec: common::spec("mdns-box", &["qwen3:8b"], &["qwen3:8b"], 2),
+            timing: common::fast(),
+            heartbeat: None,
+        };
+        let ollama = FakeOllama::start(SocketAddr::from(([0, 0, 0, 0], 0)), config).await.unwrap();
+        let port = ollama.addr().port();
+        // A loopback --ollama-host: the router uses the heartbeat's source address instead.
+        let ollama_host = format!("http://127.0.0.1:{port}");
+        let mut node =
+            NodeAgent::start(&["--ollama-host", &ollama_host, "--heartbeat-secs", "0.5", "--node-id", "mdns-node"]);
+        // Browsing, with no router on the LAN yet.
+        node.log("looking for routers over mDNS", REGISTERED_WITHIN).await;
+
+        let router = RemoteRouter::start(2, &[]).await;
+        let found = node.log("found a router over mDNS", FOUND_WITHIN).await;
+        let instance = "instance=Fleet Manager Router._fleet-manager._tcp.local.";
+        assert!(found.contains(instance) && names_url(&found, &router.url()), "{found}");
+        let registered = node.log("registered with the router", REGISTERED_WITHIN).await;
+        assert!(names_url(&registered, &router.url()), "{registered}");
+        let n = node_where(&router.url(), "mdns-node", REGISTERED_WITHIN, |n| n["status"] == "online").await;
+        assert_eq!(n["url"], format!("http://{AGENT_IP}:{port}"), "the heartbeat's source address: {n}");
+        assert_eq!(n["ollama_reachable"], true, "{n}");
+        assert_eq!(chat(&router.url()).await, "mdns-node");
+        assert_eq!(ollama.stats().completed, 1);
+
+        // The router's machine is replaced: goodbye from 10.77.0.2, the same instance from
+        // 10.77.0.3 on another port. The agent moves its heartbeats there.
+        router.stop().await;
+        let router = RemoteRouter::start(3, &[]).await;
+        let moved = node.log("found a router over mDNS", FOUND_WITHIN).await;
+        assert!(moved.contains(instance) && names_url(&moved, &router.url()), "{moved}");
+        let registered = node.log("registered with the router", REGISTERED_WITHIN).await;
+        assert!(names_url(&registered, &router.url()), "{registered}");
+        node_where(&router.url(), "mdns-node", REGISTERED_WITHIN, |n| n["status"] == "online").await;
+        assert_eq!(chat(&router.url()).await, "mdns-node");
+        assert_eq!(ollama.stats().completed, 2);
+
+        // SIGTERM drains from the router it reports to, and from no other: the old router,
+        // unreachable now, would have cost a failed drain (and its 2 s timeout).
+        let (status, log) = node.terminate(Duration::from_secs(5)).await;
+        assert!(status.success(), "herd-node: {status}");
+        let drained: Vec<&String> = log.iter().filter(|l| l.contains("drain") && l.contains("router=")).collect();
+        assert!(
+            drained.len() == 1 && drained[0].contains("drained:") && names_url(drained[0], &router.url()),
+            "{drained:?}"
+        );
+        let n = node_where(&router.url(), "mdns-node", Duration::from_millis(500), |_| true).await;
+        assert_eq!(n["status"], "draining", "{n}");
+        router.stop().await;
+        ollama.shutdown();
     });
 }
