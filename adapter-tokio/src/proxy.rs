@@ -5,7 +5,7 @@
 use crate::app::App;
 use crate::driver::{unix_ms, AttemptInput, Input, NodeAddr, ReqMeta, ReqMsg};
 use crate::errors::{error_response, Body, Proto};
-use crate::relay::{EndGuard, Relay, Shaper, Tail};
+use crate::relay::{cancel_message, EndGuard, Orders, Relay, Shaper, Tail};
 use bytes::Bytes;
 use herd_core::api::patch::{apply_patch, BodyPatch, NumCtxPatch};
 use herd_core::api::{describe_object, parse_body, DescribeContext, Surface};
@@ -327,7 +327,9 @@ async fn attempt(
             }
         }
     };
-    Ok(answer(req, plan, include_usage, commit, content_type, first, body, guard).await)
+    // After commit the only order left is the reaper's; the answer's body watches for it.
+    let orders = Orders::new(std::mem::replace(rx, mpsc::unbounded_channel().1), d.attempt);
+    Ok(answer(req, plan, include_usage, commit, content_type, first, body, guard, orders).await)
 }
 
 /// The first message that ends the running attempt: its cancel, a rejection, or the driver gone.
@@ -408,6 +410,7 @@ async fn answer(
     first: Bytes,
     body: Incoming,
     guard: EndGuard,
+    orders: Orders,
 ) -> Response<Body> {
     let served =
         if commit.model != req.spec.model { commit.model.as_str().to_string() } else { req.client_model.clone() };
@@ -432,9 +435,10 @@ async fn answer(
         Plan::Translate { endpoint: NativeEndpoint::Generate, client_stream: true } => {
             (Shaper::Completion(Box::new(OpenAiCompletionStream::new(config()))), "text/event-stream")
         }
-        _ => return aggregate(req, plan, config(), commit, &addr, upstream_type, first, body, guard).await,
+        _ => return aggregate(req, plan, config(), (commit, &addr), upstream_type, first, body, guard, orders).await,
     };
-    let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Relay::new(body, first, shaper, guard)));
+    let relay = Relay::new(body, first, shaper, guard, orders);
+    let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(relay));
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
     if ctype == "text/event-stream" {
         resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
@@ -448,12 +452,12 @@ async fn aggregate(
     req: &Request,
     plan: Plan,
     config: OpenAiResponseConfig,
-    commit: Commit,
-    addr: &NodeAddr,
+    (commit, addr): (Commit, &NodeAddr),
     upstream_type: Option<HeaderValue>,
     first: Bytes,
     mut body: Incoming,
     mut guard: EndGuard,
+    mut orders: Orders,
 ) -> Response<Body> {
     enum Agg {
         Native(NativeAggregator),
@@ -476,7 +480,18 @@ async fn aggregate(
     feed(&mut agg, &first);
     let mut last_progress = tokio::time::Instant::now();
     let mut failed = false;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = tokio::select! {
+            f = body.frame() => f,
+            reason = orders.cancelled() => {
+                // Core reaped the attempt (the node stalled) and already ended the request.
+                guard.disarm();
+                let mut resp = error_response(req.proto, 504, cancel_message(reason), None);
+                headers_for(&mut resp, &commit, addr);
+                return resp;
+            }
+        };
+        let Some(frame) = frame else { break };
         match frame {
             Ok(f) => {
                 if let Ok(data) = f.into_data() {

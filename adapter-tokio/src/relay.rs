@@ -4,12 +4,12 @@
 //! body reports `Finished` or `Failed` when the upstream ends, and `ClientGone` when it is dropped
 //! before that. A failure after commit is told in the client's protocol, never as a success.
 
-use crate::driver::{AttemptInput, DriverTx, Input};
+use crate::driver::{AttemptInput, DriverTx, Input, ReqMsg};
 use crate::errors::Proto;
 use bytes::{Bytes, BytesMut};
 use herd_core::ids::{AttemptId, RequestId};
 use herd_core::policy::retry::UpstreamFailure;
-use herd_core::router::Usage;
+use herd_core::router::{CancelReason, Usage};
 use herd_core::translate::{OpenAiChatStream, OpenAiCompletionStream, SseEvent};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -312,24 +312,68 @@ fn drain_events(mut next: impl FnMut() -> Option<SseEvent>, out: &mut VecDeque<B
     }
 }
 
+/// Core's orders that still matter after commit: the reaper ending a stalled attempt.
+pub struct Orders {
+    rx: tokio::sync::mpsc::UnboundedReceiver<ReqMsg>,
+    attempt: AttemptId,
+    open: bool,
+}
+
+impl Orders {
+    /// Watches `rx` for the end of `attempt`.
+    pub fn new(rx: tokio::sync::mpsc::UnboundedReceiver<ReqMsg>, attempt: AttemptId) -> Self {
+        Orders { rx, attempt, open: true }
+    }
+
+    /// Why core ended the attempt, once it has. A closed channel (the router shutting down) is
+    /// not an order: the answer keeps flowing.
+    pub fn poll_cancel(&mut self, cx: &mut Context<'_>) -> Poll<CancelReason> {
+        while self.open {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(ReqMsg::Cancel(a, reason))) if a == self.attempt => return Poll::Ready(reason),
+                Poll::Ready(Some(_)) => {}
+                Poll::Ready(None) => self.open = false,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Waits for [`Orders::poll_cancel`].
+    pub async fn cancelled(&mut self) -> CancelReason {
+        std::future::poll_fn(|cx| self.poll_cancel(cx)).await
+    }
+}
+
+/// What the client is told when core ends a committed attempt.
+pub fn cancel_message(reason: CancelReason) -> &'static str {
+    match reason {
+        CancelReason::Stalled => "the node stopped sending (stall timeout); the answer is incomplete",
+        CancelReason::FirstByteTimeout => "the node did not answer in time",
+        CancelReason::ClientGone => "the request was cancelled",
+    }
+}
+
 /// The client's body for a committed streaming answer.
 pub struct Relay {
     upstream: Incoming,
     shaper: Shaper,
     out: VecDeque<Bytes>,
     guard: EndGuard,
+    orders: Orders,
     last_progress: tokio::time::Instant,
     done: bool,
 }
 
 impl Relay {
     /// A relay that first sends `first` (the frame that committed the attempt).
-    pub fn new(upstream: Incoming, first: Bytes, shaper: Shaper, guard: EndGuard) -> Self {
+    pub fn new(upstream: Incoming, first: Bytes, shaper: Shaper, guard: EndGuard, orders: Orders) -> Self {
         let mut relay = Relay {
             upstream,
             shaper,
             out: VecDeque::new(),
             guard,
+            orders,
             last_progress: tokio::time::Instant::now(),
             done: false,
         };
@@ -344,6 +388,15 @@ impl Body for Relay {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
+        if !this.done {
+            if let Poll::Ready(reason) = this.orders.poll_cancel(cx) {
+                // Core reaped the attempt (the node stalled) and has already ended the request:
+                // tell the client in its protocol and stop reading the node.
+                let _ = this.shaper.fail(&mut this.out, cancel_message(reason));
+                this.guard.disarm();
+                this.done = true;
+            }
+        }
         // Take everything the node has ready (up to one write's worth) before writing: a fast
         // stream then costs one client write per batch, not one per chunk.
         let mut fed = false;

@@ -6,8 +6,7 @@
 //! - A node killed mid-stream: the client gets its protocol's error, never a success, and the
 //!   trace says `failed_after_commit`.
 //! - A hung node: the first-byte deadline ends the attempt in about a second and the request is
-//!   retried elsewhere; after commit the stall deadline should end the stream with an error (see
-//!   `hung_node_mid_stream_is_ended_by_the_stall_deadline`, ignored: the router does not yet).
+//!   retried elsewhere; after commit the stall deadline ends the stream with the protocol's error.
 //! - The router restarted under load (SIGTERM, then SIGKILL): nodes are back within about one
 //!   heartbeat, requests during the outage fail fast with connection errors, and `traces.db`
 //!   passes `PRAGMA integrity_check` and still holds every trace recorded before each restart.
@@ -642,9 +641,6 @@ async fn hung_node_before_the_first_byte_is_reaped_and_the_request_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "router bug: after commit the stall reaper ends the request in core and the trace, but the \
-            relay is never told, so the client's stream hangs until the node resumes (and then ends \
-            with done:true although the trace says failed_after_commit/timeout)"]
 async fn hung_node_mid_stream_is_ended_by_the_stall_deadline() {
     let mut f = Fleet::start(short_deadlines());
     f.add_node("alpha", 40, 0.1);
@@ -668,6 +664,32 @@ async fn hung_node_mid_stream_is_ended_by_the_stall_deadline() {
     let t = f.trace_of(&header(&h, "x-herd-request-id")).await;
     assert_eq!(t["outcome"], "failed_after_commit", "{t}");
     assert_eq!(t["error"], "timeout", "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_node_mid_answer_ends_a_non_streamed_request_with_an_error() {
+    let mut f = Fleet::start(short_deadlines());
+    f.add_node("alpha", 40, 0.1);
+    f.wait_online(1, Duration::from_secs(10)).await;
+    let url = f.url("/api/chat");
+    let http = f.http.clone();
+    let pending = tokio::spawn(async move { try_call(&http, "POST", &url, Some(&chat(false, 400))).await });
+    let start = Instant::now();
+    while f.fake_stats("alpha").await["in_flight"].as_u64() != Some(1) {
+        assert!(start.elapsed() < Duration::from_secs(5), "the node never got the request");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Tokens come 40 ms apart from the start: after 300 ms the router has the first byte and has
+    // committed (aggregating for a non-streamed client). Either way the client must not hang.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    f.node("alpha").signal("STOP");
+    let r = tokio::time::timeout(Duration::from_secs(5), pending).await;
+    f.node("alpha").signal("CONT");
+    let r = r.expect("the client hung with its node").unwrap().expect("an HTTP answer");
+    assert_eq!(r.status, 504, "the stall deadline ends the attempt: {}", r.text());
+    assert!(r.json()["error"].as_str().unwrap().contains("stall"), "{}", r.text());
+    let t = f.trace_of(&header(&r.headers, "x-herd-request-id")).await;
+    assert_eq!((t["outcome"].as_str(), t["error"].as_str()), (Some("failed_after_commit"), Some("timeout")), "{t}");
 }
 
 // ---------------------------------------------------------------------------------------------
