@@ -55,6 +55,11 @@ pub struct FleetConfig {
     pub default_max_loaded_models: u32,
     /// When set, reports (heartbeats and drains) must present this key. Default none.
     pub fleet_key: Option<String>,
+    /// After the router starts, a request for a model no node has reported yet is held (up to
+    /// this long after start) instead of answered 404: a restarted router knows no node until
+    /// each sends its next heartbeat. 0 = off. Default 10 s, two heartbeat periods.
+    #[serde(with = "secs")]
+    pub startup_grace: Duration,
 }
 
 impl Default for FleetConfig {
@@ -67,6 +72,7 @@ impl Default for FleetConfig {
             max_nodes: 1024,
             default_max_loaded_models: 3,
             fleet_key: None,
+            startup_grace: Duration::from_secs(10),
         }
     }
 }

@@ -103,12 +103,16 @@ impl Fleet {
         }
         argv.push("--data-dir".into());
         argv.push(dir.path().display().to_string());
-        if let Some(c) = config {
-            let p = dir.path().join("config.json");
-            std::fs::write(&p, c.to_string()).unwrap();
-            argv.push("--config".into());
-            argv.push(p.display().to_string());
+        // The nodes of these tests report before the first request, so the startup grace (which
+        // holds unknown models until the first heartbeats) would only slow the 404 cases down.
+        let mut config = config.unwrap_or_else(|| serde_json::json!({}));
+        if config["fleet"]["startup_grace"].is_null() {
+            config["fleet"]["startup_grace"] = serde_json::json!(0);
         }
+        let p = dir.path().join("config.json");
+        std::fs::write(&p, config.to_string()).unwrap();
+        argv.push("--config".into());
+        argv.push(p.display().to_string());
         argv.extend(args.iter().map(|s| s.to_string()));
         let args = Args::try_parse_from(argv).unwrap();
         let router = herd_tokio::start(&args).await.unwrap();

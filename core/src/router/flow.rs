@@ -212,6 +212,11 @@ impl Router {
         d
     }
 
+    /// Whether nodes may still be about to report for the first time since this router started.
+    pub(super) fn in_startup_grace(&self) -> bool {
+        self.now < self.started + self.config.fleet.startup_grace
+    }
+
     pub(super) fn plan(&mut self, id: RequestId) -> Plan {
         let req = &self.requests[&id];
         let spec = req.spec.clone();
@@ -228,7 +233,9 @@ impl Router {
             }
         }
         if choices.is_empty() {
-            if chain.iter().any(|m| self.fleet.model_known(m)) {
+            if chain.iter().any(|m| self.fleet.model_known(m)) || self.in_startup_grace() {
+                // Known but busy or offline: wait for a node. Unknown just after a start: wait
+                // for the first heartbeats before saying 404 or pulling it somewhere.
                 return Plan::Hold;
             }
             if fallback::pull_allowed(&self.config.policy, &spec.model) {
@@ -335,6 +342,10 @@ impl Router {
                 }
             }
             Plan::Hold => {
+                let grace_end = self.started + self.config.fleet.startup_grace;
+                let unknown =
+                    !fallback::model_chain(&self.requests[&id].spec).iter().any(|m| self.fleet.model_known(m));
+                let only_grace = unknown && self.in_startup_grace();
                 self.holding.insert(id);
                 let req = self.requests.get_mut(&id).expect("checked");
                 req.state = ReqState::Holding;
@@ -342,7 +353,10 @@ impl Router {
                     self.counters.held += 1;
                     let model = req.spec.model.clone();
                     self.events.push_back(Event::Holding { request: id, model });
-                    let deadline = self.now + self.config.queue.holding;
+                    let mut deadline = self.now + self.config.queue.holding;
+                    if only_grace {
+                        deadline = deadline.min(grace_end);
+                    }
                     self.set_request_deadline(id, deadline);
                 }
             }

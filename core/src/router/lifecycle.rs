@@ -185,6 +185,17 @@ impl Router {
                 self.pulls.remove(&(node, model));
             }
         }
+        let held = self.requests.get(&id).is_some_and(|r| r.state == ReqState::Holding);
+        let known = self
+            .requests
+            .get(&id)
+            .is_some_and(|r| crate::policy::fallback::model_chain(&r.spec).iter().any(|m| self.fleet.model_known(m)));
+        if held && !known && !self.in_startup_grace() {
+            // Held through the startup grace and still no node has it: route it as any unknown
+            // model now (404, or an auto-pull where allowed).
+            self.route(id);
+            return;
+        }
         let retry_after = self.config.queue.retry_after;
         self.reject(id, Rejection::Unavailable { model, retry_after });
     }

@@ -233,6 +233,8 @@ pub struct Router {
     pub(crate) clients: BTreeMap<String, u32>,
     pub(crate) timers: BTreeSet<(Instant, Timer)>,
     pub(crate) holding: BTreeSet<RequestId>,
+    /// When the router was created (the start of the startup grace).
+    pub(crate) started: Instant,
     pub(crate) pulls: BTreeMap<(NodeId, ModelName), Instant>,
     pub(crate) commands: VecDeque<Command>,
     pub(crate) events: VecDeque<Event>,
@@ -259,6 +261,7 @@ impl Router {
             seed,
             rng: Rng::new(seed),
             now,
+            started: now,
             queues: Queues::default(),
             breakers: BTreeMap::new(),
             requests: BTreeMap::new(),

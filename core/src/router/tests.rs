@@ -15,7 +15,13 @@ struct T {
 }
 
 impl T {
-    fn new(config: RouterConfig) -> T {
+    /// A router whose fleet is complete from the start (no startup grace); the grace has its
+    /// own tests, built with [`T::with_grace`].
+    fn new(mut config: RouterConfig) -> T {
+        config.fleet.startup_grace = Duration::ZERO;
+        T::with_grace(config)
+    }
+    fn with_grace(config: RouterConfig) -> T {
         T { r: Router::new(config, 7, Instant::ZERO).unwrap(), cmds: vec![], events: vec![] }
     }
     fn drain(&mut self) {
@@ -95,6 +101,32 @@ fn happy_path_dispatch_commit_finish() {
     t.r.handle_failed(secs(4), d.attempt, UpstreamFailure::Reset);
     t.drain();
     assert_eq!(t.ended(id).len(), 1);
+}
+
+#[test]
+fn just_after_a_start_an_unknown_model_waits_for_the_first_heartbeats() {
+    // A restarted router knows no node yet: a request for a model nobody has reported is held
+    // through the grace (default 10 s), served as soon as a node reports it, and 404 only after.
+    let mut t = T::with_grace(RouterConfig::default());
+    t.node(secs(0), loaded("a", "m:7b"));
+    let late = t.request(secs(1), RequestSpec::chat("late:8b"));
+    let nope = t.request(secs(1), RequestSpec::chat("nope"));
+    assert!(t.take().is_empty(), "nothing is refused during the grace");
+    t.node(secs(3), loaded("b", "late:8b"));
+    let d = t.dispatch();
+    assert_eq!((d.request, d.model.as_str()), (late, "late:8b"));
+    t.r.handle_timeout(secs(9));
+    t.drain();
+    assert!(t.ended(nope).is_empty(), "still within the grace");
+    t.r.handle_timeout(secs(10));
+    t.drain();
+    let cmds = t.take();
+    let [Command::Reject { request, rejection }] = cmds.as_slice() else { panic!("{cmds:?}") };
+    assert_eq!((*request, rejection.http_status()), (nope, 404));
+    // After the grace an unknown model is refused at once again.
+    let again = t.request(secs(11), RequestSpec::chat("nope"));
+    let cmds = t.take();
+    assert!(matches!(cmds.as_slice(), [Command::Reject { request, .. }] if *request == again), "{cmds:?}");
 }
 
 #[test]
