@@ -58,6 +58,11 @@ pub struct Args {
     /// connection is kept, seconds.
     #[arg(long, env = "HERD_READ_TIMEOUT_SECS", default_value_t = 30)]
     pub read_timeout_secs: u64,
+
+    /// On SIGTERM or Ctrl-C, how long requests in progress may take to finish before the router
+    /// exits (a second signal exits at once), seconds.
+    #[arg(long, env = "HERD_DRAIN_SECS", default_value_t = 30)]
+    pub drain_secs: u64,
     /// Bearer keys that may use the inference API (comma-separated; empty = open).
     #[arg(long, env = "HERD_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub api_keys: Vec<String>,

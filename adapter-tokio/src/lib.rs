@@ -39,10 +39,26 @@ pub struct Running {
     /// The mDNS advertisement, withdrawn on [`Running::shutdown`] or drop (`None` when listening
     /// on loopback, with `--no-mdns`, or when it failed).
     pub mdns: Option<mdns::Advertiser>,
+    draining: server::Draining,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
+    /// Stops taking connections and waits, at most `grace`, for the requests in progress to be
+    /// answered (streams to their end); idle keep-alive connections close at once. Returns how
+    /// many connections were still open when it stopped waiting. Follow with [`Running::shutdown`].
+    pub async fn drain(&mut self, grace: Duration) -> usize {
+        if let Some(a) = self.mdns.take() {
+            a.shutdown();
+        }
+        self.draining.begin();
+        let until = tokio::time::Instant::now() + grace;
+        while self.draining.open_connections() > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.draining.open_connections()
+    }
+
     /// Withdraws the mDNS advertisement, stops accepting, and flushes the traces.
     pub fn shutdown(mut self) {
         if let Some(a) = self.mdns.take() {
@@ -147,7 +163,8 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
     let addr = SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-    let mut tasks = vec![tokio::spawn(server::serve(listener, app.clone()))];
+    let draining = server::Draining::default();
+    let mut tasks = vec![tokio::spawn(server::serve(listener, app.clone(), draining.clone()))];
     for raw in &args.nodes {
         let node = static_nodes::StaticNode {
             url: static_nodes::normalise_url(raw),
@@ -176,7 +193,7 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
         );
     }
     let mdns = if args.no_mdns { None } else { advertise(addr) };
-    Ok(Running { addr, app, store: Some(store), mdns, tasks })
+    Ok(Running { addr, app, store: Some(store), mdns, draining, tasks })
 }
 
 /// Advertises the router over mDNS unless it listens on loopback. A failure is one warning: the

@@ -45,7 +45,19 @@ async fn run(args: Args) -> std::process::ExitCode {
     }
     tracing::info!(addr = %running.addr, data_dir = %args.data_dir().display(), "herd is ready");
     shutdown_signal().await;
-    tracing::info!("shutting down");
+    let grace = std::time::Duration::from_secs(args.drain_secs);
+    tracing::info!(?grace, "shutting down: no new connections; letting requests in progress finish");
+    let mut running = running;
+    let left = tokio::select! {
+        left = running.drain(grace) => left,
+        _ = shutdown_signal() => {
+            tracing::warn!("second signal: exiting without waiting for requests in progress");
+            usize::MAX
+        }
+    };
+    if left > 0 && left != usize::MAX {
+        tracing::warn!(connections = left, "requests still in progress after the drain period; cutting them");
+    }
     for f in &fleet {
         f.shutdown();
     }

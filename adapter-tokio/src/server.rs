@@ -25,7 +25,36 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Accepts connections until the task is dropped.
-pub async fn serve(listener: TcpListener, app: Arc<App>) {
+/// Stops the listener and lets open connections finish: [`Draining::begin`] closes idle
+/// keep-alive connections and lets every request in progress (streams included) end, and
+/// [`Draining::open_connections`] counts what is left.
+#[derive(Clone)]
+pub struct Draining {
+    signal: tokio::sync::watch::Sender<bool>,
+    live: Arc<()>,
+}
+
+impl Default for Draining {
+    fn default() -> Self {
+        Draining { signal: tokio::sync::watch::channel(false).0, live: Arc::new(()) }
+    }
+}
+
+impl Draining {
+    /// Stops accepting and asks every connection to close once its current request is answered.
+    pub fn begin(&self) {
+        self.signal.send_replace(true);
+    }
+
+    /// Connections still open.
+    pub fn open_connections(&self) -> usize {
+        Arc::strong_count(&self.live) - 1
+    }
+}
+
+/// Accepts and serves connections until [`Draining::begin`].
+pub async fn serve(listener: TcpListener, app: Arc<App>, draining: Draining) {
+    let mut stop = draining.signal.subscribe();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -35,7 +64,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
         .keep_alive(true);
     let builder = Arc::new(builder);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => return,
+        };
+        let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 // Out of file descriptors and the like: wait a little instead of spinning.
@@ -47,12 +80,23 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let builder = builder.clone();
+        let live = draining.live.clone();
+        let mut stop = draining.signal.subscribe();
         tokio::spawn(async move {
+            let _live = live;
             let service = service_fn(move |req| {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(handle(app, req, peer).await) }
             });
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
         });
     }
 }

@@ -7,6 +7,7 @@
 //!   trace says `failed_after_commit`.
 //! - A hung node: the first-byte deadline ends the attempt in about a second and the request is
 //!   retried elsewhere; after commit the stall deadline ends the stream with the protocol's error.
+//! - SIGTERM drains: requests in progress (streamed or not) finish before the router exits.
 //! - The router restarted under load (SIGTERM, then SIGKILL): nodes are back within about one
 //!   heartbeat, requests during the outage fail fast with connection errors, and `traces.db`
 //!   passes `PRAGMA integrity_check` and still holds every trace recorded before each restart.
@@ -291,6 +292,8 @@ impl Fleet {
             "--no-mdns",
             "--seed",
             "7",
+            "--drain-secs",
+            "30",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -892,14 +895,13 @@ async fn router_restarted_under_load_nodes_return_and_traces_survive() {
         );
         for d in &window {
             match &d.outcome {
-                // A request in flight when the old router stopped may be cut: a stream with its
-                // error line, a whole answer with 502 (on SIGTERM the router drops its upstream
-                // connections without draining, and says the node's connection failed).
+                // SIGTERM drains: requests in progress finish. Only a SIGKILL may cut one: a
+                // stream with its error line, or a whole answer with 502.
                 Outcome::CutWithError(line) => {
-                    assert!(d.start < r.exited, "a stream cut after the old router was gone: {line}")
+                    assert!(r.signal == "KILL" && d.start < r.exited, "SIG{}: a stream was cut: {line}", r.signal)
                 }
                 Outcome::Status(502, body) => {
-                    assert!(d.start < r.exited, "HTTP 502 after the old router was gone: {body}")
+                    assert!(r.signal == "KILL" && d.start < r.exited, "SIG{}: HTTP 502: {body}", r.signal)
                 }
                 // The old router may answer 503 as it shuts down. The new one never says 404 for a
                 // model it has not heard of yet: its startup grace holds the request until the
@@ -912,4 +914,38 @@ async fn router_restarted_under_load_nodes_return_and_traces_survive() {
         }
     }
     eprintln!("{} requests in all, {} traces on disk", log.len(), on_disk.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_progress_finish() {
+    let mut f = Fleet::start(json!({}));
+    f.add_node("alpha", 40, 0.1);
+    f.wait_online(1, Duration::from_secs(10)).await;
+    // About 1.2 s of tokens, streamed and not.
+    let (status, _, mut stream) = f.open("/api/chat", &chat(true, 30)).await;
+    assert_eq!(status, 200);
+    stream.next(Duration::from_secs(5)).await.unwrap().expect("a first line");
+    let url = f.url("/api/chat");
+    let http = f.http.clone();
+    let whole = tokio::spawn(async move { try_call(&http, "POST", &url, Some(&chat(false, 30))).await });
+    let start = Instant::now();
+    while f.fake_stats("alpha").await["in_flight"].as_u64() != Some(2) {
+        assert!(start.elapsed() < Duration::from_secs(5), "the node never had both requests");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    f.router.signal("TERM");
+    // The stream goes on to its end and the whole answer arrives...
+    let rest = stream.rest(Duration::from_secs(10)).await.expect("the stream ended cleanly");
+    let last: Value = serde_json::from_str(rest.iter().rev().find(|l| !l.trim().is_empty()).unwrap()).unwrap();
+    assert_eq!(last["done"], true, "{last}");
+    let r = whole.await.unwrap().expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["done"], true);
+    // ...then the router exits on its own, well inside its 30 s drain period.
+    let exit = f.router.wait_exit(Duration::from_secs(10)).expect("the router exited after the drain");
+    assert!(exit.success(), "{exit:?}");
+    // Both traces were written before it closed the store.
+    f.restart_router();
+    let traces = f.traces().await;
+    assert_eq!(traces.iter().filter(|t| t["outcome"] == "completed").count(), 2, "{traces:?}");
 }
