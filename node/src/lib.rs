@@ -8,6 +8,7 @@ pub mod args;
 pub mod http;
 pub mod mdns;
 pub mod ollama;
+pub mod ollama_env;
 pub mod probe;
 pub mod proxy;
 pub mod run;

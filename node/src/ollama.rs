@@ -57,18 +57,24 @@ pub struct OllamaProbe {
     pub meta: Meta,
 }
 
-/// A positive integer from the environment, else 0 (unknown), as ollama-herd reports it.
-pub fn env_count(name: &str) -> u32 {
-    std::env::var(name).ok().and_then(|v| v.trim().parse::<u32>().ok()).unwrap_or(0)
-}
-
 impl OllamaProbe {
-    /// A probe of the Ollama at `endpoint`, with its settings read from this process's environment.
+    /// A probe of the Ollama at `endpoint`, with its settings read from this process's
+    /// environment, else the running Ollama's, else its systemd unit
+    /// ([`crate::ollama_env::discover`]).
     pub fn new(endpoint: Endpoint) -> OllamaProbe {
+        let (settings, source) = crate::ollama_env::discover(std::path::Path::new("/"), std::env::vars());
+        if source != "unknown" {
+            tracing::info!(
+                num_parallel = settings.num_parallel,
+                max_loaded_models = settings.max_loaded_models,
+                source,
+                "Ollama settings"
+            );
+        }
         OllamaProbe {
             endpoint,
-            num_parallel: env_count("OLLAMA_NUM_PARALLEL"),
-            max_loaded_models: env_count("OLLAMA_MAX_LOADED_MODELS"),
+            num_parallel: settings.num_parallel,
+            max_loaded_models: settings.max_loaded_models,
             timeout: PROBE_TIMEOUT,
             meta: Meta::default(),
         }
