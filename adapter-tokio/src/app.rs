@@ -48,7 +48,8 @@ pub struct Args {
     /// Start three simulated Ollama nodes in this process and route to them.
     #[arg(long, env = "HERD_DEMO")]
     pub demo: bool,
-    /// Do not advertise the router over mDNS.
+    /// Do not advertise the router over mDNS (`--demo` never advertises: agents on the LAN must
+    /// not register with a playground).
     #[arg(long, env = "HERD_NO_MDNS")]
     pub no_mdns: bool,
     /// Largest request body, MiB (base64 images make vision requests large).

@@ -192,7 +192,8 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
              and administer the fleet"
         );
     }
-    let mdns = if args.no_mdns { None } else { advertise(addr) };
+    // A demo router is a playground: real agents on the LAN must not find it and register.
+    let mdns = if args.no_mdns || args.demo { None } else { advertise(addr) };
     Ok(Running { addr, app, store: Some(store), mdns, draining, tasks })
 }
 
