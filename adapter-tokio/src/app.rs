@@ -102,8 +102,10 @@ pub const FLEET_KEY_HEADER: &str = "x-herd-fleet-key";
 pub struct App {
     /// The driver.
     pub driver: DriverTx,
-    /// Pooled keep-alive connections to the nodes.
+    /// Pooled keep-alive connections to the nodes, for everything but inference.
     pub client: Upstream,
+    /// The inference requests' own connections to the nodes.
+    pub upstream: crate::upstream::Pool,
     /// Inference keys (empty = open).
     pub api_keys: Vec<String>,
     /// Admin key.

@@ -20,6 +20,7 @@ pub mod resolve;
 pub mod server;
 pub mod static_nodes;
 pub mod store;
+pub mod upstream;
 
 use app::{App, Args};
 use herd_core::config::RouterConfig;
@@ -145,6 +146,7 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
     let app = Arc::new(App {
         driver: driver.clone(),
         client: client.clone(),
+        upstream: upstream::Pool::new(),
         api_keys: args.api_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
         admin_key: args.admin_key.clone().filter(|k| !k.is_empty()),
         max_body_bytes: (args.max_body_mb.max(1) as usize) << 20,

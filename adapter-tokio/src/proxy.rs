@@ -6,6 +6,7 @@ use crate::app::App;
 use crate::driver::{unix_ms, AttemptInput, Input, NodeAddr, ReqMeta, ReqMsg};
 use crate::errors::{error_response, Body, Proto};
 use crate::relay::{cancel_message, EndGuard, Orders, Relay, Shaper, Tail};
+use crate::upstream::UpstreamBody;
 use bytes::Bytes;
 use herd_core::api::patch::{apply_patch, BodyPatch, NumCtxPatch};
 use herd_core::api::{describe_object, parse_body, DescribeContext, Surface};
@@ -17,7 +18,6 @@ use herd_core::translate::{
     OpenAiCompletionStream, OpenAiResponseConfig, SamplingDefaults, TextCompletionAggregator,
 };
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use hyper::Response;
 use serde_json::{Map, Value};
@@ -263,25 +263,14 @@ async fn attempt(
             return Err(guard);
         }
     };
-    let uri = format!("{}{}", addr.url, plan.path());
-    let mut upstream = hyper::Request::post(uri).header(CONTENT_TYPE, "application/json");
-    if let Some(key) = &app.fleet_key {
-        upstream = upstream.header(crate::app::FLEET_KEY_HEADER, key.clone());
-    }
-    let upstream = match upstream.body(http_body_util::Full::new(bytes)) {
-        Ok(r) => r,
-        Err(_) => {
-            guard.report(AttemptInput::Failed(UpstreamFailure::Connect));
-            return Err(guard);
-        }
-    };
-    let call = app.client.request(upstream);
+    let fleet_key = app.fleet_key.as_ref().map(|k| (crate::app::FLEET_KEY_HEADER, k.as_bytes()));
+    let call = app.upstream.post_json(&addr.url, plan.path(), fleet_key.as_slice(), bytes);
     tokio::pin!(call);
     let resp = tokio::select! {
         r = &mut call => r,
         m = cancel_of(rx, d.attempt) => { return cancelled(req, m, guard) }
     };
-    let resp = match resp {
+    let (head, body) = match resp {
         Ok(r) => r,
         Err(e) => {
             let failure = if e.is_connect() { UpstreamFailure::Connect } else { UpstreamFailure::Reset };
@@ -289,16 +278,16 @@ async fn attempt(
             return Err(guard);
         }
     };
-    let status = resp.status().as_u16();
+    let status = head.status;
     if !(200..300).contains(&status) {
-        let text = read_error_body(resp.into_body()).await;
+        let text = read_error_body(body).await;
         let saturated = is_saturation(status, &text);
         req.last_error = Some((status, text));
         guard.report(AttemptInput::Failed(UpstreamFailure::Status { code: status, saturated }));
         return Err(guard);
     }
-    let content_type = resp.headers().get(CONTENT_TYPE).cloned();
-    let mut body = resp.into_body();
+    let content_type = head.header("content-type").and_then(|v| HeaderValue::from_bytes(v).ok());
+    let mut body = body;
     let first = tokio::select! {
         f = first_data(&mut body) => f,
         m = cancel_of(rx, d.attempt) => { return cancelled(req, m, guard) }
@@ -361,7 +350,7 @@ fn cancelled(req: &Request, m: Option<ReqMsg>, mut guard: EndGuard) -> Result<Re
 }
 
 /// The first non-empty data frame of a body.
-async fn first_data(body: &mut Incoming) -> Result<Bytes, UpstreamFailure> {
+async fn first_data(body: &mut UpstreamBody) -> Result<Bytes, UpstreamFailure> {
     loop {
         match body.frame().await {
             Some(Ok(frame)) => {
@@ -377,7 +366,7 @@ async fn first_data(body: &mut Incoming) -> Result<Bytes, UpstreamFailure> {
     }
 }
 
-async fn read_error_body(body: Incoming) -> String {
+async fn read_error_body(body: UpstreamBody) -> String {
     let limited = http_body_util::Limited::new(body, 64 * 1024);
     match tokio::time::timeout(Duration::from_secs(10), limited.collect()).await {
         Ok(Ok(c)) => String::from_utf8_lossy(&c.to_bytes()).into_owned(),
@@ -408,7 +397,7 @@ async fn answer(
     (commit, addr): (Commit, Arc<NodeAddr>),
     upstream_type: Option<HeaderValue>,
     first: Bytes,
-    body: Incoming,
+    body: UpstreamBody,
     guard: EndGuard,
     orders: Orders,
 ) -> Response<Body> {
@@ -455,7 +444,7 @@ async fn aggregate(
     (commit, addr): (Commit, &NodeAddr),
     upstream_type: Option<HeaderValue>,
     first: Bytes,
-    mut body: Incoming,
+    mut body: UpstreamBody,
     mut guard: EndGuard,
     mut orders: Orders,
 ) -> Response<Body> {

@@ -6,13 +6,13 @@
 
 use crate::driver::{AttemptInput, DriverTx, Input, ReqMsg};
 use crate::errors::Proto;
+use crate::upstream::UpstreamBody;
 use bytes::{Bytes, BytesMut};
 use herd_core::ids::{AttemptId, RequestId};
 use herd_core::policy::retry::UpstreamFailure;
 use herd_core::router::{CancelReason, Usage};
 use herd_core::translate::{OpenAiChatStream, OpenAiCompletionStream, SseEvent};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -356,7 +356,7 @@ pub fn cancel_message(reason: CancelReason) -> &'static str {
 
 /// The client's body for a committed streaming answer.
 pub struct Relay {
-    upstream: Incoming,
+    upstream: UpstreamBody,
     shaper: Shaper,
     out: VecDeque<Bytes>,
     guard: EndGuard,
@@ -367,7 +367,7 @@ pub struct Relay {
 
 impl Relay {
     /// A relay that first sends `first` (the frame that committed the attempt).
-    pub fn new(upstream: Incoming, first: Bytes, shaper: Shaper, guard: EndGuard, orders: Orders) -> Self {
+    pub fn new(upstream: UpstreamBody, first: Bytes, shaper: Shaper, guard: EndGuard, orders: Orders) -> Self {
         let mut relay = Relay {
             upstream,
             shaper,
