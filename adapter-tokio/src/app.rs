@@ -64,6 +64,10 @@ pub struct Args {
     /// exits (a second signal exits at once), seconds.
     #[arg(long, env = "HERD_DRAIN_SECS", default_value_t = 30)]
     pub drain_secs: u64,
+
+    /// Worker threads (0 = one per core).
+    #[arg(long, env = "HERD_THREADS", default_value_t = 0)]
+    pub threads: usize,
     /// Bearer keys that may use the inference API (comma-separated; empty = open).
     #[arg(long, env = "HERD_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub api_keys: Vec<String>,
