@@ -440,6 +440,9 @@ pub async fn setup(args: &Args) -> Result<Setup, StartError> {
 pub async fn once(setup: Setup) -> String {
     let models_dir = setup.models_dir.clone();
     let machine = smol::unblock(move || MachineProbe::new(&models_dir)).await;
+    // CPU utilisation is measured between two refreshes; sysinfo needs them at least
+    // `MINIMUM_CPU_UPDATE_INTERVAL` apart for a meaningful figure (a heartbeat loop has 5 s).
+    async_io::Timer::after(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.max(Duration::from_millis(250))).await;
     let mut collector = Collector::new(machine, OllamaProbe::new(setup.ollama.clone()));
     let sample = collector.sample(Duration::ZERO).await;
     let hb = heartbeat(&setup.identity, &sample, (0, 0), true, unix_time());

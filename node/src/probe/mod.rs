@@ -112,6 +112,9 @@ impl MachineProbe {
             ThermalSensors::default()
         };
         let chip = chip_string(cpu_name(&system).as_deref(), nvml.as_ref().and_then(NvmlProbe::first_name));
+        // Prime again now that the start-up work (disk list, NVML, sensors) is done, so the
+        // first sample measures the machine rather than this probe starting.
+        system.refresh_cpu_usage();
         MachineProbe {
             system,
             disks,
