@@ -24,9 +24,11 @@
 
 #[path = "../../adapter-tokio/tests/common/mod.rs"]
 mod common;
+mod netns;
 
 use herd_node::mdns::{Browser, Discovery, SERVICE_TYPE};
 use herd_tokio::fake::{FakeConfig, FakeOllama};
+use netns::{assert_fresh_netns, ip, netns_id};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -54,70 +56,16 @@ const HELPER_WITHIN: Duration = Duration::from_secs(30);
 /// first heartbeat goes out at once, then one every 0.5 s.
 const REGISTERED_WITHIN: Duration = Duration::from_secs(10);
 
-fn netns_id() -> String {
-    std::fs::read_link("/proc/self/ns/net").map(|p| p.display().to_string()).unwrap_or_default()
-}
-
-fn assert_fresh_netns(parent: &str) {
-    let mine = netns_id();
-    assert!(
-        !mine.is_empty() && !parent.is_empty() && mine != parent,
-        "refusing to run mDNS in the parent's network namespace ({mine} vs {parent})"
-    );
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// `true`: this is the test's own namespace, go on. `false`: this is the caller's namespace; the
-/// test ran in a child and passed (or was skipped as allowed).
+/// `true`: this is the test's own namespace, with the private LAN's bridge set up; go on.
+/// `false`: the test ran in a child namespace and passed (or was skipped as allowed).
 fn inside_netns(test: &str) -> bool {
-    if let Ok(parent) = std::env::var(NETNS_ENV) {
-        assert_fresh_netns(&parent);
-        ip(&["link", "set", "lo", "up"]);
-        ip(&["link", "add", BRIDGE, "type", "bridge", "mcast_snooping", "0"]);
-        ip(&["addr", "add", &format!("{AGENT_IP}/24"), "dev", BRIDGE]);
-        ip(&["link", "set", BRIDGE, "up"]);
-        return true;
+    if !netns::inside_netns(NETNS_ENV, test, "mDNS") {
+        return false;
     }
-    let probe = Command::new("unshare").args(["--net", "--", "true"]).output();
-    if !matches!(&probe, Ok(o) if o.status.success()) {
-        let why = match &probe {
-            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
-            Err(e) => e.to_string(),
-        };
-        let msg = format!(
-            "\n\n!!!!!!!! mDNS test {test}: cannot create a network namespace (`unshare --net`: {why}).\n\
-             !!!!!!!! These tests need root (or CAP_SYS_ADMIN): they never multicast outside one.\n\
-             !!!!!!!! Set HERD_SKIP_NETNS=1 to skip them.\n"
-        );
-        if std::env::var("HERD_SKIP_NETNS").as_deref() == Ok("1") {
-            // Straight to stderr: libtest would swallow an `eprintln!` of a passing test.
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "{msg}!!!!!!!! SKIPPED (HERD_SKIP_NETNS=1)");
-            return false;
-        }
-        panic!("{msg}");
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let out = Command::new("unshare")
-        .args(["--net", "--"])
-        .arg(&exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(NETNS_ENV, netns_id())
-        .stdin(Stdio::null())
-        .output()
-        .expect("running the test in a network namespace");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{test} failed in its network namespace ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    false
+    ip(&["link", "add", BRIDGE, "type", "bridge", "mcast_snooping", "0"]);
+    ip(&["addr", "add", &format!("{AGENT_IP}/24"), "dev", BRIDGE]);
+    ip(&["link", "set", BRIDGE, "up"]);
+    true
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -225,7 +173,7 @@ impl RemoteRouter {
 #[ignore = "helper process of the mDNS tests; does nothing when run on its own"]
 fn router_helper() {
     let (Ok(spec), Ok(parent)) = (std::env::var(ROUTER_ENV), std::env::var(NETNS_ENV)) else { return };
-    assert_fresh_netns(&parent);
+    assert_fresh_netns(&parent, "mDNS");
     let mut words = spec.split_whitespace();
     let (ifname, cidr) = (words.next().unwrap().to_string(), words.next().unwrap().to_string());
     let extra: Vec<&str> = words.collect();

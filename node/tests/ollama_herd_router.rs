@@ -29,6 +29,7 @@
 
 #[path = "../../adapter-tokio/tests/common/mod.rs"]
 mod common;
+mod netns;
 
 use bytes::Bytes;
 use common::{fast, spec, Reply};
@@ -68,77 +69,13 @@ fn venv_python() -> PathBuf {
 
 #[test]
 fn herd_node_registers_with_ollama_herd_and_serves_its_chats() {
-    if !inside_netns() {
+    // The venv is made here, in the caller's namespace, where pip can reach PyPI; inside the
+    // test's namespace it is only looked up.
+    let python = venv_python();
+    if !netns::inside_netns(NETNS_ENV, TEST, "ollama-herd's router (it advertises over mDNS)") {
         return;
     }
-    let python = venv_python();
     runtime().block_on(scenario(&python));
-}
-
-// ---- the network namespace ------------------------------------------------------------------
-
-fn netns_id() -> String {
-    std::fs::read_link("/proc/self/ns/net").map(|p| p.display().to_string()).unwrap_or_default()
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// `true`: this is the test's own namespace, go on. `false`: this is the caller's namespace; the
-/// test ran in a child and passed (or was skipped as allowed).
-fn inside_netns() -> bool {
-    if let Ok(parent) = std::env::var(NETNS_ENV) {
-        let mine = netns_id();
-        assert!(
-            !mine.is_empty() && !parent.is_empty() && mine != parent,
-            "refusing to run ollama-herd's router in the parent's network namespace ({mine} vs {parent})"
-        );
-        ip(&["link", "set", "lo", "up"]);
-        return true;
-    }
-    let probe = Command::new("unshare").args(["--net", "--", "true"]).output();
-    if !matches!(&probe, Ok(o) if o.status.success()) {
-        let why = match &probe {
-            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
-            Err(e) => e.to_string(),
-        };
-        let msg = format!(
-            "\n\n!!!!!!!! {TEST}: cannot create a network namespace (`unshare --net`: {why}).\n\
-             !!!!!!!! This test needs root (or CAP_SYS_ADMIN): ollama-herd's router advertises over\n\
-             !!!!!!!! mDNS and must never do so outside one. Set HERD_SKIP_NETNS=1 to skip it.\n"
-        );
-        if std::env::var("HERD_SKIP_NETNS").as_deref() == Ok("1") {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "{msg}!!!!!!!! SKIPPED (HERD_SKIP_NETNS=1)");
-            return false;
-        }
-        panic!("{msg}");
-    }
-    // The venv is made here, where pip can reach PyPI; inside, it is only looked up.
-    let t0 = Instant::now();
-    let python = venv_python();
-    println!("venv ready at {} after {:?}", python.display(), t0.elapsed());
-    let exe = std::env::current_exe().expect("current_exe");
-    let out = Command::new("unshare")
-        .args(["--net", "--"])
-        .arg(&exe)
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-        .env(NETNS_ENV, netns_id())
-        .stdin(Stdio::null())
-        .output()
-        .expect("running the test in a network namespace");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{TEST} failed in its network namespace ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    // Shown with --nocapture.
-    println!("---- {TEST} in its network namespace ----\n{stdout}{stderr}");
-    false
 }
 
 fn runtime() -> tokio::runtime::Runtime {
