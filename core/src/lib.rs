@@ -102,6 +102,7 @@ pub mod request;
 pub mod rng;
 pub mod router;
 pub mod score;
+pub mod secret;
 pub mod time;
 pub mod translate;
 /// The crate version.

@@ -77,23 +77,15 @@ pub async fn serve(listener: TcpListener, config: ProxyConfig, stats: Arc<ProxyS
     }
 }
 
-/// Compares without an early exit, so the time taken says nothing about where a guess differs.
-fn same_key(given: &[u8], key: &[u8]) -> bool {
-    if given.len() != key.len() {
-        return false;
-    }
-    given.iter().zip(key).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-}
-
 /// Whether a request head carries `key`.
 pub fn authorised(head: &http1::RequestHead, key: &str) -> bool {
     let key = key.as_bytes();
-    if head.header(KEY_HEADER).is_some_and(|v| same_key(v, key)) {
+    if head.header(KEY_HEADER).is_some_and(|v| herd_core::secret::same_secret(v, key)) {
         return true;
     }
     head.header("authorization")
         .and_then(|v| v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer ")))
-        .is_some_and(|v| same_key(v, key))
+        .is_some_and(|v| herd_core::secret::same_secret(v, key))
 }
 
 async fn reply(client: &mut TcpStream, status: u16, message: &str) -> std::io::Result<()> {
