@@ -212,6 +212,11 @@ impl Router {
         d
     }
 
+    /// Whether some node has reported the request's model or one of its fallbacks.
+    pub(super) fn chain_known(&self, spec: &RequestSpec) -> bool {
+        fallback::model_chain(spec).iter().any(|m| self.fleet.model_known(m))
+    }
+
     /// Whether nodes may still be about to report for the first time since this router started.
     pub(super) fn in_startup_grace(&self) -> bool {
         self.now < self.started + self.config.fleet.startup_grace
@@ -233,7 +238,7 @@ impl Router {
             }
         }
         if choices.is_empty() {
-            if chain.iter().any(|m| self.fleet.model_known(m)) || self.in_startup_grace() {
+            if self.chain_known(&spec) || self.in_startup_grace() {
                 // Known but busy or offline: wait for a node. Unknown just after a start: wait
                 // for the first heartbeats before saying 404 or pulling it somewhere.
                 return Plan::Hold;
@@ -342,10 +347,9 @@ impl Router {
                 }
             }
             Plan::Hold => {
-                let grace_end = self.started + self.config.fleet.startup_grace;
-                let unknown =
-                    !fallback::model_chain(&self.requests[&id].spec).iter().any(|m| self.fleet.model_known(m));
-                let only_grace = unknown && self.in_startup_grace();
+                // Held only because of the startup grace: no longer than the grace.
+                let grace_end = (!self.chain_known(&self.requests[&id].spec))
+                    .then_some(self.started + self.config.fleet.startup_grace);
                 self.holding.insert(id);
                 let req = self.requests.get_mut(&id).expect("checked");
                 req.state = ReqState::Holding;
@@ -353,11 +357,8 @@ impl Router {
                     self.counters.held += 1;
                     let model = req.spec.model.clone();
                     self.events.push_back(Event::Holding { request: id, model });
-                    let mut deadline = self.now + self.config.queue.holding;
-                    if only_grace {
-                        deadline = deadline.min(grace_end);
-                    }
-                    self.set_request_deadline(id, deadline);
+                    let holding = self.now + self.config.queue.holding;
+                    self.set_request_deadline(id, grace_end.map_or(holding, |end| holding.min(end)));
                 }
             }
             Plan::Pull { node, model } => {

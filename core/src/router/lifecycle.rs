@@ -185,12 +185,9 @@ impl Router {
                 self.pulls.remove(&(node, model));
             }
         }
-        let held = self.requests.get(&id).is_some_and(|r| r.state == ReqState::Holding);
-        let known = self
-            .requests
-            .get(&id)
-            .is_some_and(|r| crate::policy::fallback::model_chain(&r.spec).iter().any(|m| self.fleet.model_known(m)));
-        if held && !known && !self.in_startup_grace() {
+        let held_unknown =
+            self.requests.get(&id).is_some_and(|r| r.state == ReqState::Holding && !self.chain_known(&r.spec));
+        if held_unknown && !self.in_startup_grace() {
             // Held through the startup grace and still no node has it: route it as any unknown
             // model now (404, or an auto-pull where allowed).
             self.route(id);
