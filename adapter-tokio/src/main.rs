@@ -53,15 +53,11 @@ async fn run(args: Args) -> std::process::ExitCode {
     let grace = std::time::Duration::from_secs(args.drain_secs);
     tracing::info!(?grace, "shutting down: no new connections; letting requests in progress finish");
     let mut running = running;
-    let left = tokio::select! {
-        left = running.drain(grace) => left,
-        _ = shutdown_signal() => {
-            tracing::warn!("second signal: exiting without waiting for requests in progress");
-            usize::MAX
-        }
-    };
-    if left > 0 && left != usize::MAX {
-        tracing::warn!(connections = left, "requests still in progress after the drain period; cutting them");
+    tokio::select! {
+        left = running.drain(grace) => if left > 0 {
+            tracing::warn!(connections = left, "requests still in progress after the drain period; cutting them");
+        },
+        _ = shutdown_signal() => tracing::warn!("second signal: exiting without waiting for requests in progress"),
     }
     for f in &fleet {
         f.shutdown();
