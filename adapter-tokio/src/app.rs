@@ -1,20 +1,9 @@
-//! The router's settings (command line and `HERD_*` environment) and the state request tasks
-//! share: the driver handle, the pooled upstream client and the keys. No routing state lives
-//! here; that is the driver's.
+//! The router's settings (command line and `HERD_*` environment). The state request tasks share
+//! ([`App`]) is herd-service's.
 
-use crate::driver::DriverTx;
-use bytes::Bytes;
 use clap::Parser;
-use http_body_util::Full;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
-
-/// The pooled upstream client.
-pub type Upstream = Client<HttpConnector, Full<Bytes>>;
 
 /// `herd`: one endpoint for every machine that runs Ollama.
 #[derive(Parser, Debug, Clone)]
@@ -99,63 +88,11 @@ impl Args {
     }
 }
 
-/// The header that carries the fleet key to nodes (checked by `herd-node --proxy-port`).
-pub const FLEET_KEY_HEADER: &str = "x-herd-fleet-key";
-
-/// What request tasks share.
-pub struct App {
-    /// The driver.
-    pub driver: DriverTx,
-    /// Pooled keep-alive connections to the nodes, for everything but inference.
-    pub client: Upstream,
-    /// The inference requests' own connections to the nodes.
-    pub upstream: crate::upstream::Pool,
-    /// Inference keys (empty = open).
-    pub api_keys: Vec<String>,
-    /// Admin key.
-    pub admin_key: Option<String>,
-    /// Largest body, bytes.
-    pub max_body_bytes: usize,
-    /// Body read timeout.
-    pub read_timeout: Duration,
-    /// The fleet key, presented to every node in `X-Herd-Fleet-Key` (a `herd-node` proxy refuses
-    /// callers without it).
-    pub fleet_key: Option<hyper::header::HeaderValue>,
-    /// Trace reader for `/fleet/traces` and `/fleet/usage`.
-    pub store: Option<std::sync::Arc<std::sync::Mutex<crate::store::TraceReader>>>,
-}
-
-/// The pooled client: keep-alive, TCP_NODELAY, a connect timeout.
-pub fn upstream_client() -> Upstream {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(connector)
-}
-
-/// Constant-time comparison of a presented key with the configured ones.
-pub fn key_matches(presented: &str, keys: &[String]) -> bool {
-    // Every key is compared, so the time taken does not say which one matched.
-    keys.iter().fold(false, |ok, k| ok | herd_core::secret::same_secret(presented.as_bytes(), k.as_bytes()))
-}
+pub use herd_service::{key_matches, App, FLEET_KEY_HEADER};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys() {
-        let keys = vec!["abc".to_string(), "longer-key".to_string()];
-        assert!(key_matches("abc", &keys));
-        assert!(key_matches("longer-key", &keys));
-        assert!(!key_matches("ab", &keys));
-        assert!(!key_matches("abcd", &keys));
-        assert!(!key_matches("", &keys));
-    }
 
     #[test]
     fn cli_defaults_and_env_names() {

@@ -2,12 +2,9 @@
 //! herd-sim's machine model), each sending heartbeats to the router as an agent would, so a
 //! newcomer can try curl, the `ollama` client or the OpenAI SDK at once.
 
-use crate::app::Upstream;
 use crate::fake::{FakeConfig, FakeHandle, FakeOllama, HeartbeatTarget, Timing};
-use bytes::Bytes;
 use herd_core::ids::ModelName;
 use herd_sim::node::MachineSpec;
-use http_body_util::BodyExt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -65,25 +62,4 @@ pub async fn start_fleet(router_url: &str) -> std::io::Result<Vec<FakeHandle>> {
         out.push(FakeOllama::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await?);
     }
     Ok(out)
-}
-
-/// Pulls `model` onto the Ollama at `url`; true when it says success.
-pub async fn pull(client: &Upstream, url: &str, model: &str) -> bool {
-    let body = serde_json::json!({ "model": model, "stream": false }).to_string();
-    let Ok(req) = hyper::Request::post(format!("{url}/api/pull"))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(Bytes::from(body)))
-    else {
-        return false;
-    };
-    let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(3600), client.request(req)).await else {
-        return false;
-    };
-    if !resp.status().is_success() {
-        return false;
-    }
-    match resp.into_body().collect().await {
-        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).contains("success"),
-        Err(_) => false,
-    }
 }

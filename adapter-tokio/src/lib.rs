@@ -1,26 +1,21 @@
 //! herd-tokio: the `herd` router on tokio + hyper, the simulated Ollama server it demos and is
-//! tested against, and the pieces they share. Policy lives in `herd-core`; this crate moves bytes.
+//! tested against, and the benchmark. Policy lives in `herd-core`; what a client sees is decided
+//! once, in `herd-service`, which `herd-lite` shares; this crate moves bytes.
 //!
-//! The shape: [`server`] accepts connections and reads bodies; [`proxy`] runs one routed request
-//! (core decides every attempt, retry and fallback; the proxy performs them); [`relay`] carries a
-//! committed answer to the client; [`driver`] is the one task that owns core's `Router`;
-//! [`fleet_api`] serves the model lists, admin calls and `/fleet/*`; [`static_nodes`] polls
-//! Ollama servers that have no agent; [`store`] writes one trace per request to SQLite.
+//! The shape: [`server`] accepts connections with hyper and reads bodies, and hands each request
+//! to herd-service; [`net`] gives herd-service tokio's timers, tasks and sockets; [`store`]
+//! writes one trace per request to SQLite; [`mdns`] advertises the router; [`fake`] is the
+//! simulated Ollama.
 
 pub mod app;
 pub mod demo;
-pub mod driver;
-pub mod errors;
 pub mod fake;
-pub mod fleet_api;
 pub mod mdns;
-pub mod proxy;
-pub mod relay;
-pub mod resolve;
+pub mod net;
 pub mod server;
-pub mod static_nodes;
 pub mod store;
-pub mod upstream;
+
+pub use herd_service::{driver, errors, fleet as fleet_api, proxy, relay, resolve, static_nodes, upstream};
 
 use app::{App, Args};
 use herd_core::config::RouterConfig;
@@ -129,7 +124,7 @@ pub fn router_config(args: &Args) -> Result<RouterConfig, StartError> {
 /// Starts the router: driver, trace store, static-node pollers, auto-pull worker and listener.
 pub async fn start(args: &Args) -> Result<Running, StartError> {
     let config = router_config(args)?;
-    let epoch = tokio::time::Instant::now();
+    let epoch = std::time::Instant::now();
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
     });
@@ -141,53 +136,34 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
     };
     let store = store::TraceStore::open(&data_dir, retention).map_err(|e| StartError::Store(e.to_string()))?;
     let reader = store.reader().map_err(|e| StartError::Store(e.to_string()))?;
-    let (driver, mut pulls) = driver::spawn(router, epoch, Some(store.writer()));
-    let client = app::upstream_client();
+    let rt: Arc<dyn herd_service::Runtime> = Arc::new(net::TokioRuntime);
+    let (driver, pulls) = driver::spawn(router, epoch, Some(Box::new(store.writer())), rt.clone());
     let app = Arc::new(App {
-        driver: driver.clone(),
-        client: client.clone(),
-        upstream: upstream::Pool::new(),
+        driver,
+        upstream: Arc::new(net::pool()),
+        runtime: rt,
         api_keys: args.api_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
         admin_key: args.admin_key.clone().filter(|k| !k.is_empty()),
         max_body_bytes: (args.max_body_mb.max(1) as usize) << 20,
         read_timeout: Duration::from_secs(args.read_timeout_secs.max(1)),
-        fleet_key: args
-            .fleet_key
-            .as_deref()
-            .filter(|k| !k.is_empty())
-            .and_then(|k| hyper::header::HeaderValue::from_str(k).ok())
-            .map(|mut v| {
-                v.set_sensitive(true);
-                v
-            }),
-        store: Some(Arc::new(std::sync::Mutex::new(reader))),
+        fleet_key: args.fleet_key.clone().filter(|k| !k.is_empty()),
+        traces: Some(Arc::new(store::SharedReader::new(reader))),
     });
     let addr = SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     let draining = server::Draining::default();
-    let mut tasks = vec![tokio::spawn(server::serve(listener, app.clone(), draining.clone()))];
-    for raw in &args.nodes {
-        let node = static_nodes::StaticNode {
+    let tasks = vec![tokio::spawn(server::serve(listener, app.clone(), draining.clone()))];
+    let nodes = args
+        .nodes
+        .iter()
+        .map(|raw| static_nodes::StaticNode {
             url: static_nodes::normalise_url(raw),
             parallel: args.node_parallel,
             memory_gb: args.node_memory_gb,
-        };
-        tasks.push(tokio::spawn(static_nodes::poll(driver.clone(), client.clone(), node)));
-    }
-    // Auto-pull orders (core emits them only for allow-listed models).
-    let pull_driver = driver.clone();
-    let pull_client = client.clone();
-    tasks.push(tokio::spawn(async move {
-        while let Some((node, model, addr)) = pulls.recv().await {
-            let d = pull_driver.clone();
-            let c = pull_client.clone();
-            tokio::spawn(async move {
-                let ok = demo::pull(&c, &addr.url, model.as_str()).await;
-                d.send(driver::Input::PullResult(node, model, ok)).await;
-            });
-        }
-    }));
+        })
+        .collect();
+    herd_service::start_background(&app, pulls, nodes);
     if !args.host.is_loopback() && app.api_keys.is_empty() && app.admin_key.is_none() {
         tracing::warn!(
             "listening on {addr} with no HERD_API_KEYS and no HERD_ADMIN_KEY: anyone who can reach this port can use \

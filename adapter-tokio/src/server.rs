@@ -1,23 +1,30 @@
-//! The listening side: accepts connections with hyper (limits, timeouts, TCP_NODELAY), checks
-//! keys, reads bodies with a size and time limit, and sends each path to its handler.
+//! The listening side: accepts connections with hyper (limits, timeouts, TCP_NODELAY), reads
+//! bodies with a size and time limit, and hands each request to herd-service, whose [`Answer`]
+//! it turns into hyper's response.
 
-use crate::app::{key_matches, App};
-use crate::errors::{error_response, text_response, Body, Proto};
-use crate::{fleet_api, proxy};
 use bytes::Bytes;
-use herd_core::api::Surface;
-use http_body_util::BodyExt;
+use herd_service::errors::{body_timeout, body_unreadable, too_large, Proto};
+use herd_service::{http as service, Answer, AnswerBody, App, BodyStream, Headers};
+use http_body::{Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::HeaderMap;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// The body type of every answer.
+pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
 /// Most request headers accepted.
 pub const MAX_HEADERS: usize = 100;
@@ -101,100 +108,72 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, draining: Draining) {
     }
 }
 
-/// Which key a path needs.
-#[derive(Copy, Clone, PartialEq, Eq)]
-enum Guard {
-    Open,
-    Api,
-    Admin,
-}
+struct HyperHeaders<'a>(&'a HeaderMap);
 
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if let Some(k) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
-            return Some(k.trim());
-        }
-    }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
-}
-
-/// `None` when allowed, else the refusal.
-fn check(app: &App, guard: Guard, headers: &HeaderMap, proto: Proto) -> Option<Response<Body>> {
-    let key = presented_key(headers);
-    let admin_ok = |k: &str| app.admin_key.as_deref().is_some_and(|a| key_matches(k, &[a.to_string()]));
-    match guard {
-        Guard::Open => None,
-        Guard::Api => {
-            if app.api_keys.is_empty() || key.is_some_and(|k| key_matches(k, &app.api_keys) || admin_ok(k)) {
-                None
-            } else {
-                Some(error_response(proto, 401, "missing or invalid API key (Authorization: Bearer <key>)", None))
-            }
-        }
-        Guard::Admin => match (&app.admin_key, key) {
-            (Some(_), Some(k)) if admin_ok(k) => None,
-            (Some(_), _) => {
-                Some(error_response(proto, 403, "this endpoint needs the admin key (HERD_ADMIN_KEY)", None))
-            }
-            (None, _) if app.api_keys.is_empty() => None,
-            (None, Some(k)) if key_matches(k, &app.api_keys) => None,
-            (None, _) => {
-                Some(error_response(proto, 401, "missing or invalid API key (Authorization: Bearer <key>)", None))
-            }
-        },
+impl Headers for HyperHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
 /// Reads a whole body within the size and time limits.
-pub async fn read_body(app: &App, body: Incoming, proto: Proto) -> Result<Bytes, Response<Body>> {
+pub async fn read_body(app: &App, body: Incoming, proto: Proto) -> Result<Bytes, Answer> {
     let limited = http_body_util::Limited::new(body, app.max_body_bytes);
     match tokio::time::timeout(app.read_timeout, limited.collect()).await {
         Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(error_response(
-            proto,
-            413,
-            &format!("request body is larger than the limit of {} MiB (HERD_MAX_BODY_MB)", app.max_body_bytes >> 20),
-            None,
-        )),
-        Ok(Err(_)) => Err(error_response(proto, 400, "the request body could not be read", None)),
-        Err(_) => Err(error_response(proto, 408, "the request body was not received in time", None)),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(too_large(proto, app.max_body_bytes))
+        }
+        Ok(Err(_)) => Err(body_unreadable(proto)),
+        Err(_) => Err(body_timeout(proto)),
     }
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let path = req.uri().path().to_string();
-    let path = if path.len() > 1 { path.trim_end_matches('/').to_string() } else { path };
-    let method = req.method().clone();
-    let proto = if path.starts_with("/v1/messages") {
-        Proto::Anthropic
-    } else if path.starts_with("/v1/") {
-        Proto::OpenAi
-    } else {
-        Proto::Ollama
+    let method = req.method().as_str().to_string();
+    let admitted = match service::admit(&app, &method, req.uri().path(), &HyperHeaders(req.headers())) {
+        Ok(a) => a,
+        Err(refused) => return response(refused, false),
     };
-    if let Some(surface) = Surface::from_path(&path) {
-        if method != Method::POST {
-            return text_response(405, "405 method not allowed");
-        }
-        if let Some(refused) = check(&app, Guard::Api, req.headers(), proto) {
-            return refused;
-        }
-        let (parts, body) = req.into_parts();
-        let body = match read_body(&app, body, proto).await {
-            Ok(b) => b,
-            Err(resp) => return resp,
-        };
-        return proxy::serve(app, surface, parts.headers, body, Some(peer.ip().to_string())).await;
-    }
-    let guard = match path.as_str() {
-        "/" | "/api/version" | "/heartbeat" => Guard::Open,
-        "/api/pull" | "/api/delete" | "/api/copy" | "/api/create" | "/api/push" => Guard::Admin,
-        p if p.starts_with("/fleet/drain/") => Guard::Admin,
-        _ => Guard::Api,
+    let head = method == "HEAD";
+    let query = req.uri().query().unwrap_or("").to_string();
+    let body = match read_body(&app, req.into_body(), admitted.proto).await {
+        Ok(b) => b,
+        Err(refused) => return response(refused, head),
     };
-    if let Some(refused) = check(&app, guard, req.headers(), proto) {
-        return refused;
+    response(service::serve(app, admitted, &method, &query, body, peer).await, head)
+}
+
+/// hyper's response for an answer (no body for `HEAD`).
+pub fn response(answer: Answer, head: bool) -> Response<Body> {
+    let body = match answer.body {
+        _ if head => Full::new(Bytes::new()).map_err(|e| match e {}).boxed_unsync(),
+        AnswerBody::Full(b) => Full::new(b).map_err(|e| match e {}).boxed_unsync(),
+        AnswerBody::Stream(s) => Streamed(s).boxed_unsync(),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    for (k, v) in answer.headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.append(HeaderName::from_static(k), v);
+        }
     }
-    fleet_api::route(app, req, &path, peer).await
+    resp
+}
+
+/// A streamed answer as a hyper body.
+struct Streamed(Box<dyn BodyStream>);
+
+impl http_body::Body for Streamed {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.0.poll_chunk(cx).map(|c| c.map(|r| r.map(Frame::data)))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
 }

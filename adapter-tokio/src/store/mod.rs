@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 mod reader;
 #[cfg(test)]
@@ -77,38 +77,8 @@ const INSERT_TRACE: &str = "INSERT INTO traces (request_id, started_unix_ms, sur
     node, attempts, outcome, status, error, route, queued_ms, ttft_ms, total_ms, prompt_tokens, completion_tokens,
     client, stream) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 const INSERT_TAG: &str = "INSERT INTO trace_tags (trace_rowid, pos, tag) VALUES (?1, ?2, ?3)";
-/// One request as the router saw it, from arrival to its last byte or refusal.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TraceRecord {
-    pub request_id: u64,
-    /// Wall-clock start, milliseconds since the Unix epoch.
-    pub started_unix_ms: i64,
-    /// `"ollama_chat"`, `"openai_chat"`, ... or the path.
-    pub surface: String,
-    pub requested_model: String,
-    pub served_model: Option<String>,
-    /// The node's name.
-    pub node: Option<String>,
-    pub attempts: u32,
-    /// `"completed"` | `"rejected"` | `"failed_after_commit"` | `"client_gone"`.
-    pub outcome: String,
-    /// The HTTP status answered.
-    pub status: u16,
-    /// The reason, e.g. `"unknown_model"`, `"reset"`.
-    pub error: Option<String>,
-    /// `"primary"` | `"client_fallback"` | `"substitute"`.
-    pub route: Option<String>,
-    pub queued_ms: f64,
-    pub ttft_ms: Option<f64>,
-    pub total_ms: f64,
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-    /// From `metadata.tags`, the `X-Herd-Tags` header or `user`. Stored as a set in first-seen
-    /// order: a repeated tag is kept once, so usage per tag counts each request once.
-    pub tags: Vec<String>,
-    pub client: Option<String>,
-    pub stream: bool,
-}
+/// One request as the router saw it, from arrival to its last byte or refusal (herd-service's).
+pub use herd_service::driver::TraceRecord;
 
 /// How much history the store keeps; enforced by the writer thread after batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,6 +240,54 @@ impl Drop for TraceStore {
         if let Err(e) = self.shutdown() {
             tracing::warn!(error = %e, "trace store did not close cleanly");
         }
+    }
+}
+
+impl herd_service::driver::TraceSink for TraceWriter {
+    fn record(&self, rec: TraceRecord) {
+        TraceWriter::record(self, rec);
+    }
+}
+
+/// The reader behind `/fleet/traces` and `/fleet/usage`: SQLite reads on tokio's blocking pool.
+pub struct SharedReader(Arc<std::sync::Mutex<TraceReader>>);
+
+impl SharedReader {
+    /// Shares `reader`.
+    pub fn new(reader: TraceReader) -> Self {
+        SharedReader(Arc::new(std::sync::Mutex::new(reader)))
+    }
+}
+
+impl herd_service::TraceLog for SharedReader {
+    fn recent(&self, limit: u32) -> herd_service::BoxFuture<'_, Result<Vec<serde_json::Value>, String>> {
+        let reader = self.0.clone();
+        Box::pin(async move {
+            let rows = tokio::task::spawn_blocking(move || {
+                let r = reader.lock().map_err(|_| "trace reader poisoned".to_string())?;
+                r.recent(limit).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            Ok(rows.iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect())
+        })
+    }
+
+    fn usage(
+        &self,
+        since_unix_ms: i64,
+    ) -> herd_service::BoxFuture<'_, Result<(serde_json::Value, serde_json::Value), String>> {
+        let reader = self.0.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let r = reader.lock().map_err(|_| "trace reader poisoned".to_string())?;
+                let tags = r.usage_by_tag(since_unix_ms).map_err(|e| e.to_string())?;
+                let models = r.usage_by_model(since_unix_ms).map_err(|e| e.to_string())?;
+                Ok((serde_json::to_value(tags).unwrap_or_default(), serde_json::to_value(models).unwrap_or_default()))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        })
     }
 }
 

@@ -2,17 +2,13 @@
 //! lists (`/api/tags`, `/api/ps`, `/v1/models`), `/api/show`, the admin calls forwarded to one
 //! node (pull, delete, copy, create, push), heartbeats, and the `/fleet/*` views.
 
-use crate::app::App;
 use crate::driver::{Input, NodeAddr, Nodes};
-use crate::errors::{error_response, json_response, text_response, Body, Proto};
-use crate::server::read_body;
+use crate::errors::{error_answer, json_answer, text_answer, Proto};
+use crate::{next_chunk, Answer, AnswerBody, App, BodyStream};
 use bytes::Bytes;
 use herd_core::fleet::{NodeStatus, Registered};
 use herd_core::ids::ModelName;
 use herd_core::router::Router;
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::{Method, Request, Response};
 use serde_json::{json, Map, Value};
 use sha2::Digest;
 use std::collections::BTreeMap;
@@ -23,68 +19,82 @@ use std::time::Duration;
 /// The version reported when no node has told us Ollama's.
 const FALLBACK_OLLAMA_VERSION: &str = "0.12.6";
 
+/// A request to a non-inference path, its body already read.
+pub struct Call<'a> {
+    /// The method.
+    pub method: &'a str,
+    /// The path, trailing slash removed.
+    pub path: &'a str,
+    /// The query string, without `?`.
+    pub query: &'a str,
+    /// The body (empty for most).
+    pub body: Bytes,
+    /// Who sent it.
+    pub peer: SocketAddr,
+}
+
 /// Serves a non-inference path.
-pub async fn route(app: Arc<App>, req: Request<Incoming>, path: &str, peer: SocketAddr) -> Response<Body> {
-    let method = req.method().clone();
-    let get = method == Method::GET || method == Method::HEAD;
+pub async fn route(app: Arc<App>, call: Call<'_>) -> Answer {
+    let path = call.path;
+    let get = call.method == "GET" || call.method == "HEAD";
     match (path, get) {
-        ("/", true) => text_response(200, "Ollama is running"),
+        ("/", true) => text_answer(200, "Ollama is running"),
         ("/api/version", true) => version(&app).await,
         ("/api/tags", true) => tags(&app).await,
         ("/api/ps", true) => ps(&app).await,
         ("/v1/models", true) => models(&app, None).await,
         (p, true) if p.starts_with("/v1/models/") => models(&app, Some(&p["/v1/models/".len()..])).await,
         ("/fleet/status", true) => status(&app).await,
-        ("/fleet/explain", true) => explain(&app, req.uri().query().unwrap_or("")).await,
-        ("/fleet/traces", true) => traces(&app, req.uri().query().unwrap_or("")).await,
+        ("/fleet/explain", true) => explain(&app, call.query).await,
+        ("/fleet/traces", true) => traces(&app, call.query).await,
         ("/fleet/usage", true) => usage(&app).await,
-        _ => post_route(app, req, path, peer).await,
+        _ => post_route(app, call).await,
     }
 }
 
-async fn post_route(app: Arc<App>, req: Request<Incoming>, path: &str, peer: SocketAddr) -> Response<Body> {
-    let method = req.method().clone();
+async fn post_route(app: Arc<App>, call: Call<'_>) -> Answer {
+    let path = call.path;
     let known_get = matches!(
         path,
         "/" | "/api/version" | "/api/tags" | "/api/ps" | "/v1/models" | "/fleet/status" | "/fleet/explain"
     );
-    match (path, &method) {
-        ("/heartbeat", &Method::POST) => heartbeat(&app, req, peer).await,
-        ("/api/show", &Method::POST) => show(&app, req).await,
-        ("/api/pull", &Method::POST) => admin_forward(&app, req, "/api/pull", true).await,
-        ("/api/delete", &Method::DELETE) => admin_forward(&app, req, "/api/delete", false).await,
-        ("/api/copy", &Method::POST) => admin_forward(&app, req, "/api/copy", false).await,
-        ("/api/create", &Method::POST) => admin_forward(&app, req, "/api/create", false).await,
-        ("/api/push", &Method::POST) => admin_forward(&app, req, "/api/push", false).await,
-        (p, &Method::POST) if p.starts_with("/fleet/drain/") => drain(&app, &p["/fleet/drain/".len()..]).await,
+    match (path, call.method) {
+        ("/heartbeat", "POST") => heartbeat(&app, call.body, call.peer).await,
+        ("/api/show", "POST") => show(&app, call.body).await,
+        ("/api/pull", "POST") => admin_forward(&app, &call, "/api/pull", true).await,
+        ("/api/delete", "DELETE") => admin_forward(&app, &call, "/api/delete", false).await,
+        ("/api/copy", "POST") => admin_forward(&app, &call, "/api/copy", false).await,
+        ("/api/create", "POST") => admin_forward(&app, &call, "/api/create", false).await,
+        ("/api/push", "POST") => admin_forward(&app, &call, "/api/push", false).await,
+        (p, "POST") if p.starts_with("/fleet/drain/") => drain(&app, &p["/fleet/drain/".len()..]).await,
         _ if known_get
             || matches!(
                 path,
                 "/heartbeat" | "/api/show" | "/api/pull" | "/api/delete" | "/api/copy" | "/api/create" | "/api/push"
             ) =>
         {
-            text_response(405, "405 method not allowed")
+            text_answer(405, "405 method not allowed")
         }
-        _ => text_response(404, "404 page not found"),
+        _ => text_answer(404, "404 page not found"),
     }
 }
 
-fn unavailable() -> Response<Body> {
-    error_response(Proto::Ollama, 503, "the router is shutting down", None)
+fn unavailable() -> Answer {
+    error_answer(Proto::Ollama, 503, "the router is shutting down", None)
 }
 
 fn routable(r: &Router) -> impl Iterator<Item = &herd_core::fleet::Node> {
     r.fleet().nodes().filter(|n| n.status() != NodeStatus::Offline)
 }
 
-async fn version(app: &App) -> Response<Body> {
+async fn version(app: &App) -> Answer {
     let v = app
         .driver
         .query(|r, _| routable(r).map(|n| n.report().ollama.version.clone()).find(|v| !v.is_empty()))
         .await
         .flatten()
         .unwrap_or_else(|| FALLBACK_OLLAMA_VERSION.to_string());
-    json_response(200, &json!({ "version": v, "herd_version": env!("CARGO_PKG_VERSION") }))
+    json_answer(200, &json!({ "version": v, "herd_version": env!("CARGO_PKG_VERSION") }))
 }
 
 fn digest_of(name: &str, meta_digest: Option<&str>) -> String {
@@ -141,14 +151,14 @@ fn tag_entries(r: &Router) -> Vec<Value> {
         .collect()
 }
 
-async fn tags(app: &App) -> Response<Body> {
+async fn tags(app: &App) -> Answer {
     match app.driver.query(|r, _| tag_entries(r)).await {
-        Some(models) => json_response(200, &json!({ "models": models })),
+        Some(models) => json_answer(200, &json!({ "models": models })),
         None => unavailable(),
     }
 }
 
-async fn ps(app: &App) -> Response<Body> {
+async fn ps(app: &App) -> Answer {
     let models = app
         .driver
         .query(|r, _| {
@@ -176,25 +186,25 @@ async fn ps(app: &App) -> Response<Body> {
         })
         .await;
     match models {
-        Some(models) => json_response(200, &json!({ "models": models })),
+        Some(models) => json_answer(200, &json!({ "models": models })),
         None => unavailable(),
     }
 }
 
-async fn models(app: &App, one: Option<&str>) -> Response<Body> {
+async fn models(app: &App, one: Option<&str>) -> Answer {
     let Some(entries) = app.driver.query(|r, _| tag_entries(r)).await else { return unavailable() };
     let created = crate::driver::unix_ms() / 1000;
     let object = |name: &str| json!({ "id": name, "object": "model", "created": created, "owned_by": "library" });
     match one {
         None => {
             let data: Vec<Value> = entries.iter().filter_map(|e| e["name"].as_str()).map(object).collect();
-            json_response(200, &json!({ "object": "list", "data": data }))
+            json_answer(200, &json!({ "object": "list", "data": data }))
         }
         Some(raw) => {
             let want = ModelName::new(raw);
             match entries.iter().filter_map(|e| e["name"].as_str()).find(|n| ModelName::new(n) == want) {
-                Some(_) => json_response(200, &object(raw)),
-                None => error_response(Proto::OpenAi, 404, &format!("model \"{raw}\" not found"), None),
+                Some(_) => json_answer(200, &object(raw)),
+                None => error_answer(Proto::OpenAi, 404, &format!("model \"{raw}\" not found"), None),
             }
         }
     }
@@ -216,71 +226,84 @@ fn holders(r: &Router, n: &Nodes, model: &ModelName) -> Vec<Arc<NodeAddr>> {
     loaded
 }
 
-async fn show(app: &App, req: Request<Incoming>) -> Response<Body> {
-    let body = match read_body(app, req.into_body(), Proto::Ollama).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+async fn show(app: &App, body: Bytes) -> Answer {
     let obj: Map<String, Value> = match serde_json::from_slice(&body) {
         Ok(o) => o,
-        Err(e) => return error_response(Proto::Ollama, 400, &e.to_string(), None),
+        Err(e) => return error_answer(Proto::Ollama, 400, &e.to_string(), None),
     };
     let Some(name) = obj.get("model").or_else(|| obj.get("name")).and_then(Value::as_str).map(str::to_string) else {
-        return error_response(Proto::Ollama, 400, "model is required", None);
+        return error_answer(Proto::Ollama, 400, "model is required", None);
     };
     let model = ModelName::new(&name);
     let candidates = app.driver.query(move |r, n| holders(r, n, &model)).await.unwrap_or_default();
-    let mut last: Option<Response<Body>> = None;
+    let mut last: Option<Answer> = None;
     for addr in candidates {
-        match forward(app, Method::POST, &addr, "/api/show", body.clone()).await {
-            Some(resp) if resp.status().is_success() => return resp,
+        match forward(app, "POST", &addr, "/api/show", body.clone()).await {
+            Some(resp) if (200..300).contains(&resp.status) => return resp,
             Some(resp) => last = Some(resp),
             None => {}
         }
     }
-    last.unwrap_or_else(|| error_response(Proto::Ollama, 404, &format!("model '{name}' not found"), None))
+    last.unwrap_or_else(|| error_answer(Proto::Ollama, 404, &format!("model '{name}' not found"), None))
 }
 
 /// Sends a request to one node and relays its answer as it streams.
-async fn forward(app: &App, method: Method, addr: &NodeAddr, path: &str, body: Bytes) -> Option<Response<Body>> {
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("{}{}", addr.url, path))
-        .header(CONTENT_TYPE, "application/json");
-    if let Some(key) = &app.fleet_key {
-        req = req.header(crate::app::FLEET_KEY_HEADER, key.clone());
+async fn forward(app: &App, method: &str, addr: &NodeAddr, path: &str, body: Bytes) -> Option<Answer> {
+    let headers = app.node_headers();
+    let call = app.upstream.send(method, &addr.url, path, &headers, Some(body));
+    let resp = crate::timeout(&*app.runtime, Duration::from_secs(30), call).await?.ok()?;
+    let mut headers = vec![("x-herd-node", addr.name.clone())];
+    if let Some(t) = resp.head.header("content-type").and_then(|v| std::str::from_utf8(v).ok()) {
+        headers.push(("content-type", t.to_string()));
     }
-    let req = req.body(http_body_util::Full::new(body)).ok()?;
-    let resp = tokio::time::timeout(Duration::from_secs(30), app.client.request(req)).await.ok()?.ok()?;
-    let (mut parts, body) = resp.into_parts();
-    parts.headers.remove("content-length");
-    parts.headers.remove("transfer-encoding");
-    if let Ok(v) = HeaderValue::from_str(&addr.name) {
-        parts.headers.insert("x-herd-node", v);
-    }
-    use http_body_util::BodyExt;
-    let body = body.map_err(|_| ()).boxed_unsync();
-    // A node error mid-stream ends the relayed body; the client sees the stream stop.
-    let body = http_body_util::BodyExt::boxed_unsync(IgnoreErrors(body));
-    Some(Response::from_parts(parts, body))
+    Some(Answer { status: resp.head.status, headers, body: AnswerBody::Stream(Box::new(EndOnError(Some(resp.body)))) })
 }
 
-/// A body whose read errors end it instead of failing the connection.
-struct IgnoreErrors(http_body_util::combinators::UnsyncBoxBody<Bytes, ()>);
+/// A relayed body whose read errors end it (the client sees the stream stop).
+struct EndOnError(Option<Box<dyn BodyStream>>);
 
-impl http_body::Body for IgnoreErrors {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        match std::pin::Pin::new(&mut self.0).poll_frame(cx) {
-            std::task::Poll::Ready(Some(Ok(f))) => std::task::Poll::Ready(Some(Ok(f))),
-            std::task::Poll::Ready(Some(Err(()))) | std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+impl BodyStream for EndOnError {
+    fn poll_chunk(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<std::io::Result<Bytes>>> {
+        let Some(body) = &mut self.0 else { return std::task::Poll::Ready(None) };
+        match body.poll_chunk(cx) {
+            std::task::Poll::Ready(Some(Ok(b))) => std::task::Poll::Ready(Some(Ok(b))),
+            std::task::Poll::Ready(_) => {
+                self.0 = None;
+                std::task::Poll::Ready(None)
+            }
             std::task::Poll::Pending => std::task::Poll::Pending,
         }
     }
+}
+
+/// The whole JSON body of a node's answer, at most 1 MiB.
+pub async fn read_json(body: &mut Box<dyn BodyStream>) -> Option<Value> {
+    let mut out = Vec::new();
+    while let Some(piece) = next_chunk(body).await {
+        out.extend_from_slice(&piece.ok()?);
+        if out.len() > 1 << 20 {
+            return None;
+        }
+    }
+    serde_json::from_slice(&out).ok()
+}
+
+/// Pulls `model` onto the Ollama at `url` (within an hour); true when it says success.
+pub async fn pull(app: &App, url: &str, model: &str) -> bool {
+    let body = Bytes::from(json!({ "model": model, "stream": false }).to_string());
+    let headers = app.node_headers();
+    let call = async {
+        let mut resp = app.upstream.send("POST", url, "/api/pull", &headers, Some(body)).await.ok()?;
+        if !(200..300).contains(&resp.head.status) {
+            return None;
+        }
+        let mut text = Vec::new();
+        while let Some(piece) = next_chunk(&mut resp.body).await {
+            text.extend_from_slice(&piece.ok()?);
+        }
+        Some(String::from_utf8_lossy(&text).contains("success"))
+    };
+    crate::timeout(&*app.runtime, Duration::from_secs(3600), call).await.flatten().unwrap_or(false)
 }
 
 fn query_param(query: &str, key: &str) -> Option<String> {
@@ -313,15 +336,9 @@ fn percent_decode(s: &str) -> String {
 
 /// Pull, delete, copy, create, push: to the node named by `?node=` (or the body's `node`); pull
 /// alone may pick the best node itself.
-async fn admin_forward(app: &App, req: Request<Incoming>, path: &'static str, may_pick: bool) -> Response<Body> {
-    let method = req.method().clone();
-    let query = req.uri().query().unwrap_or("").to_string();
-    let body = match read_body(app, req.into_body(), Proto::Ollama).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let mut obj: Map<String, Value> = serde_json::from_slice(&body).unwrap_or_default();
-    let named = query_param(&query, "node")
+async fn admin_forward(app: &App, call: &Call<'_>, path: &'static str, may_pick: bool) -> Answer {
+    let mut obj: Map<String, Value> = serde_json::from_slice(&call.body).unwrap_or_default();
+    let named = query_param(call.query, "node")
         .or_else(|| obj.remove("node").and_then(|v| v.as_str().map(str::to_string)))
         .or_else(|| obj.remove("node_id").and_then(|v| v.as_str().map(str::to_string)));
     let model = obj.get("model").or_else(|| obj.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
@@ -334,7 +351,7 @@ async fn admin_forward(app: &App, req: Request<Incoming>, path: &'static str, ma
                 .flatten();
             match found {
                 Some(a) => a,
-                None => return error_response(Proto::Ollama, 404, "no node of that name is known", None),
+                None => return error_answer(Proto::Ollama, 404, "no node of that name is known", None),
             }
         }
         None if may_pick => {
@@ -343,11 +360,11 @@ async fn admin_forward(app: &App, req: Request<Incoming>, path: &'static str, ma
                 app.driver.query(move |r, n| r.pull_target(&m).and_then(|id| n.addr(id).cloned())).await.flatten();
             match best {
                 Some(a) => a,
-                None => return error_response(Proto::Ollama, 503, "no online node can take a pull right now", None),
+                None => return error_answer(Proto::Ollama, 503, "no online node can take a pull right now", None),
             }
         }
         None => {
-            return error_response(
+            return error_answer(
                 Proto::Ollama,
                 400,
                 &format!("{path} must name its node: add ?node=<node_id> (see GET /fleet/status for the names)"),
@@ -356,46 +373,42 @@ async fn admin_forward(app: &App, req: Request<Incoming>, path: &'static str, ma
         }
     };
     let body = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
-    match forward(app, method, &addr, path, body).await {
+    match forward(app, call.method, &addr, path, body).await {
         Some(resp) => resp,
-        None => error_response(Proto::Ollama, 502, &format!("node {} did not answer", addr.name), None),
+        None => error_answer(Proto::Ollama, 502, &format!("node {} did not answer", addr.name), None),
     }
 }
 
-async fn heartbeat(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let body = match read_body(app, req.into_body(), Proto::Ollama).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+async fn heartbeat(app: &App, body: Bytes, peer: SocketAddr) -> Answer {
     let (reply, rx) = tokio::sync::oneshot::channel();
     app.driver.send(Input::Heartbeat { body, peer: Some(peer.ip()), reply }).await;
     match rx.await {
-        Ok(Ok(Registered { status: NodeStatus::Draining, .. })) => json_response(200, &json!({ "status": "draining" })),
+        Ok(Ok(Registered { status: NodeStatus::Draining, .. })) => json_answer(200, &json!({ "status": "draining" })),
         Ok(Ok(Registered { status, .. })) => {
-            json_response(200, &json!({ "status": "ok", "node_status": status.as_str() }))
+            json_answer(200, &json!({ "status": "ok", "node_status": status.as_str() }))
         }
         Ok(Err(herd_core::router::ReportError::Invalid(e))) => {
-            error_response(Proto::Ollama, 422, &format!("invalid heartbeat: {e}"), None)
+            error_answer(Proto::Ollama, 422, &format!("invalid heartbeat: {e}"), None)
         }
         Ok(Err(herd_core::router::ReportError::Refused(e))) => {
             let status = if e.to_string().contains("key") { 401 } else { 409 };
-            error_response(Proto::Ollama, status, &format!("heartbeat refused: {e}"), None)
+            error_answer(Proto::Ollama, status, &format!("heartbeat refused: {e}"), None)
         }
         Err(_) => unavailable(),
     }
 }
 
-async fn drain(app: &App, name: &str) -> Response<Body> {
+async fn drain(app: &App, name: &str) -> Answer {
     let (reply, rx) = tokio::sync::oneshot::channel();
     app.driver.send(Input::Drain(percent_decode(name), reply)).await;
     match rx.await {
-        Ok(true) => json_response(200, &json!({ "status": "draining", "node_id": name })),
-        Ok(false) => error_response(Proto::Ollama, 404, &format!("no node named '{name}'"), None),
+        Ok(true) => json_answer(200, &json!({ "status": "draining", "node_id": name })),
+        Ok(false) => error_answer(Proto::Ollama, 404, &format!("no node named '{name}'"), None),
         Err(_) => unavailable(),
     }
 }
 
-async fn status(app: &App) -> Response<Body> {
+async fn status(app: &App) -> Answer {
     let v = app
         .driver
         .query(|r, n| {
@@ -445,14 +458,14 @@ async fn status(app: &App) -> Response<Body> {
         })
         .await;
     match v {
-        Some(v) => json_response(200, &v),
+        Some(v) => json_answer(200, &v),
         None => unavailable(),
     }
 }
 
-async fn explain(app: &App, query: &str) -> Response<Body> {
+async fn explain(app: &App, query: &str) -> Answer {
     let Some(model) = query_param(query, "model").filter(|m| !m.is_empty()) else {
-        return error_response(Proto::Ollama, 400, "add ?model=<name>", None);
+        return error_answer(Proto::Ollama, 400, "add ?model=<name>", None);
     };
     let m = ModelName::new(&model);
     let v = app
@@ -484,38 +497,29 @@ async fn explain(app: &App, query: &str) -> Response<Body> {
         })
         .await;
     match v {
-        Some(v) => json_response(200, &v),
+        Some(v) => json_answer(200, &v),
         None => unavailable(),
     }
 }
 
-async fn traces(app: &App, query: &str) -> Response<Body> {
-    let Some(store) = app.store.clone() else {
-        return error_response(Proto::Ollama, 404, "traces are not recorded", None);
+async fn traces(app: &App, query: &str) -> Answer {
+    let Some(log) = app.traces.clone() else {
+        return error_answer(Proto::Ollama, 404, "traces are not recorded", None);
     };
     let limit = query_param(query, "limit").and_then(|l| l.parse().ok()).unwrap_or(100u32).min(10_000);
-    let rows = tokio::task::spawn_blocking(move || store.lock().ok().map(|s| s.recent(limit))).await;
-    match rows {
-        Ok(Some(Ok(rows))) => {
-            let out: Vec<Value> = rows.iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect();
-            json_response(200, &json!({ "traces": out }))
-        }
-        _ => error_response(Proto::Ollama, 500, "could not read the trace store", None),
+    match log.recent(limit).await {
+        Ok(out) => json_answer(200, &json!({ "traces": out })),
+        Err(e) => error_answer(Proto::Ollama, 500, &format!("could not read the trace store: {e}"), None),
     }
 }
 
-async fn usage(app: &App) -> Response<Body> {
-    let Some(store) = app.store.clone() else {
-        return error_response(Proto::Ollama, 404, "traces are not recorded", None);
+async fn usage(app: &App) -> Answer {
+    let Some(log) = app.traces.clone() else {
+        return error_answer(Proto::Ollama, 404, "traces are not recorded", None);
     };
     let since = crate::driver::unix_ms() - 24 * 3600 * 1000;
-    let rows = tokio::task::spawn_blocking(move || {
-        let s = store.lock().ok()?;
-        Some((s.usage_by_tag(since), s.usage_by_model(since)))
-    })
-    .await;
-    match rows {
-        Ok(Some((Ok(tags), Ok(models)))) => json_response(
+    match log.usage(since).await {
+        Ok((tags, models)) => json_answer(
             200,
             &json!({
                 "since_unix_ms": since,
@@ -523,7 +527,7 @@ async fn usage(app: &App) -> Response<Body> {
                 "by_model": models,
             }),
         ),
-        _ => error_response(Proto::Ollama, 500, "could not read the trace store", None),
+        Err(e) => error_answer(Proto::Ollama, 500, &format!("could not read the trace store: {e}"), None),
     }
 }
 

@@ -3,7 +3,7 @@
 //! request's own channel. It holds no policy: it feeds inputs, drains commands and events, and
 //! sleeps until core's next deadline.
 
-use crate::store::{TraceRecord, TraceWriter};
+use crate::Runtime;
 use herd_core::api::Surface;
 use herd_core::fleet::heartbeat::{Heartbeat, Report};
 use herd_core::fleet::Registered;
@@ -16,8 +16,59 @@ use herd_core::router::{
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+
+/// One finished request, as the trace store keeps it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TraceRecord {
+    /// The router's request id (unique per router run).
+    pub request_id: u64,
+    /// When the request arrived, ms since the Unix epoch.
+    pub started_unix_ms: i64,
+    /// The API surface (`ollama_chat`, `openai_chat`, ...).
+    pub surface: String,
+    /// The model asked for.
+    pub requested_model: String,
+    /// The model that answered (differs on a fallback).
+    pub served_model: Option<String>,
+    /// The node that answered, or the last one tried.
+    pub node: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// `completed`, `rejected`, `failed_after_commit` or `client_gone`.
+    pub outcome: String,
+    /// The HTTP status answered (499 when the client left).
+    pub status: u16,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// `primary`, `client_fallback` or `substitute`.
+    pub route: Option<String>,
+    /// Time queued, ms.
+    pub queued_ms: f64,
+    /// Time to the first byte, ms.
+    pub ttft_ms: Option<f64>,
+    /// Total time, ms.
+    pub total_ms: f64,
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// Generated tokens.
+    pub completion_tokens: u32,
+    /// The request's tags (`metadata.tags`, `X-Herd-Tags`, `user`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The client's address.
+    pub client: Option<String>,
+    /// Whether the answer was streamed.
+    pub stream: bool,
+}
+
+/// Where the driver sends each finished request's trace. Must not block: the driver is the hot
+/// path of every request.
+pub trait TraceSink: Send {
+    /// Keeps one trace.
+    fn record(&self, rec: TraceRecord);
+}
 
 /// Capacity of the driver's input channel. Request tasks wait (backpressure) when it is full.
 pub const INPUT_CAPACITY: usize = 8192;
@@ -111,6 +162,8 @@ pub enum Input {
 #[derive(Clone)]
 pub struct DriverTx {
     tx: mpsc::Sender<Input>,
+    /// Reports from synchronous contexts (a body's poll, a drop): never refused, read first.
+    urgent: mpsc::UnboundedSender<Input>,
 }
 
 impl DriverTx {
@@ -120,18 +173,10 @@ impl DriverTx {
         let _ = self.tx.send(input).await;
     }
 
-    /// Sends from a synchronous context (a body's poll or a drop): at once when there is room,
-    /// else from a spawned task, so nothing is ever lost.
+    /// Sends from a synchronous context (a body's poll or a drop), at once. These inputs are
+    /// bounded by the requests in progress (a few per request), so the channel needs no bound.
     pub fn send_now(&self, input: Input) {
-        match self.tx.try_send(input) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(input)) => {
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(input).await;
-                });
-            }
-        }
+        let _ = self.urgent.send(input);
     }
 
     /// Runs `f` on the driver and returns what it computes.
@@ -142,6 +187,54 @@ impl DriverTx {
         })))
         .await;
         rx.await.ok()
+    }
+}
+
+/// The driver's two input channels. An urgent input sent before an ordinary one is always
+/// handled first (a request's end before a later query that must see its trace).
+struct DriverRx {
+    rx: mpsc::Receiver<Input>,
+    urgent: mpsc::UnboundedReceiver<Input>,
+    /// An ordinary input taken while urgent ones were waiting.
+    stash: Option<Input>,
+}
+
+impl DriverRx {
+    fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Input>> {
+        use std::task::Poll;
+        if let Some(i) = self.try_urgent_or_stash() {
+            return Poll::Ready(Some(i));
+        }
+        if let Poll::Ready(Some(i)) = self.urgent.poll_recv(cx) {
+            return Poll::Ready(Some(i));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(i)) => Poll::Ready(Some(self.before(i))),
+            other => other,
+        }
+    }
+
+    fn try_recv(&mut self) -> Option<Input> {
+        if let Some(i) = self.try_urgent_or_stash() {
+            return Some(i);
+        }
+        let i = self.rx.try_recv().ok()?;
+        Some(self.before(i))
+    }
+
+    fn try_urgent_or_stash(&mut self) -> Option<Input> {
+        self.urgent.try_recv().ok().or_else(|| self.stash.take())
+    }
+
+    /// `i`, unless an urgent input arrived meanwhile: that one first, `i` next.
+    fn before(&mut self, i: Input) -> Input {
+        match self.urgent.try_recv() {
+            Ok(u) => {
+                self.stash = Some(i);
+                u
+            }
+            Err(_) => i,
+        }
     }
 }
 
@@ -177,45 +270,50 @@ pub struct Driver {
     router: Router,
     nodes: Nodes,
     live: BTreeMap<RequestId, Live>,
-    epoch: tokio::time::Instant,
-    traces: Option<TraceWriter>,
+    epoch: Instant,
+    traces: Option<Box<dyn TraceSink>>,
     pulls: mpsc::UnboundedSender<(NodeId, ModelName, Arc<NodeAddr>)>,
 }
 
-/// Starts the driver task; returns its handle and the channel of auto-pull orders.
+/// The auto-pull orders the driver hands out: pull this model onto this node.
+pub type PullOrders = mpsc::UnboundedReceiver<(NodeId, ModelName, Arc<NodeAddr>)>;
+
+/// Starts the driver task on `rt`; returns its handle and the channel of auto-pull orders.
 pub fn spawn(
     router: Router,
-    epoch: tokio::time::Instant,
-    traces: Option<TraceWriter>,
-) -> (DriverTx, mpsc::UnboundedReceiver<(NodeId, ModelName, Arc<NodeAddr>)>) {
+    epoch: Instant,
+    traces: Option<Box<dyn TraceSink>>,
+    rt: Arc<dyn Runtime>,
+) -> (DriverTx, PullOrders) {
     let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
+    let (urgent, urgent_rx) = mpsc::unbounded_channel();
     let (pulls, pull_rx) = mpsc::unbounded_channel();
     let driver = Driver { router, nodes: Nodes::default(), live: BTreeMap::new(), epoch, traces, pulls };
-    tokio::spawn(driver.run(rx));
-    (DriverTx { tx }, pull_rx)
+    let rx = DriverRx { rx, urgent: urgent_rx, stash: None };
+    let timers = rt.clone();
+    rt.spawn(Box::pin(driver.run(rx, timers)));
+    (DriverTx { tx, urgent }, pull_rx)
 }
 
 /// Core's clock: microseconds since the adapter's epoch.
-pub fn core_now(epoch: tokio::time::Instant) -> herd_core::time::Instant {
+pub fn core_now(epoch: Instant) -> herd_core::time::Instant {
     herd_core::time::Instant::from_micros(epoch.elapsed().as_micros() as u64)
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
-pub fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::unix_ms;
 
 impl Driver {
-    async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+    async fn run(mut self, mut rx: DriverRx, rt: Arc<dyn Runtime>) {
         loop {
-            let deadline = self.router.poll_timeout();
-            let input = match deadline {
+            let input = match self.router.poll_timeout() {
                 Some(at) => {
                     let when = self.epoch + Duration::from_micros(at.as_micros());
-                    tokio::select! {
-                        biased;
-                        input = rx.recv() => input,
-                        _ = tokio::time::sleep_until(when) => {
+                    let wait = when.saturating_duration_since(Instant::now());
+                    let next = std::future::poll_fn(|cx| rx.poll_recv(cx));
+                    match crate::race(next, rt.sleep(wait)).await {
+                        crate::Either::Left(input) => input,
+                        crate::Either::Right(()) => {
                             let now = self.now();
                             self.router.handle_timeout(now);
                             self.drain();
@@ -223,7 +321,7 @@ impl Driver {
                         }
                     }
                 }
-                None => rx.recv().await,
+                None => std::future::poll_fn(|cx| rx.poll_recv(cx)).await,
             };
             let Some(input) = input else { return };
             self.handle(input);
@@ -231,8 +329,8 @@ impl Driver {
             let mut budget = 256;
             while budget > 0 {
                 match rx.try_recv() {
-                    Ok(input) => self.handle(input),
-                    Err(_) => break,
+                    Some(input) => self.handle(input),
+                    None => break,
                 }
                 budget -= 1;
             }

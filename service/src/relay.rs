@@ -6,18 +6,16 @@
 
 use crate::driver::{AttemptInput, DriverTx, Input, ReqMsg};
 use crate::errors::Proto;
-use crate::upstream::UpstreamBody;
+use crate::BodyStream;
 use bytes::{Bytes, BytesMut};
 use herd_core::ids::{AttemptId, RequestId};
 use herd_core::policy::retry::UpstreamFailure;
 use herd_core::router::{CancelReason, Usage};
 use herd_core::translate::{OpenAiChatStream, OpenAiCompletionStream, SseEvent};
-use http_body::{Body, Frame, SizeHint};
 use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::pin::Pin;
+use std::io;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often a streaming answer reports progress to the router (its stall timer).
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -230,7 +228,7 @@ impl Shaper {
     }
 
     /// Feeds upstream bytes; returns what to send on.
-    fn feed(&mut self, data: Bytes, out: &mut VecDeque<Bytes>) {
+    pub fn feed(&mut self, data: Bytes, out: &mut VecDeque<Bytes>) {
         match self {
             Shaper::Ndjson(t) | Shaper::OpenAiSse(t) | Shaper::AnthropicSse(t) => {
                 t.feed(&data);
@@ -248,7 +246,7 @@ impl Shaper {
     }
 
     /// The upstream ended cleanly: the outcome, and any last bytes to send.
-    fn end(&mut self, out: &mut VecDeque<Bytes>) -> AttemptInput {
+    pub fn end(&mut self, out: &mut VecDeque<Bytes>) -> AttemptInput {
         let ending = match self {
             Shaper::Ndjson(t) => ndjson_ending(t),
             Shaper::OpenAiSse(t) => openai_ending(t),
@@ -279,7 +277,7 @@ impl Shaper {
     }
 
     /// The upstream failed mid-stream.
-    fn fail(&mut self, out: &mut VecDeque<Bytes>, message: &str) -> AttemptInput {
+    pub fn fail(&mut self, out: &mut VecDeque<Bytes>, message: &str) -> AttemptInput {
         match self {
             Shaper::Chat(s) => {
                 s.handle_failure(herd_core::translate::ResponseError::Truncated);
@@ -356,38 +354,28 @@ pub fn cancel_message(reason: CancelReason) -> &'static str {
 
 /// The client's body for a committed streaming answer.
 pub struct Relay {
-    upstream: UpstreamBody,
+    upstream: Box<dyn BodyStream>,
     shaper: Shaper,
     out: VecDeque<Bytes>,
     guard: EndGuard,
     orders: Orders,
-    last_progress: tokio::time::Instant,
+    last_progress: Instant,
     done: bool,
 }
 
 impl Relay {
     /// A relay that first sends `first` (the frame that committed the attempt).
-    pub fn new(upstream: UpstreamBody, first: Bytes, shaper: Shaper, guard: EndGuard, orders: Orders) -> Self {
-        let mut relay = Relay {
-            upstream,
-            shaper,
-            out: VecDeque::new(),
-            guard,
-            orders,
-            last_progress: tokio::time::Instant::now(),
-            done: false,
-        };
+    pub fn new(upstream: Box<dyn BodyStream>, first: Bytes, shaper: Shaper, guard: EndGuard, orders: Orders) -> Self {
+        let mut relay =
+            Relay { upstream, shaper, out: VecDeque::new(), guard, orders, last_progress: Instant::now(), done: false };
         relay.shaper.feed(first, &mut relay.out);
         relay
     }
 }
 
-impl Body for Relay {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = &mut *self;
+impl BodyStream for Relay {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        let this = self;
         if !this.done {
             if let Poll::Ready(reason) = this.orders.poll_cancel(cx) {
                 // Core reaped the attempt (the node stalled) and has already ended the request:
@@ -401,13 +389,11 @@ impl Body for Relay {
         // stream then costs one client write per batch, not one per chunk.
         let mut fed = false;
         while !this.done && this.out.iter().map(Bytes::len).sum::<usize>() < COALESCE_BYTES {
-            match Pin::new(&mut this.upstream).poll_frame(cx) {
+            match this.upstream.poll_chunk(cx) {
                 Poll::Pending => break,
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        this.shaper.feed(data, &mut this.out);
-                        fed = true;
-                    }
+                Poll::Ready(Some(Ok(data))) => {
+                    this.shaper.feed(data, &mut this.out);
+                    fed = true;
                 }
                 Poll::Ready(None) => {
                     let end = this.shaper.end(&mut this.out);
@@ -422,7 +408,7 @@ impl Body for Relay {
             }
         }
         if fed && !this.done {
-            let now = tokio::time::Instant::now();
+            let now = Instant::now();
             if now.duration_since(this.last_progress) >= PROGRESS_EVERY {
                 this.last_progress = now;
                 this.guard.report(AttemptInput::Progress);
@@ -431,23 +417,15 @@ impl Body for Relay {
         match this.out.len() {
             0 if this.done => Poll::Ready(None),
             0 => Poll::Pending,
-            1 => Poll::Ready(this.out.pop_front().map(|b| Ok(Frame::data(b)))),
+            1 => Poll::Ready(this.out.pop_front().map(Ok)),
             _ => {
                 let mut all = BytesMut::with_capacity(this.out.iter().map(Bytes::len).sum());
                 for b in this.out.drain(..) {
                     all.extend_from_slice(&b);
                 }
-                Poll::Ready(Some(Ok(Frame::data(all.freeze()))))
+                Poll::Ready(Some(Ok(all.freeze())))
             }
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done && self.out.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
     }
 }
 

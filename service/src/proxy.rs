@@ -2,11 +2,10 @@
 //! run each attempt core dispatches against its node, and answer the client once core commits or
 //! rejects. Retries and fallbacks are core's; this module only performs them.
 
-use crate::app::App;
 use crate::driver::{unix_ms, AttemptInput, Input, NodeAddr, ReqMeta, ReqMsg};
-use crate::errors::{error_response, Body, Proto};
+use crate::errors::{error_answer, Proto, JSON};
 use crate::relay::{cancel_message, EndGuard, Orders, Relay, Shaper, Tail};
-use crate::upstream::UpstreamBody;
+use crate::{next_chunk, race, Answer, AnswerBody, App, BodyStream, Either, Headers};
 use bytes::Bytes;
 use herd_core::api::patch::{apply_patch, BodyPatch, NumCtxPatch};
 use herd_core::api::{describe_object, parse_body, DescribeContext, Surface};
@@ -17,9 +16,6 @@ use herd_core::translate::{
     chat_request, completion_request, ChatCompletionAggregator, NativeAggregator, NativeEndpoint, OpenAiChatStream,
     OpenAiCompletionStream, OpenAiResponseConfig, SamplingDefaults, TextCompletionAggregator,
 };
-use http_body_util::BodyExt;
-use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
-use hyper::Response;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,36 +87,48 @@ struct Request {
     last_error: Option<(u16, String)>,
 }
 
+/// What an inference request's headers tell the router, read before the body arrives.
+#[derive(Debug, Clone, Default)]
+pub struct Hints {
+    /// `X-Herd-Tags`, parsed.
+    pub tags: Vec<String>,
+    /// `X-Fleet-No-Fallback`, parsed.
+    pub no_fallback: Option<herd_core::request::FallbackChoice>,
+}
+
+impl Hints {
+    /// Reads the hints from a request's headers.
+    pub fn of(headers: &dyn Headers) -> Hints {
+        Hints {
+            tags: headers.get("x-herd-tags").map(herd_core::api::parse_tags_header).unwrap_or_default(),
+            no_fallback: headers.get("x-fleet-no-fallback").and_then(herd_core::api::parse_no_fallback_header),
+        }
+    }
+}
+
 /// Serves one inference request on `surface`.
-pub async fn serve(
-    app: Arc<App>,
-    surface: Surface,
-    headers: HeaderMap,
-    body: Bytes,
-    client: Option<String>,
-) -> Response<Body> {
+pub async fn serve(app: Arc<App>, surface: Surface, hints: Hints, body: Bytes, client: Option<String>) -> Answer {
     let proto = proto_of(surface);
     let obj = match parse_body(&body) {
         Ok(o) => o,
-        Err(e) => return error_response(proto, e.http_status(), &e.to_string(), None),
+        Err(e) => return error_answer(proto, e.http_status(), &e.to_string(), None),
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let ctx = DescribeContext {
         client,
-        header_tags: header("x-herd-tags").map(herd_core::api::parse_tags_header).unwrap_or_default(),
-        fallback_header: header("x-fleet-no-fallback").and_then(herd_core::api::parse_no_fallback_header),
+        header_tags: hints.tags,
+        fallback_header: hints.no_fallback,
         ..DescribeContext::default()
     };
     let spec = match describe_object(surface, &obj, &ctx) {
         Ok(s) => s,
-        Err(e) => return error_response(proto, e.http_status(), &e.to_string(), None),
+        Err(e) => return error_answer(proto, e.http_status(), &e.to_string(), None),
     };
     let client_model = obj.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
     let mut req = Request { surface, proto, spec, body: obj, raw: body, client_model, last_error: None };
     run(app, &mut req).await
 }
 
-async fn run(app: Arc<App>, req: &mut Request) -> Response<Body> {
+async fn run(app: Arc<App>, req: &mut Request) -> Answer {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let meta = ReqMeta { surface: req.surface, started_unix_ms: unix_ms() };
     let mut guard = EndGuard::new(app.driver.clone());
@@ -128,7 +136,7 @@ async fn run(app: Arc<App>, req: &mut Request) -> Response<Body> {
     loop {
         let Some(msg) = rx.recv().await else {
             guard.disarm();
-            return error_response(req.proto, 503, "the router is shutting down", Some(Duration::from_secs(1)));
+            return error_answer(req.proto, 503, "the router is shutting down", Some(Duration::from_secs(1)));
         };
         match msg {
             ReqMsg::Admitted(id) => guard.admitted(id),
@@ -150,7 +158,7 @@ async fn run(app: Arc<App>, req: &mut Request) -> Response<Body> {
 }
 
 /// The refusal core decided, in the client's protocol.
-fn reject(req: &Request, r: &Rejection) -> Response<Body> {
+fn reject(req: &Request, r: &Rejection) -> Answer {
     let status = r.http_status();
     let message = match r {
         Rejection::UnknownModel(m) => format!(
@@ -172,7 +180,7 @@ fn reject(req: &Request, r: &Rejection) -> Response<Body> {
             format!("no node could answer: {attempts} attempt(s), last failure: {}", last.as_str())
         }
     };
-    error_response(req.proto, status, &message, r.retry_after())
+    error_answer(req.proto, status, &message, r.retry_after())
 }
 
 /// The `error` text of a node's error body, or the body itself.
@@ -252,7 +260,7 @@ async fn attempt(
     addr: &Arc<NodeAddr>,
     rx: &mut mpsc::UnboundedReceiver<ReqMsg>,
     mut guard: EndGuard,
-) -> Result<Response<Body>, EndGuard> {
+) -> Result<Answer, EndGuard> {
     let plan = Plan::of(req.surface, &req.spec, d);
     let (bytes, include_usage) = match attempt_body(req, d, plan) {
         Ok(b) => b,
@@ -263,14 +271,13 @@ async fn attempt(
             return Err(guard);
         }
     };
-    let fleet_key = app.fleet_key.as_ref().map(|k| (crate::app::FLEET_KEY_HEADER, k.as_bytes()));
-    let call = app.upstream.post_json(&addr.url, plan.path(), fleet_key.as_slice(), bytes);
-    tokio::pin!(call);
-    let resp = tokio::select! {
-        r = &mut call => r,
-        m = cancel_of(rx, d.attempt) => { return cancelled(req, m, guard) }
+    let headers = app.node_headers();
+    let call = app.upstream.send("POST", &addr.url, plan.path(), &headers, Some(bytes));
+    let resp = match race(call, cancel_of(rx, d.attempt)).await {
+        Either::Left(r) => r,
+        Either::Right(m) => return cancelled(req, m, guard),
     };
-    let (head, body) = match resp {
+    let crate::upstream::Response { head, body } = match resp {
         Ok(r) => r,
         Err(e) => {
             let failure = if e.is_connect() { UpstreamFailure::Connect } else { UpstreamFailure::Reset };
@@ -280,17 +287,20 @@ async fn attempt(
     };
     let status = head.status;
     if !(200..300).contains(&status) {
-        let text = read_error_body(body).await;
+        let text = match race(read_error_body(body), cancel_of(rx, d.attempt)).await {
+            Either::Left(text) => text,
+            Either::Right(m) => return cancelled(req, m, guard),
+        };
         let saturated = is_saturation(status, &text);
         req.last_error = Some((status, text));
         guard.report(AttemptInput::Failed(UpstreamFailure::Status { code: status, saturated }));
         return Err(guard);
     }
-    let content_type = head.header("content-type").and_then(|v| HeaderValue::from_bytes(v).ok());
+    let content_type = head.header("content-type").and_then(|v| std::str::from_utf8(v).ok()).map(str::to_string);
     let mut body = body;
-    let first = tokio::select! {
-        f = first_data(&mut body) => f,
-        m = cancel_of(rx, d.attempt) => { return cancelled(req, m, guard) }
+    let first = match race(first_data(&mut body), cancel_of(rx, d.attempt)).await {
+        Either::Left(f) => f,
+        Either::Right(m) => return cancelled(req, m, guard),
     };
     let first = match first {
         Ok(b) => b,
@@ -312,7 +322,7 @@ async fn attempt(
             Some(_) => {}
             None => {
                 guard.disarm();
-                return Ok(error_response(req.proto, 503, "the router is shutting down", None));
+                return Ok(error_answer(req.proto, 503, "the router is shutting down", None));
             }
         }
     };
@@ -335,7 +345,7 @@ async fn cancel_of(rx: &mut mpsc::UnboundedReceiver<ReqMsg>, attempt: herd_core:
 }
 
 /// The attempt was cancelled: wait for core's next order, or answer now if the request ended.
-fn cancelled(req: &Request, m: Option<ReqMsg>, mut guard: EndGuard) -> Result<Response<Body>, EndGuard> {
+fn cancelled(req: &Request, m: Option<ReqMsg>, mut guard: EndGuard) -> Result<Answer, EndGuard> {
     match m {
         Some(ReqMsg::Reject(r)) => {
             guard.disarm();
@@ -343,21 +353,19 @@ fn cancelled(req: &Request, m: Option<ReqMsg>, mut guard: EndGuard) -> Result<Re
         }
         None => {
             guard.disarm();
-            Ok(error_response(req.proto, 503, "the router is shutting down", None))
+            Ok(error_answer(req.proto, 503, "the router is shutting down", None))
         }
         _ => Err(guard),
     }
 }
 
 /// The first non-empty data frame of a body.
-async fn first_data(body: &mut UpstreamBody) -> Result<Bytes, UpstreamFailure> {
+async fn first_data(body: &mut Box<dyn BodyStream>) -> Result<Bytes, UpstreamFailure> {
     loop {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    if !data.is_empty() {
-                        return Ok(data);
-                    }
+        match next_chunk(body).await {
+            Some(Ok(data)) => {
+                if !data.is_empty() {
+                    return Ok(data);
                 }
             }
             Some(Err(_)) => return Err(UpstreamFailure::Reset),
@@ -366,27 +374,39 @@ async fn first_data(body: &mut UpstreamBody) -> Result<Bytes, UpstreamFailure> {
     }
 }
 
-async fn read_error_body(body: UpstreamBody) -> String {
-    let limited = http_body_util::Limited::new(body, 64 * 1024);
-    match tokio::time::timeout(Duration::from_secs(10), limited.collect()).await {
-        Ok(Ok(c)) => String::from_utf8_lossy(&c.to_bytes()).into_owned(),
-        _ => String::new(),
+/// A node's error body, at most 64 KiB of it. (Core's first-byte deadline bounds the wait: its
+/// cancel ends the read.)
+async fn read_error_body(mut body: Box<dyn BodyStream>) -> String {
+    let mut out = Vec::new();
+    while let Some(Ok(piece)) = next_chunk(&mut body).await {
+        out.extend_from_slice(&piece);
+        if out.len() >= 64 * 1024 {
+            out.truncate(64 * 1024);
+            break;
+        }
     }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-fn headers_for(resp: &mut Response<Body>, c: &Commit, addr: &NodeAddr) {
-    let h = resp.headers_mut();
-    let put = |h: &mut HeaderMap, k: &'static str, v: String| {
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            h.insert(k, v);
+/// The headers every routed answer carries: where it went and how.
+pub fn routed_headers(c: &Commit, addr: &NodeAddr) -> [(&'static str, String); 6] {
+    [
+        ("x-herd-node", addr.name.clone()),
+        ("x-herd-model", c.model.as_str().to_string()),
+        ("x-herd-attempts", c.attempts.to_string()),
+        ("x-herd-score", format!("{:.1}", c.score)),
+        ("x-herd-route", crate::driver::route_name(c.route).to_string()),
+        ("x-herd-request-id", c.request.0.to_string()),
+    ]
+}
+
+fn headers_for(answer: &mut Answer, c: &Commit, addr: &NodeAddr) {
+    for (k, v) in routed_headers(c, addr) {
+        // Header values must be visible ASCII; a node name that is not is left out.
+        if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            answer.headers.push((k, v));
         }
-    };
-    put(h, "x-herd-node", addr.name.clone());
-    put(h, "x-herd-model", c.model.as_str().to_string());
-    put(h, "x-herd-attempts", c.attempts.to_string());
-    put(h, "x-herd-score", format!("{:.1}", c.score));
-    put(h, "x-herd-route", crate::driver::route_name(c.route).to_string());
-    put(h, "x-herd-request-id", c.request.0.to_string());
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; the pieces of a committed attempt
@@ -395,12 +415,12 @@ async fn answer(
     plan: Plan,
     include_usage: bool,
     (commit, addr): (Commit, Arc<NodeAddr>),
-    upstream_type: Option<HeaderValue>,
+    upstream_type: Option<String>,
     first: Bytes,
-    body: UpstreamBody,
+    body: Box<dyn BodyStream>,
     guard: EndGuard,
     orders: Orders,
-) -> Response<Body> {
+) -> Answer {
     let served =
         if commit.model != req.spec.model { commit.model.as_str().to_string() } else { req.client_model.clone() };
     let config = || {
@@ -427,13 +447,16 @@ async fn answer(
         _ => return aggregate(req, plan, config(), (commit, &addr), upstream_type, first, body, guard, orders).await,
     };
     let relay = Relay::new(body, first, shaper, guard, orders);
-    let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(relay));
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    let mut answer = Answer {
+        status: 200,
+        headers: vec![("content-type", ctype.to_string())],
+        body: AnswerBody::Stream(Box::new(relay)),
+    };
     if ctype == "text/event-stream" {
-        resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
+        answer.headers.push(("cache-control", "no-cache".to_string()));
     }
-    headers_for(&mut resp, &commit, &addr);
-    resp
+    headers_for(&mut answer, &commit, &addr);
+    answer
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -442,12 +465,12 @@ async fn aggregate(
     plan: Plan,
     config: OpenAiResponseConfig,
     (commit, addr): (Commit, &NodeAddr),
-    upstream_type: Option<HeaderValue>,
+    upstream_type: Option<String>,
     first: Bytes,
-    mut body: UpstreamBody,
+    mut body: Box<dyn BodyStream>,
     mut guard: EndGuard,
     mut orders: Orders,
-) -> Response<Body> {
+) -> Answer {
     enum Agg {
         Native(NativeAggregator),
         Chat(ChatCompletionAggregator),
@@ -467,28 +490,26 @@ async fn aggregate(
         Agg::Raw(v) => v.extend_from_slice(data),
     };
     feed(&mut agg, &first);
-    let mut last_progress = tokio::time::Instant::now();
+    let mut last_progress = std::time::Instant::now();
     let mut failed = false;
     loop {
-        let frame = tokio::select! {
-            f = body.frame() => f,
-            reason = orders.cancelled() => {
+        let frame = match race(next_chunk(&mut body), orders.cancelled()).await {
+            Either::Left(f) => f,
+            Either::Right(reason) => {
                 // Core reaped the attempt (the node stalled) and already ended the request.
                 guard.disarm();
-                let mut resp = error_response(req.proto, 504, cancel_message(reason), None);
-                headers_for(&mut resp, &commit, addr);
-                return resp;
+                let mut answer = error_answer(req.proto, 504, cancel_message(reason), None);
+                headers_for(&mut answer, &commit, addr);
+                return answer;
             }
         };
         let Some(frame) = frame else { break };
         match frame {
-            Ok(f) => {
-                if let Ok(data) = f.into_data() {
-                    feed(&mut agg, &data);
-                    if last_progress.elapsed() >= Duration::from_millis(500) {
-                        last_progress = tokio::time::Instant::now();
-                        guard.report(AttemptInput::Progress);
-                    }
+            Ok(data) => {
+                feed(&mut agg, &data);
+                if last_progress.elapsed() >= Duration::from_millis(500) {
+                    last_progress = std::time::Instant::now();
+                    guard.report(AttemptInput::Progress);
                 }
             }
             Err(_) => {
@@ -497,40 +518,37 @@ async fn aggregate(
             }
         }
     }
-    let result: Result<(Body, HeaderValue, herd_core::router::Usage), String> = match agg {
+    let json_type = || JSON.to_string();
+    let result: Result<(Bytes, String, herd_core::router::Usage), String> = match agg {
         _ if failed => Err("the node's connection failed mid-answer".to_string()),
         Agg::Native(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Chat(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Text(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Raw(v) => {
             let usage = raw_usage(&v);
-            Ok((crate::errors::full(v), upstream_type.unwrap_or_else(json_type), usage))
+            Ok((Bytes::from(v), upstream_type.unwrap_or_else(json_type), usage))
         }
     };
     match result {
         Ok((body, ctype, usage)) => {
             guard.end(AttemptInput::Finished(usage));
-            let mut resp = Response::new(body);
-            resp.headers_mut().insert(CONTENT_TYPE, ctype);
-            headers_for(&mut resp, &commit, addr);
-            resp
+            let mut answer =
+                Answer { status: 200, headers: vec![("content-type", ctype)], body: AnswerBody::Full(body) };
+            headers_for(&mut answer, &commit, addr);
+            answer
         }
         Err(message) => {
             guard.status(502);
             guard.end(AttemptInput::Failed(UpstreamFailure::Reset));
-            let mut resp = error_response(req.proto, 502, &message, None);
-            headers_for(&mut resp, &commit, addr);
-            resp
+            let mut answer = error_answer(req.proto, 502, &message, None);
+            headers_for(&mut answer, &commit, addr);
+            answer
         }
     }
 }
 
-fn json_type() -> HeaderValue {
-    HeaderValue::from_static("application/json; charset=utf-8")
-}
-
-fn json_body(v: &Value) -> Body {
-    crate::errors::full(serde_json::to_vec(v).unwrap_or_default())
+fn json_body(v: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
 
 fn raw_usage(body: &[u8]) -> herd_core::router::Usage {

@@ -1,17 +1,10 @@
 //! Error answers in each client protocol's own envelope (wire-api.md §1.2), before commit as a
 //! status and body, after commit as one last line or event of the stream.
 
+use crate::{Answer, AnswerBody};
 use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use hyper::{Response, StatusCode};
 use serde_json::json;
-use std::convert::Infallible;
 use std::time::Duration;
-
-/// The body type of every answer.
-pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Which envelope a client expects.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -24,25 +17,25 @@ pub enum Proto {
     Anthropic,
 }
 
-/// A whole body.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed_unsync()
-}
+/// The content type of JSON answers.
+pub const JSON: &str = "application/json; charset=utf-8";
 
 /// A JSON answer.
-pub fn json_response(status: u16, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(full(serde_json::to_vec(value).unwrap_or_default()));
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-    resp
+pub fn json_answer(status: u16, value: &serde_json::Value) -> Answer {
+    Answer {
+        status,
+        headers: vec![("content-type", JSON.to_string())],
+        body: AnswerBody::Full(Bytes::from(serde_json::to_vec(value).unwrap_or_default())),
+    }
 }
 
 /// A plain-text answer.
-pub fn text_response(status: u16, text: &'static str) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from_static(text.as_bytes())));
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    resp
+pub fn text_answer(status: u16, text: &'static str) -> Answer {
+    Answer {
+        status,
+        headers: vec![("content-type", "text/plain; charset=utf-8".to_string())],
+        body: AnswerBody::Full(Bytes::from_static(text.as_bytes())),
+    }
 }
 
 /// The `type` of an OpenAI or Anthropic error for `status`. For the statuses Ollama itself
@@ -75,15 +68,33 @@ pub fn error_value(proto: Proto, status: u16, message: &str) -> serde_json::Valu
 }
 
 /// An error answer before commit.
-pub fn error_response(proto: Proto, status: u16, message: &str, retry_after: Option<Duration>) -> Response<Body> {
-    let mut resp = json_response(status, &error_value(proto, status, message));
+pub fn error_answer(proto: Proto, status: u16, message: &str, retry_after: Option<Duration>) -> Answer {
+    let mut answer = json_answer(status, &error_value(proto, status, message));
     if let Some(after) = retry_after {
         let secs = after.as_secs_f64().ceil().max(1.0) as u64;
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut().insert(RETRY_AFTER, v);
-        }
+        answer.headers.push(("retry-after", secs.to_string()));
     }
-    resp
+    answer
+}
+
+/// The answer to a body over the size limit.
+pub fn too_large(proto: Proto, max_body_bytes: usize) -> Answer {
+    error_answer(
+        proto,
+        413,
+        &format!("request body is larger than the limit of {} MiB (HERD_MAX_BODY_MB)", max_body_bytes >> 20),
+        None,
+    )
+}
+
+/// The answer to a body that did not arrive in time.
+pub fn body_timeout(proto: Proto) -> Answer {
+    error_answer(proto, 408, "the request body was not received in time", None)
+}
+
+/// The answer to a body that could not be read.
+pub fn body_unreadable(proto: Proto) -> Answer {
+    error_answer(proto, 400, "the request body could not be read", None)
 }
 
 /// The last line or event of a stream that failed after commit.
@@ -119,8 +130,8 @@ mod tests {
         assert_eq!(error_value(Proto::OpenAi, 400, "x")["error"]["type"], "invalid_request_error");
         assert_eq!(error_value(Proto::Anthropic, 503, "x")["error"]["type"], "overloaded_error");
         assert_eq!(error_value(Proto::Anthropic, 503, "x")["type"], "error");
-        let r = error_response(Proto::Ollama, 429, "busy", Some(Duration::from_millis(1500)));
-        assert_eq!(r.headers()[RETRY_AFTER], "2");
+        let r = error_answer(Proto::Ollama, 429, "busy", Some(Duration::from_millis(1500)));
+        assert_eq!(r.header("retry-after"), Some("2"));
         assert_eq!(stream_error(Proto::Ollama, "x"), Bytes::from_static(b"{\"error\":\"x\"}\n"));
         assert!(stream_error(Proto::OpenAi, "x").starts_with(b"data: {\"error\""));
     }

@@ -4,13 +4,13 @@
 //! memory) comes from the command line; memory left unknown is reported as absent, and core then
 //! leaves cold loads to Ollama and uses the parallelism alone as the node's concurrency.
 
-use crate::app::Upstream;
 use crate::driver::{DriverTx, Input};
-use bytes::Bytes;
+use crate::upstream::Upstream;
+use crate::Runtime;
 use herd_core::fleet::heartbeat::{Heartbeat, Memory};
-use http_body_util::BodyExt;
 use serde_json::Value;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How often a static node is polled (the agents' heartbeat interval).
 pub const POLL_EVERY: Duration = Duration::from_secs(5);
@@ -51,14 +51,22 @@ pub fn normalise_url(raw: &str) -> String {
     }
 }
 
-async fn get_json(client: &Upstream, url: String) -> Option<Value> {
-    let req = hyper::Request::get(url).body(http_body_util::Full::new(Bytes::new())).ok()?;
-    let resp = tokio::time::timeout(Duration::from_secs(5), client.request(req)).await.ok()?.ok()?;
-    if !resp.status().is_success() {
-        return None;
-    }
-    let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect()).await.ok()?.ok()?;
-    serde_json::from_slice(&body.to_bytes()).ok()
+/// `GET base/path` as JSON, within 5 s.
+pub async fn get_json(
+    client: &dyn Upstream,
+    rt: &dyn Runtime,
+    base: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+) -> Option<Value> {
+    let call = async {
+        let mut resp = client.send("GET", base, path, headers, None).await.ok()?;
+        if !(200..300).contains(&resp.head.status) {
+            return None;
+        }
+        crate::fleet::read_json(&mut resp.body).await
+    };
+    crate::timeout(rt, Duration::from_secs(5), call).await.flatten()
 }
 
 /// The heartbeat for what a static node's Ollama answered (`None` = it did not answer).
@@ -83,20 +91,49 @@ pub fn heartbeat(node: &StaticNode, version: Option<&Value>, ps: Option<&Value>,
     }
 }
 
-/// Polls one static node forever, reporting each round to the driver.
-pub async fn poll(driver: DriverTx, client: Upstream, node: StaticNode) {
-    let mut tick = tokio::time::interval(POLL_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Polls one static node forever, reporting each round to the driver. `headers` go with every
+/// request (the fleet key).
+pub async fn poll(
+    driver: DriverTx,
+    client: Arc<dyn Upstream>,
+    rt: Arc<dyn Runtime>,
+    node: StaticNode,
+    headers: Vec<(&'static str, Vec<u8>)>,
+) {
+    let fields: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_slice())).collect();
     loop {
-        tick.tick().await;
-        let (version, ps, tags) = tokio::join!(
-            get_json(&client, format!("{}/api/version", node.url)),
-            get_json(&client, format!("{}/api/ps", node.url)),
-            get_json(&client, format!("{}/api/tags", node.url)),
-        );
+        let started = Instant::now();
+        let get = |path| get_json(&*client, &*rt, &node.url, path, &fields);
+        let (version, (ps, tags)) = join(get("/api/version"), join(get("/api/ps"), get("/api/tags"))).await;
         let hb = heartbeat(&node, version.as_ref(), ps.as_ref(), tags.as_ref());
         driver.send(Input::Static(Box::new(hb), node.url.clone())).await;
+        rt.sleep(POLL_EVERY.saturating_sub(started.elapsed())).await;
     }
+}
+
+/// Both outputs, the futures run concurrently.
+pub async fn join<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let std::task::Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let std::task::Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        if ra.is_some() && rb.is_some() {
+            std::task::Poll::Ready((ra.take().expect("set"), rb.take().expect("set")))
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

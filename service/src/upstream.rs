@@ -1,10 +1,11 @@
-//! The inference hot path's HTTP/1.1 client: requests to nodes written and answers read by the
-//! request's own task, with core's push codecs (`http1` heads, `chunked` bodies), over a small
-//! pool of idle keep-alive connections per node address.
+//! The HTTP/1.1 client to the nodes: requests written and answers read by the request's own task,
+//! with core's push codecs (`http1` heads, `chunked` bodies), over a small pool of idle
+//! keep-alive connections per node address. The socket is the adapter's [`Transport`] (tokio's
+//! `TcpStream`, or async-io's `Async<TcpStream>`); the protocol is written once, here.
 //!
 //! A pooled client with a connection task (hyper-util's) costs every request a hop to that task
 //! and back, and every streamed chunk another hop through a channel; here the answer's body reads
-//! the socket itself in [`Body::poll_frame`], so the bytes go from the node's socket to the
+//! the socket itself in [`BodyStream::poll_chunk`], so the bytes go from the node's socket to the
 //! client's in the one task that serves the request.
 //!
 //! A connection goes back to the pool only when its answer's body ended cleanly on a keep-alive
@@ -13,20 +14,64 @@
 //! is found on reuse: when the write fails, or the connection ends before any byte of an answer,
 //! the request is sent once more on a fresh connection (never once an answer began).
 
+use crate::{BodyStream, BoxFuture, Runtime};
 use bytes::{Buf, Bytes, BytesMut};
 use herd_core::codec::chunked::{ChunkedDecoder, ChunkedLimits};
 use herd_core::codec::http1::{self, Framing, Limits, ResponseHead, ResponseTo};
 use herd_core::codec::Status;
-use http_body::{Body, Frame, SizeHint};
 use std::collections::HashMap;
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A TCP connection to a node, as the adapter's runtime provides it.
+pub trait Transport: Sized + Send + Sync + 'static {
+    /// Opens a connection to `host:port` (TCP_NODELAY set).
+    fn connect(target: String) -> BoxFuture<'static, io::Result<Self>>;
+    /// Reads what the socket has into `buf`'s spare room, appending; `Ok(0)` at the end of the
+    /// stream. `buf` has at least some spare capacity when called.
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
+    /// Writes some of `data`; how much.
+    fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>>;
+    /// For an idle pooled connection: whether it is still open with nothing unasked for to read.
+    /// Must not block.
+    fn idle_ok(&self) -> bool;
+}
+
+/// Writes all of `data`.
+pub async fn write_all<T: Transport>(stream: &T, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = std::future::poll_fn(|cx| stream.poll_write(cx, data)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+/// A node's answer: its head and its body, read as it is polled.
+pub struct Response {
+    /// Status, headers, framing.
+    pub head: ResponseHead,
+    /// The body.
+    pub body: Box<dyn BodyStream>,
+}
+
+/// The client the service sends node requests through.
+pub trait Upstream: Send + Sync {
+    /// Sends `method path` to the node at `base_url` (`http://host:port`) with `headers` besides
+    /// `Host`, `Content-Type` and `Content-Length`, and a JSON body when given; reads the head.
+    fn send<'a>(
+        &'a self,
+        method: &'a str,
+        base_url: &'a str,
+        path: &'a str,
+        headers: &'a [(&'a str, &'a [u8])],
+        body: Option<Bytes>,
+    ) -> BoxFuture<'a, Result<Response, SendError>>;
+}
 
 /// Most idle connections kept per node address.
 const MAX_IDLE_PER_ADDR: usize = 256;
@@ -68,52 +113,94 @@ impl std::fmt::Display for SendError {
     }
 }
 
-struct Idle {
-    stream: TcpStream,
+struct Idle<T> {
+    stream: T,
     since: Instant,
 }
 
-#[derive(Default)]
-struct Idles {
-    by_addr: HashMap<Arc<str>, Vec<Idle>>,
+struct Idles<T> {
+    by_addr: HashMap<Arc<str>, Vec<Idle<T>>>,
     last_sweep: Option<Instant>,
 }
 
 /// Idle keep-alive connections per node address (`host:port`). Cheap to clone.
-#[derive(Clone, Default)]
-pub struct Pool {
-    idle: Arc<Mutex<Idles>>,
+pub struct Pool<T> {
+    idle: Arc<Mutex<Idles<T>>>,
+    rt: Arc<dyn Runtime>,
 }
 
-impl Pool {
-    /// An empty pool.
-    pub fn new() -> Self {
-        Pool::default()
+impl<T> Clone for Pool<T> {
+    fn clone(&self) -> Self {
+        Pool { idle: self.idle.clone(), rt: self.rt.clone() }
+    }
+}
+
+impl<T: Transport> Upstream for Pool<T> {
+    fn send<'a>(
+        &'a self,
+        method: &'a str,
+        base_url: &'a str,
+        path: &'a str,
+        headers: &'a [(&'a str, &'a [u8])],
+        body: Option<Bytes>,
+    ) -> BoxFuture<'a, Result<Response, SendError>> {
+        Box::pin(async move {
+            let (head, body) = self.request(method, base_url, path, headers, body).await?;
+            Ok(Response { head, body: Box::new(body) })
+        })
+    }
+}
+
+impl<T: Transport> Pool<T> {
+    /// An empty pool whose connects time out on `rt`'s timers.
+    pub fn new(rt: Arc<dyn Runtime>) -> Self {
+        Pool { idle: Arc::new(Mutex::new(Idles { by_addr: HashMap::new(), last_sweep: None })), rt }
     }
 
-    /// Sends `POST path` with a JSON `body` to the node at `base_url` (`http://host:port`), with
-    /// `headers` besides `Host`, `Content-Type` and `Content-Length`, and reads the answer's head.
+    /// [`Pool::request`] for `POST` with a JSON body.
     ///
     /// # Errors
     ///
-    /// [`SendError::Connect`] when no connection could be opened, [`SendError::Reset`] when the
-    /// connection failed or the answer's head was malformed.
+    /// As [`Pool::request`].
     pub async fn post_json(
         &self,
         base_url: &str,
         path: &str,
         headers: &[(&str, &[u8])],
         body: Bytes,
-    ) -> Result<(ResponseHead, UpstreamBody), SendError> {
+    ) -> Result<(ResponseHead, UpstreamBody<T>), SendError> {
+        self.request("POST", base_url, path, headers, Some(body)).await
+    }
+
+    /// Sends `method path` to the node at `base_url` (`http://host:port`), with `headers` besides
+    /// `Host`, `Content-Type` and `Content-Length`, and a JSON `body` when given; reads the
+    /// answer's head.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Connect`] when no connection could be opened, [`SendError::Reset`] when the
+    /// connection failed or the answer's head was malformed.
+    pub async fn request(
+        &self,
+        method: &str,
+        base_url: &str,
+        path: &str,
+        headers: &[(&str, &[u8])],
+        body: Option<Bytes>,
+    ) -> Result<(ResponseHead, UpstreamBody<T>), SendError> {
         let Some(authority) = authority_of(base_url) else {
             return Err(SendError::Connect(format!("unsupported node address {base_url:?}")));
         };
         let mut fields: Vec<(&str, &[u8])> = Vec::with_capacity(headers.len() + 2);
         fields.push(("host", authority.as_bytes()));
-        fields.push(("content-type", b"application/json"));
+        if body.is_some() {
+            fields.push(("content-type", b"application/json"));
+        }
         fields.extend_from_slice(headers);
+        let framing = body.as_ref().map_or(Framing::Empty, |b| Framing::Length(b.len() as u64));
+        let body = body.unwrap_or_default();
         let mut head = Vec::with_capacity(256 + if body.len() <= COALESCE_BODY { body.len() } else { 0 });
-        http1::encode_request_head("POST", path, &fields, Framing::Length(body.len() as u64), &mut head)
+        http1::encode_request_head(method, path, &fields, framing, &mut head)
             .map_err(|e| SendError::Connect(e.to_string()))?;
         let body = if body.len() <= COALESCE_BODY {
             head.extend_from_slice(&body);
@@ -129,7 +216,7 @@ impl Pool {
                 Err(Failure::Failed(e)) => return Err(SendError::Reset(e)),
             }
         }
-        let stream = connect(authority).await?;
+        let stream = connect::<T>(&*self.rt, authority).await?;
         match exchange(stream, &head, &body).await {
             Ok(answer) => Ok(self.answer(authority, answer)),
             Err(Failure::Stale(e) | Failure::Failed(e)) => Err(SendError::Reset(e)),
@@ -139,8 +226,8 @@ impl Pool {
     fn answer(
         &self,
         authority: &str,
-        (head, stream, buf): (ResponseHead, TcpStream, BytesMut),
-    ) -> (ResponseHead, UpstreamBody) {
+        (head, stream, buf): (ResponseHead, T, BytesMut),
+    ) -> (ResponseHead, UpstreamBody<T>) {
         let state = match head.framing {
             Framing::Empty | Framing::Length(0) => State::Done,
             Framing::Length(n) => State::Length(n),
@@ -161,7 +248,7 @@ impl Pool {
     }
 
     /// The most recently used live idle connection to `addr`, if any.
-    fn checkout(&self, addr: &str) -> Option<TcpStream> {
+    pub fn checkout(&self, addr: &str) -> Option<T> {
         loop {
             let idle = {
                 let mut idles = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -171,15 +258,14 @@ impl Pool {
             };
             // Closed by the node, or something unasked for arrived: not reusable. (Without a
             // readiness event this reads nothing and costs no system call.)
-            match idle.stream.try_read(&mut [0u8; 1]) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(idle.stream),
-                _ => continue,
+            if idle.stream.idle_ok() {
+                return Some(idle.stream);
             }
         }
     }
 
     /// Keeps `stream` for reuse, unless the address already has its fill.
-    fn checkin(&self, addr: Arc<str>, stream: TcpStream) {
+    fn checkin(&self, addr: Arc<str>, stream: T) {
         let now = Instant::now();
         let mut idles = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idles.last_sweep.is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY) {
@@ -197,13 +283,13 @@ impl Pool {
 }
 
 /// Drops the expired connections of `list`, oldest first (returns append, so it is in age order).
-fn expire(list: &mut Vec<Idle>, now: Instant) {
+fn expire<T>(list: &mut Vec<Idle<T>>, now: Instant) {
     let stale = list.partition_point(|i| now.duration_since(i.since) > IDLE_TIMEOUT);
     list.drain(..stale);
 }
 
 /// `host:port` of `http://host:port[/...]` (port 80 when absent); `None` for other schemes.
-fn authority_of(base_url: &str) -> Option<&str> {
+pub fn authority_of(base_url: &str) -> Option<&str> {
     let (scheme, rest) = base_url.split_once("://")?;
     if !scheme.eq_ignore_ascii_case("http") {
         return None;
@@ -212,19 +298,17 @@ fn authority_of(base_url: &str) -> Option<&str> {
     (!authority.is_empty()).then_some(authority)
 }
 
-async fn connect(authority: &str) -> Result<TcpStream, SendError> {
+async fn connect<T: Transport>(rt: &dyn Runtime, authority: &str) -> Result<T, SendError> {
     let has_port = match authority.strip_prefix('[') {
         Some(v6) => v6.contains("]:"),
         None => authority.contains(':'),
     };
     let target = if has_port { authority.to_string() } else { format!("{authority}:80") };
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.as_str())).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(SendError::Connect(e.to_string())),
-        Err(_) => return Err(SendError::Connect("connect timed out".into())),
-    };
-    stream.set_nodelay(true).map_err(|e| SendError::Connect(e.to_string()))?;
-    Ok(stream)
+    match crate::timeout(rt, CONNECT_TIMEOUT, T::connect(target)).await {
+        Some(Ok(s)) => Ok(s),
+        Some(Err(e)) => Err(SendError::Connect(e.to_string())),
+        None => Err(SendError::Connect("connect timed out".into())),
+    }
 }
 
 enum Failure {
@@ -236,15 +320,11 @@ enum Failure {
 
 /// Writes the request and reads the answer's head; returns it with the connection and the bytes
 /// read past the head.
-async fn exchange(
-    mut stream: TcpStream,
-    head: &[u8],
-    body: &[u8],
-) -> Result<(ResponseHead, TcpStream, BytesMut), Failure> {
+async fn exchange<T: Transport>(stream: T, head: &[u8], body: &[u8]) -> Result<(ResponseHead, T, BytesMut), Failure> {
     let written = async {
-        stream.write_all(head).await?;
+        write_all(&stream, head).await?;
         if !body.is_empty() {
-            stream.write_all(body).await?;
+            write_all(&stream, body).await?;
         }
         io::Result::Ok(())
     };
@@ -279,22 +359,16 @@ async fn exchange(
 }
 
 /// Reads what the socket has into `buf`'s spare room; `Ok(0)` at the end of the stream.
-fn poll_fill(stream: &TcpStream, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+fn poll_fill<T: Transport>(stream: &T, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
     if buf.capacity() - buf.len() < MIN_READ_ROOM {
         buf.reserve(READ_CHUNK);
     }
-    loop {
-        ready!(stream.poll_read_ready(cx))?;
-        match stream.try_read_buf(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            r => return Poll::Ready(r),
-        }
-    }
+    stream.poll_read(cx, buf)
 }
 
-struct Conn {
-    stream: TcpStream,
-    pool: Pool,
+struct Conn<T> {
+    stream: T,
+    pool: Pool<T>,
     addr: Arc<str>,
     keep_alive: bool,
 }
@@ -311,14 +385,14 @@ enum State {
 }
 
 /// A node's answer body, read from its connection as it is polled.
-pub struct UpstreamBody {
-    conn: Option<Conn>,
+pub struct UpstreamBody<T> {
+    conn: Option<Conn<T>>,
     /// Bytes read but not yet handed out.
     buf: BytesMut,
     state: State,
 }
 
-impl UpstreamBody {
+impl<T: Transport> UpstreamBody<T> {
     /// The body ended cleanly: the connection goes back to the pool if it may carry another
     /// request, and is closed otherwise.
     fn release(&mut self) {
@@ -331,7 +405,7 @@ impl UpstreamBody {
     }
 
     /// The body failed: the connection is closed.
-    fn fail(&mut self, message: impl Into<String>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn fail(&mut self, message: impl Into<String>) -> Poll<Option<io::Result<Bytes>>> {
         self.state = State::Done;
         self.conn = None;
         Poll::Ready(Some(Err(io::Error::other(message.into()))))
@@ -345,12 +419,9 @@ impl UpstreamBody {
     }
 }
 
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = &mut *self;
+impl<T: Transport> BodyStream for UpstreamBody<T> {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        let this = self;
         loop {
             match &mut this.state {
                 State::Done => return Poll::Ready(None),
@@ -362,7 +433,7 @@ impl Body for UpstreamBody {
                         if *left == 0 {
                             this.release();
                         }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                        return Poll::Ready(Some(Ok(data)));
                     }
                 }
                 State::Chunked(decoder) => {
@@ -377,7 +448,7 @@ impl Body for UpstreamBody {
                             Err(e) => return this.fail(format!("malformed chunked body: {e}")),
                         }
                         if !out.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                            return Poll::Ready(Some(Ok(Bytes::from(out))));
                         }
                         continue;
                     }
@@ -385,7 +456,7 @@ impl Body for UpstreamBody {
                 State::Close => {
                     if !this.buf.is_empty() {
                         let data = this.buf.split().freeze();
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                        return Poll::Ready(Some(Ok(data)));
                     }
                 }
             }
@@ -400,129 +471,5 @@ impl Body for UpstreamBody {
                 Err(e) => return this.fail(format!("reading the body: {e}")),
             }
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        matches!(self.state, State::Done)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.state {
-            State::Done => SizeHint::with_exact(0),
-            State::Length(n) => SizeHint::with_exact(n),
-            _ => SizeHint::default(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
-    use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
-
-    /// Reads one request (head and content-length body) from `s`; false at the end of the stream.
-    async fn read_request(s: &mut TcpStream) -> bool {
-        let mut buf = Vec::new();
-        let mut byte = [0u8; 1];
-        while !buf.ends_with(b"\r\n\r\n") {
-            if s.read(&mut byte).await.unwrap_or(0) == 0 {
-                return false;
-            }
-            buf.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&buf).to_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        s.read_exact(&mut body).await.is_ok()
-    }
-
-    async fn collect(body: UpstreamBody) -> Result<Vec<u8>, io::Error> {
-        Ok(body.collect().await?.to_bytes().to_vec())
-    }
-
-    #[tokio::test]
-    async fn framings_and_reuse() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut s, _) = listener.accept().await.unwrap();
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let answers: [&[u8]; 3] = [
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
-                        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-                        b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end",
-                    ];
-                    for a in answers {
-                        if !read_request(&mut s).await {
-                            return;
-                        }
-                        s.write_all(a).await.unwrap();
-                    }
-                });
-            }
-        });
-        let pool = Pool::new();
-        let (head, body) = pool.post_json(&url, "/api/chat", &[], Bytes::from_static(b"{}")).await.unwrap();
-        assert_eq!(head.status, 200);
-        assert_eq!(collect(body).await.unwrap(), b"hello");
-        let (_, body) = pool.post_json(&url, "/api/chat", &[], Bytes::from_static(b"{}")).await.unwrap();
-        assert_eq!(collect(body).await.unwrap(), b"abcde");
-        let (_, body) = pool.post_json(&url, "/api/chat", &[], Bytes::from_static(b"{}")).await.unwrap();
-        assert_eq!(collect(body).await.unwrap(), b"until the end");
-        // All three on one connection; the close-delimited one is not kept.
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert!(pool.checkout(authority_of(&url).unwrap()).is_none());
-    }
-
-    #[tokio::test]
-    async fn a_stale_idle_connection_is_retried_once_on_a_fresh_one() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            // First connection: one answer, then the request after it is read and the
-            // connection closed without a byte of answer.
-            let (mut s, _) = listener.accept().await.unwrap();
-            assert!(read_request(&mut s).await);
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
-            assert!(read_request(&mut s).await);
-            drop(s);
-            let (mut s, _) = listener.accept().await.unwrap();
-            assert!(read_request(&mut s).await);
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh").await.unwrap();
-            // A truncated answer: no retry once bytes came.
-            let (mut s, _) = listener.accept().await.unwrap();
-            assert!(read_request(&mut s).await);
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\npart").await.unwrap();
-        });
-        let pool = Pool::new();
-        let (_, body) = pool.post_json(&url, "/x", &[], Bytes::from_static(b"{}")).await.unwrap();
-        assert_eq!(collect(body).await.unwrap(), b"ok");
-        let (_, body) = pool.post_json(&url, "/x", &[], Bytes::from_static(b"{}")).await.unwrap();
-        assert_eq!(collect(body).await.unwrap(), b"fresh");
-        // `fresh`'s connection is idle in the pool but the server no longer reads it: drop it.
-        assert!(pool.checkout(authority_of(&url).unwrap()).is_some());
-        let (_, body) = pool.post_json(&url, "/x", &[], Bytes::from_static(b"{}")).await.unwrap();
-        assert!(collect(body).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn connect_failures_are_connect_errors() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        drop(listener);
-        let e = Pool::new().post_json(&url, "/x", &[], Bytes::new()).await.err().unwrap();
-        assert!(e.is_connect());
-        let e = Pool::new().post_json("https://example.invalid", "/x", &[], Bytes::new()).await.err().unwrap();
-        assert!(e.is_connect());
     }
 }

@@ -1,0 +1,189 @@
+//! The tokio side of herd-service's seams: [`TokioRuntime`] (timers, tasks) and [`TokioTcp`]
+//! (a node connection for the pooled HTTP/1.1 client).
+
+use bytes::BytesMut;
+use herd_service::upstream::Transport;
+use herd_service::{BoxFuture, Runtime};
+use std::io;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Timers and tasks on the current tokio runtime.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioRuntime;
+
+impl Runtime for TokioRuntime {
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        tokio::spawn(task);
+    }
+}
+
+/// A tokio TCP connection to a node.
+pub struct TokioTcp(TcpStream);
+
+impl Transport for TokioTcp {
+    fn connect(target: String) -> BoxFuture<'static, io::Result<Self>> {
+        Box::pin(async move {
+            let s = TcpStream::connect(target.as_str()).await?;
+            s.set_nodelay(true)?;
+            Ok(TokioTcp(s))
+        })
+    }
+
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(data) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn idle_ok(&self) -> bool {
+        // Closed by the node, or something unasked for arrived: not reusable. (Without a
+        // readiness event this reads nothing and costs no system call.)
+        matches!(self.0.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+/// The node client of the tokio router.
+pub type Pool = herd_service::upstream::Pool<TokioTcp>;
+
+/// A pool on [`TokioRuntime`].
+pub fn pool() -> Pool {
+    Pool::new(std::sync::Arc::new(TokioRuntime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use herd_service::upstream::{authority_of, UpstreamBody};
+    use herd_service::BodyStream;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Reads one request (head and content-length body) from `s`; false at the end of the stream.
+    async fn read_request(s: &mut TcpStream) -> bool {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                return false;
+            }
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).to_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.is_ok()
+    }
+
+    async fn collect(mut body: UpstreamBody<TokioTcp>) -> Result<Vec<u8>, io::Error> {
+        let mut out = Vec::new();
+        while let Some(piece) = std::future::poll_fn(|cx| body.poll_chunk(cx)).await {
+            out.extend_from_slice(&piece?);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn framings_and_reuse() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let answers: [&[u8]; 3] = [
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
+                        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+                        b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end",
+                    ];
+                    for a in answers {
+                        if !read_request(&mut s).await {
+                            return;
+                        }
+                        s.write_all(a).await.unwrap();
+                    }
+                });
+            }
+        });
+        let pool = pool();
+        let (head, body) = pool.post_json(&url, "/api/chat", &[], Bytes::from_static(b"{}")).await.unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(collect(body).await.unwrap(), b"hello");
+        let (_, body) = pool.post_json(&url, "/api/chat", &[], Bytes::from_static(b"{}")).await.unwrap();
+        assert_eq!(collect(body).await.unwrap(), b"abcde");
+        let (_, body) = pool.post_json(&url, "/api/chat", &[], Bytes::from_static(b"{}")).await.unwrap();
+        assert_eq!(collect(body).await.unwrap(), b"until the end");
+        // All three on one connection; the close-delimited one is not kept.
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(pool.checkout(authority_of(&url).unwrap()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stale_idle_connection_is_retried_once_on_a_fresh_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            // First connection: one answer, then the request after it is read and the
+            // connection closed without a byte of answer.
+            let (mut s, _) = listener.accept().await.unwrap();
+            assert!(read_request(&mut s).await);
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+            assert!(read_request(&mut s).await);
+            drop(s);
+            let (mut s, _) = listener.accept().await.unwrap();
+            assert!(read_request(&mut s).await);
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh").await.unwrap();
+            // A truncated answer: no retry once bytes came.
+            let (mut s, _) = listener.accept().await.unwrap();
+            assert!(read_request(&mut s).await);
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\npart").await.unwrap();
+        });
+        let pool = pool();
+        let (_, body) = pool.post_json(&url, "/x", &[], Bytes::from_static(b"{}")).await.unwrap();
+        assert_eq!(collect(body).await.unwrap(), b"ok");
+        let (_, body) = pool.post_json(&url, "/x", &[], Bytes::from_static(b"{}")).await.unwrap();
+        assert_eq!(collect(body).await.unwrap(), b"fresh");
+        // `fresh`'s connection is idle in the pool but the server no longer reads it: drop it.
+        assert!(pool.checkout(authority_of(&url).unwrap()).is_some());
+        let (_, body) = pool.post_json(&url, "/x", &[], Bytes::from_static(b"{}")).await.unwrap();
+        assert!(collect(body).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn connect_failures_are_connect_errors() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let e = pool().post_json(&url, "/x", &[], Bytes::new()).await.err().unwrap();
+        assert!(e.is_connect());
+        let e = pool().post_json("https://example.invalid", "/x", &[], Bytes::new()).await.err().unwrap();
+        assert!(e.is_connect());
+    }
+}

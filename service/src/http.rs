@@ -1,0 +1,121 @@
+//! The routing table and the keys: which handler a path goes to, which key it needs, and the
+//! refusals that come before a body is read. Adapters call [`admit`] on each request head, read
+//! the body within [`App::max_body_bytes`] and [`App::read_timeout`], then call [`serve`].
+
+use crate::errors::{error_answer, text_answer, Proto};
+use crate::proxy::Hints;
+use crate::{fleet, key_matches, proxy, Answer, App, Headers};
+use bytes::Bytes;
+use herd_core::api::Surface;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Which key a path needs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Guard {
+    Open,
+    Api,
+    Admin,
+}
+
+/// A request the keys let through, and where it goes.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    /// The path, a trailing slash removed.
+    pub path: String,
+    /// The envelope its errors use.
+    pub proto: Proto,
+    /// An inference surface, or `None` for the other paths.
+    pub surface: Option<Surface>,
+    /// What its headers tell the router (inference only).
+    pub hints: Hints,
+}
+
+/// The envelope errors on `path` use.
+pub fn proto_of_path(path: &str) -> Proto {
+    if path.starts_with("/v1/messages") {
+        Proto::Anthropic
+    } else if path.starts_with("/v1/") {
+        Proto::OpenAi
+    } else {
+        Proto::Ollama
+    }
+}
+
+fn presented_key(headers: &dyn Headers) -> Option<&str> {
+    if let Some(v) = headers.get("authorization") {
+        let v = v.trim();
+        if let Some(k) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            return Some(k.trim());
+        }
+    }
+    headers.get("x-api-key").map(str::trim)
+}
+
+/// `None` when allowed, else the refusal.
+fn check(app: &App, guard: Guard, headers: &dyn Headers, proto: Proto) -> Option<Answer> {
+    let key = presented_key(headers);
+    let admin_ok = |k: &str| app.admin_key.as_deref().is_some_and(|a| key_matches(k, &[a.to_string()]));
+    let missing = || error_answer(proto, 401, "missing or invalid API key (Authorization: Bearer <key>)", None);
+    match guard {
+        Guard::Open => None,
+        Guard::Api => {
+            if app.api_keys.is_empty() || key.is_some_and(|k| key_matches(k, &app.api_keys) || admin_ok(k)) {
+                None
+            } else {
+                Some(missing())
+            }
+        }
+        Guard::Admin => match (&app.admin_key, key) {
+            (Some(_), Some(k)) if admin_ok(k) => None,
+            (Some(_), _) => Some(error_answer(proto, 403, "this endpoint needs the admin key (HERD_ADMIN_KEY)", None)),
+            (None, _) if app.api_keys.is_empty() => None,
+            (None, Some(k)) if key_matches(k, &app.api_keys) => None,
+            (None, _) => Some(missing()),
+        },
+    }
+}
+
+/// Checks a request head: the method of an inference path, and the key its path needs. `Err` is
+/// the answer to send without reading the body.
+pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Result<Admitted, Answer> {
+    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    let proto = proto_of_path(path);
+    if let Some(surface) = Surface::from_path(path) {
+        if method != "POST" {
+            return Err(text_answer(405, "405 method not allowed"));
+        }
+        if let Some(refused) = check(app, Guard::Api, headers, proto) {
+            return Err(refused);
+        }
+        return Ok(Admitted { path: path.to_string(), proto, surface: Some(surface), hints: Hints::of(headers) });
+    }
+    let guard = match path {
+        "/" | "/api/version" | "/heartbeat" => Guard::Open,
+        "/api/pull" | "/api/delete" | "/api/copy" | "/api/create" | "/api/push" => Guard::Admin,
+        p if p.starts_with("/fleet/drain/") => Guard::Admin,
+        _ => Guard::Api,
+    };
+    if let Some(refused) = check(app, guard, headers, proto) {
+        return Err(refused);
+    }
+    Ok(Admitted { path: path.to_string(), proto, surface: None, hints: Hints::default() })
+}
+
+/// Serves an admitted request whose body has been read.
+pub async fn serve(
+    app: Arc<App>,
+    admitted: Admitted,
+    method: &str,
+    query: &str,
+    body: Bytes,
+    peer: SocketAddr,
+) -> Answer {
+    match admitted.surface {
+        Some(surface) => proxy::serve(app, surface, admitted.hints, body, Some(peer.ip().to_string())).await,
+        None => {
+            let call = fleet::Call { method, path: &admitted.path, query, body, peer };
+            fleet::route(app, call).await
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! herd-service: the router's HTTP service, written once for both routers. `herd` (tokio + hyper)
+//! and `herd-lite` (smol + core's HTTP/1 codec) differ only in how they accept connections, read
+//! and write bytes and keep time; everything a client can observe is decided here, from core's
+//! decisions, so the two cannot drift apart.
+//!
+//! The seams, in the manner of quinn's `Runtime` and `AsyncUdpSocket`:
+//! - [`Runtime`]: timers and spawning;
+//! - [`upstream::Transport`]: a TCP connection to a node, for the pooled HTTP/1.1 client;
+//! - [`BodyStream`]: a body read as it is polled (a node's answer, a relayed stream);
+//! - [`driver::TraceSink`] and [`TraceLog`]: where traces go (SQLite in `herd`, a ring in
+//!   `herd-lite`) and how `/fleet/traces` and `/fleet/usage` read them back.
+//!
+//! The shape: [`http`] checks a request's path and keys and sends it to [`proxy`] (one routed
+//! inference request: core decides every attempt, retry and fallback; the proxy performs them) or
+//! [`fleet`] (model lists, admin calls, heartbeats, `/fleet/*`). [`relay`] carries a committed
+//! answer to the client. [`driver`] is the one task that owns core's `Router`.
+
+pub mod driver;
+pub mod errors;
+pub mod fleet;
+pub mod http;
+pub mod proxy;
+pub mod relay;
+pub mod resolve;
+pub mod static_nodes;
+pub mod upstream;
+
+use bytes::Bytes;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Timers and tasks of the async runtime the service runs on.
+pub trait Runtime: Send + Sync + 'static {
+    /// Completes after `d`.
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
+    /// Runs `task` to completion in the background.
+    fn spawn(&self, task: BoxFuture<'static, ()>);
+}
+
+/// A body read as it is polled: `None` at its end, `Some(Err)` when it failed (its connection
+/// broke); it is not polled again after either.
+pub trait BodyStream: Send {
+    /// The next piece of the body.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>>;
+}
+
+impl BodyStream for Box<dyn BodyStream> {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        (**self).poll_chunk(cx)
+    }
+}
+
+/// Waits for the next piece of `body`.
+pub async fn next_chunk(body: &mut (impl BodyStream + ?Sized)) -> Option<io::Result<Bytes>> {
+    std::future::poll_fn(|cx| body.poll_chunk(cx)).await
+}
+
+/// What the service answers: a status, headers (content type included) and a whole or streamed
+/// body. The adapter writes it in its own way (hyper, or core's HTTP/1 encoder).
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Header fields, lowercase names.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: AnswerBody,
+}
+
+/// An answer's body.
+pub enum AnswerBody {
+    /// All of it.
+    Full(Bytes),
+    /// Streamed as it comes (chunked on the wire). An `Err` piece ends it abnormally: the
+    /// connection is closed without the final chunk, so the client sees a truncated answer.
+    Stream(Box<dyn BodyStream>),
+}
+
+impl Answer {
+    /// The value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The request headers the service reads, whatever the adapter's header type is.
+pub trait Headers {
+    /// The value of `name` (case-insensitive), when present and text.
+    fn get(&self, name: &str) -> Option<&str>;
+}
+
+/// Where the router's traces can be read back from, for `/fleet/traces` and `/fleet/usage`.
+pub trait TraceLog: Send + Sync {
+    /// The latest `limit` traces, newest first, as JSON objects.
+    fn recent(&self, limit: u32) -> BoxFuture<'_, Result<Vec<serde_json::Value>, String>>;
+    /// Token usage since `since_unix_ms`: (by tag, by model), as JSON arrays.
+    fn usage(&self, since_unix_ms: i64) -> BoxFuture<'_, Result<(serde_json::Value, serde_json::Value), String>>;
+}
+
+/// The header that carries the fleet key to nodes (checked by `herd-node --proxy-port`).
+pub const FLEET_KEY_HEADER: &str = "x-herd-fleet-key";
+
+/// What request tasks share.
+pub struct App {
+    /// The driver.
+    pub driver: driver::DriverTx,
+    /// Connections to the nodes.
+    pub upstream: Arc<dyn upstream::Upstream>,
+    /// Timers and tasks.
+    pub runtime: Arc<dyn Runtime>,
+    /// Inference keys (empty = open).
+    pub api_keys: Vec<String>,
+    /// Admin key.
+    pub admin_key: Option<String>,
+    /// Largest body, bytes.
+    pub max_body_bytes: usize,
+    /// Longest wait for a request's head or body.
+    pub read_timeout: Duration,
+    /// The fleet key, presented to every node in `X-Herd-Fleet-Key` (a `herd-node` proxy refuses
+    /// callers without it).
+    pub fleet_key: Option<String>,
+    /// Trace reader for `/fleet/traces` and `/fleet/usage`.
+    pub traces: Option<Arc<dyn TraceLog>>,
+}
+
+impl App {
+    /// The extra header every request to a node carries.
+    pub fn node_headers(&self) -> Vec<(&'static str, &[u8])> {
+        self.fleet_key.as_deref().map(|k| (FLEET_KEY_HEADER, k.as_bytes())).into_iter().collect()
+    }
+}
+
+/// Starts what runs beside the requests: a poller per static node and the auto-pull worker.
+pub fn start_background(app: &Arc<App>, mut pulls: driver::PullOrders, nodes: Vec<static_nodes::StaticNode>) {
+    let headers: Vec<(&'static str, Vec<u8>)> = app.node_headers().into_iter().map(|(k, v)| (k, v.to_vec())).collect();
+    for node in nodes {
+        let poll =
+            static_nodes::poll(app.driver.clone(), app.upstream.clone(), app.runtime.clone(), node, headers.clone());
+        app.runtime.spawn(Box::pin(poll));
+    }
+    // Auto-pull orders (core emits them only for allow-listed models).
+    let worker = app.clone();
+    app.runtime.spawn(Box::pin(async move {
+        while let Some((node, model, addr)) = pulls.recv().await {
+            let app = worker.clone();
+            worker.runtime.spawn(Box::pin(async move {
+                let ok = fleet::pull(&app, &addr.url, model.as_str()).await;
+                app.driver.send(driver::Input::PullResult(node, model, ok)).await;
+            }));
+        }
+    }));
+}
+
+/// Constant-time comparison of a presented key with the configured ones.
+pub fn key_matches(presented: &str, keys: &[String]) -> bool {
+    // Every key is compared, so the time taken does not say which one matched.
+    keys.iter().fold(false, |ok, k| ok | herd_core::secret::same_secret(presented.as_bytes(), k.as_bytes()))
+}
+
+/// The first of two futures to finish; `a` is polled first.
+pub async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = a.as_mut().poll(cx) {
+            return Poll::Ready(Either::Left(v));
+        }
+        b.as_mut().poll(cx).map(Either::Right)
+    })
+    .await
+}
+
+/// One of two values.
+#[derive(Debug)]
+pub enum Either<A, B> {
+    /// The first.
+    Left(A),
+    /// The second.
+    Right(B),
+}
+
+/// `fut`'s output, or `None` when `d` passes first.
+pub async fn timeout<T>(rt: &dyn Runtime, d: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    match race(fut, rt.sleep(d)).await {
+        Either::Left(v) => Some(v),
+        Either::Right(()) => None,
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        let keys = vec!["abc".to_string(), "longer-key".to_string()];
+        assert!(key_matches("abc", &keys));
+        assert!(key_matches("longer-key", &keys));
+        assert!(!key_matches("ab", &keys));
+        assert!(!key_matches("abcd", &keys));
+        assert!(!key_matches("", &keys));
+    }
+}
