@@ -1,10 +1,105 @@
-//! Placeholder for `herd-lite` until its issue lands; it links herd-core so the workspace stays whole.
+//! `herd-lite`: the herd router for small devices. See `herd-lite --help`.
 
-fn main() {
-    eprintln!(
-        "herd-lite {}: not built yet (herd-core {} is ready; see the open issues)",
-        env!("CARGO_PKG_VERSION"),
-        herd_core::VERSION
-    );
-    std::process::exit(2);
+use clap::Parser;
+use herd_smol::Args;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HERD_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .init();
+    if args.threads > 0 && std::env::var_os("SMOL_THREADS").is_none() {
+        // Read by smol's global executor when it starts, which is below: nothing runs yet.
+        std::env::set_var("SMOL_THREADS", args.threads.to_string());
+    }
+    if args.demo && !cfg!(feature = "demo") {
+        eprintln!(
+            "herd-lite: this build has no simulated nodes; build it with `--features demo` \
+             (cargo run --release -p herd-smol --features demo -- --demo), or use `herd --demo`"
+        );
+        return ExitCode::from(2);
+    }
+    smol::block_on(run(args))
+}
+
+async fn run(args: Args) -> ExitCode {
+    let running = match herd_smol::start(&args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("herd-lite: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("listening on http://{}", running.addr);
+    let _ = std::io::stdout().flush();
+    #[cfg(feature = "demo")]
+    let _demo = if args.demo {
+        match demo::start(&running.url()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("herd-lite: cannot start the demo nodes: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    tracing::info!(addr = %running.addr, "herd-lite is ready");
+    let (tx, rx) = smol::channel::bounded::<()>(4);
+    let first: Mutex<Option<Instant>> = Mutex::new(None);
+    if let Err(e) = ctrlc::set_handler(move || {
+        let mut first = first.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *first {
+            None => {
+                *first = Some(Instant::now());
+                let _ = tx.send_blocking(());
+            }
+            // `timeout` and group signals deliver the same SIGTERM twice at once; only a later
+            // second signal means "stop now".
+            Some(at) if at.elapsed() >= Duration::from_millis(500) => {
+                eprintln!("herd-lite: second signal, exiting without waiting for requests in progress");
+                std::process::exit(130);
+            }
+            Some(_) => {}
+        }
+    }) {
+        eprintln!("herd-lite: cannot handle signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    let _ = rx.recv().await;
+    let grace = Duration::from_secs(args.drain_secs);
+    tracing::info!(?grace, "shutting down: no new connections; letting requests in progress finish");
+    let left = running.drain(grace).await;
+    if left > 0 {
+        tracing::warn!(connections = left, "requests still in progress after the drain period; cutting them");
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(feature = "demo")]
+mod demo {
+    //! The simulated nodes of `--demo`: herd-tokio's fake Ollama servers on a tokio runtime of
+    //! their own, beside the router.
+
+    /// The running demo fleet; dropping it stops the nodes.
+    pub struct Demo {
+        _runtime: tokio::runtime::Runtime,
+        _fleet: Vec<herd_tokio::fake::FakeHandle>,
+    }
+
+    pub fn start(router_url: &str) -> std::io::Result<Demo> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        let fleet = runtime.block_on(herd_tokio::demo::start_fleet(router_url))?;
+        for (spec, f) in herd_tokio::demo::demo_fleet().iter().zip(&fleet) {
+            println!("simulated node {:<12} {}", spec.name, f.url());
+        }
+        println!("try: curl {router_url}/api/tags, or any Ollama or OpenAI client at {router_url}");
+        Ok(Demo { _runtime: runtime, _fleet: fleet })
+    }
 }

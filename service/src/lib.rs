@@ -22,6 +22,7 @@ pub mod http;
 pub mod proxy;
 pub mod relay;
 pub mod resolve;
+pub mod ring;
 pub mod static_nodes;
 pub mod upstream;
 
@@ -134,6 +135,29 @@ impl App {
     pub fn node_headers(&self) -> Vec<(&'static str, &[u8])> {
         self.fleet_key.as_deref().map(|k| (FLEET_KEY_HEADER, k.as_bytes())).into_iter().collect()
     }
+}
+
+/// Reads the router configuration: the JSON file's fields over core's defaults, then the fleet
+/// key from the command line.
+///
+/// # Errors
+///
+/// The file cannot be read or parsed (with its path), or the configuration is invalid.
+pub fn load_config(
+    file: Option<&std::path::Path>,
+    fleet_key: Option<&str>,
+) -> Result<herd_core::config::RouterConfig, String> {
+    let mut config = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?
+        }
+        None => herd_core::config::RouterConfig::default(),
+    };
+    if let Some(k) = fleet_key.filter(|k| !k.is_empty()) {
+        config.fleet.fleet_key = Some(k.to_string());
+    }
+    config.validate().map_err(|e| format!("invalid configuration: {e}"))
 }
 
 /// Starts what runs beside the requests: a poller per static node and the auto-pull worker.

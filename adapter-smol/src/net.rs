@@ -1,0 +1,123 @@
+//! The smol side of herd-service's seams: [`SmolRuntime`] (async-io timers, smol's executor)
+//! and [`SmolTcp`] (an `Async<TcpStream>` to a node for the pooled HTTP/1.1 client).
+
+use async_io::{Async, Timer};
+use bytes::BytesMut;
+use herd_service::upstream::Transport;
+use herd_service::{BoxFuture, Runtime};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+/// Timers from async-io, tasks on smol's global executor.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SmolRuntime;
+
+impl Runtime for SmolRuntime {
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            Timer::after(d).await;
+        })
+    }
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        smol::spawn(task).detach();
+    }
+}
+
+/// Reads what `stream` has into `buf`'s spare room (zeroed first: no unsafe code here).
+pub fn poll_read_into(stream: &Async<TcpStream>, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+    loop {
+        let len = buf.len();
+        let room = (buf.capacity() - len).max(4096);
+        buf.resize(len + room, 0);
+        let r = (&*stream.get_ref()).read(&mut buf[len..]);
+        match r {
+            Ok(n) => {
+                buf.truncate(len + n);
+                return Poll::Ready(Ok(n));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                buf.truncate(len);
+                ready!(stream.poll_readable(cx))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(len),
+            Err(e) => {
+                buf.truncate(len);
+                return Poll::Ready(Err(e));
+            }
+        }
+    }
+}
+
+/// Writes some of `data` to `stream`.
+pub fn poll_write(stream: &Async<TcpStream>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    loop {
+        match (&*stream.get_ref()).write(data) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(stream.poll_writable(cx))?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return Poll::Ready(r),
+        }
+    }
+}
+
+/// Writes all of `data` to `stream`.
+pub async fn write_all(stream: &Async<TcpStream>, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = std::future::poll_fn(|cx| poll_write(stream, cx, data)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+/// An async-io TCP connection to a node.
+pub struct SmolTcp(Async<TcpStream>);
+
+impl Transport for SmolTcp {
+    fn connect(target: String) -> BoxFuture<'static, io::Result<Self>> {
+        Box::pin(async move {
+            // An address needs no resolver thread; a name is resolved off the executor.
+            let addrs: Vec<std::net::SocketAddr> = match target.parse() {
+                Ok(a) => vec![a],
+                Err(_) => {
+                    smol::unblock(move || std::net::ToSocketAddrs::to_socket_addrs(&target).map(Vec::from_iter)).await?
+                }
+            };
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address");
+            for addr in addrs {
+                match Async::<TcpStream>::connect(addr).await {
+                    Ok(s) => {
+                        s.get_ref().set_nodelay(true)?;
+                        return Ok(SmolTcp(s));
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        })
+    }
+
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        poll_read_into(&self.0, cx, buf)
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        poll_write(&self.0, cx, data)
+    }
+
+    fn idle_ok(&self) -> bool {
+        // Nothing to read (WouldBlock) means open and quiet; EOF or stray bytes mean not reusable.
+        matches!((&*self.0.get_ref()).read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+/// The node client of the smol router.
+pub type Pool = herd_service::upstream::Pool<SmolTcp>;
+
+/// A pool on [`SmolRuntime`].
+pub fn pool() -> Pool {
+    Pool::new(std::sync::Arc::new(SmolRuntime))
+}

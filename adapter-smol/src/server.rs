@@ -1,0 +1,378 @@
+//! The listening side of herd-lite: HTTP/1.1 over async-io sockets with core's codec (request
+//! heads, chunked bodies, response heads), keep-alive and pipelining, the same limits as `herd`
+//! (header count and size, body size, read timeouts), and each request handed to herd-service.
+//!
+//! One task per connection reads a head, asks herd-service whether the path and key are
+//! allowed, reads the body, and writes the answer: whole with `Content-Length`, or streamed with
+//! chunked transfer coding. While a request is being served the task watches the socket, so a
+//! client that leaves (while queued, say) is noticed and its request ended at once.
+
+use crate::net::{poll_read_into, write_all};
+use async_io::{Async, Timer};
+use bytes::{Buf, Bytes, BytesMut};
+use herd_core::codec::chunked::{encode_chunk, encode_last, ChunkedDecoder, ChunkedLimits};
+use herd_core::codec::http1::{self, Framing, HeadError, Header, Limits, RequestHead};
+use herd_core::codec::Status;
+use herd_service::errors::{body_timeout, body_unreadable, error_answer, too_large, Proto};
+use herd_service::{http as service, next_chunk, race, Answer, AnswerBody, App, Either, Headers};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most request headers accepted (as `herd`).
+pub const MAX_HEADERS: usize = 100;
+/// Largest request head, bytes (as `herd`).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Bytes read from a client at once.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Stops the listener and lets open connections finish; see `herd`'s `Draining`.
+#[derive(Clone)]
+pub struct Draining {
+    stop: smol::channel::Sender<()>,
+    stopped: smol::channel::Receiver<()>,
+    live: Arc<()>,
+}
+
+impl Default for Draining {
+    fn default() -> Self {
+        let (stop, stopped) = smol::channel::bounded(1);
+        Draining { stop, stopped, live: Arc::new(()) }
+    }
+}
+
+impl Draining {
+    /// Stops accepting and asks every connection to close once its current request is answered.
+    pub fn begin(&self) {
+        self.stop.close();
+    }
+
+    /// Whether [`Draining::begin`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.stop.is_closed()
+    }
+
+    /// Completes when [`Draining::begin`] is called.
+    pub async fn wait(&self) {
+        let _ = self.stopped.recv().await;
+    }
+
+    /// Connections still open.
+    pub fn open_connections(&self) -> usize {
+        Arc::strong_count(&self.live) - 1
+    }
+}
+
+/// Accepts and serves connections until [`Draining::begin`].
+pub async fn serve(listener: Async<TcpListener>, app: Arc<App>, draining: Draining) {
+    loop {
+        let accepted = match race(listener.accept(), draining.wait()).await {
+            Either::Left(a) => a,
+            Either::Right(()) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                Timer::after(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.get_ref().set_nodelay(true);
+        let conn = Conn { stream, peer, app: app.clone(), draining: draining.clone(), buf: BytesMut::new() };
+        let live = draining.live.clone();
+        smol::spawn(async move {
+            let _live = live;
+            conn.run().await;
+        })
+        .detach();
+    }
+}
+
+struct HeadHeaders<'a>(&'a [Header]);
+
+impl Headers for HeadHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        http1::find_header(self.0, name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// Why reading stopped.
+enum ReadEnd {
+    /// The client closed, or the connection failed: nothing to answer.
+    Closed,
+    /// The client took too long.
+    TimedOut,
+    /// The router is draining and the connection is idle.
+    Draining,
+}
+
+struct Conn {
+    stream: Async<TcpStream>,
+    peer: SocketAddr,
+    app: Arc<App>,
+    draining: Draining,
+    /// Bytes read and not yet used (the rest of a head, a body, pipelined requests).
+    buf: BytesMut,
+}
+
+impl Conn {
+    async fn run(mut self) {
+        loop {
+            let head = match self.read_head().await {
+                Ok(h) => h,
+                Err(None) => return,
+                Err(Some(answer)) => {
+                    let _ = self.write(answer, false, false).await;
+                    return;
+                }
+            };
+            match self.request(head).await {
+                Ok(true) if !self.draining.is_draining() => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// Reads more bytes within `timeout`; while idle between requests, a drain ends the wait.
+    async fn fill(&mut self, timeout: Duration, idle: bool) -> Result<(), ReadEnd> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let stream = &self.stream;
+        let buf = &mut self.buf;
+        let draining = &self.draining;
+        let read = std::future::poll_fn(|cx| poll_read_into(stream, cx, buf));
+        let stop = async {
+            if idle {
+                draining.wait().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        match race(race(read, stop), Timer::after(timeout)).await {
+            Either::Left(Either::Left(Ok(0) | Err(_))) => Err(ReadEnd::Closed),
+            Either::Left(Either::Left(Ok(_))) => Ok(()),
+            Either::Left(Either::Right(())) => Err(ReadEnd::Draining),
+            Either::Right(_) => Err(ReadEnd::TimedOut),
+        }
+    }
+
+    /// The next request head: `Err(None)` to close quietly, `Err(Some)` to answer and close.
+    async fn read_head(&mut self) -> Result<RequestHead, Option<Answer>> {
+        let limits = Limits { max_headers: MAX_HEADERS, max_head_bytes: MAX_HEAD_BYTES, ..Limits::default() };
+        let timeout = self.app.read_timeout;
+        loop {
+            if !self.buf.is_empty() {
+                match http1::parse_request(&self.buf, &limits) {
+                    Ok(Status::Complete(head)) => {
+                        self.buf.advance(head.head_len);
+                        return Ok(head);
+                    }
+                    Ok(Status::Partial) => {}
+                    Err(e) => return Err(Some(head_error(&e))),
+                }
+            }
+            let idle = self.buf.is_empty();
+            match self.fill(timeout, idle).await {
+                Ok(()) => {}
+                Err(ReadEnd::TimedOut) if !idle => {
+                    return Err(Some(error_answer(
+                        Proto::Ollama,
+                        408,
+                        "the request head was not received in time",
+                        None,
+                    )))
+                }
+                Err(_) => return Err(None),
+            }
+        }
+    }
+
+    /// Serves one request; `Ok(true)` when the connection may carry another.
+    async fn request(&mut self, head: RequestHead) -> io::Result<bool> {
+        let (path, query) = head.target.split_once('?').unwrap_or((head.target.as_str(), ""));
+        let is_head = head.method == "HEAD";
+        let mut keep_alive = head.keep_alive;
+        let admitted = match service::admit(&self.app, &head.method, path, &HeadHeaders(&head.headers)) {
+            Ok(a) => a,
+            Err(refused) => {
+                // The body was not read: the connection cannot carry another request unless
+                // there was none.
+                let clean = !head.framing.has_body() || head.expects_continue;
+                self.write(refused, is_head, keep_alive && clean).await?;
+                return Ok(keep_alive && clean);
+            }
+        };
+        if head.expects_continue && head.framing.has_body() {
+            write_all(&self.stream, b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        }
+        let body = match self.read_body(head.framing, admitted.proto).await {
+            Ok(b) => b,
+            Err(None) => return Ok(false),
+            Err(Some(answer)) => {
+                self.write(answer, is_head, false).await?;
+                return Ok(false);
+            }
+        };
+        let (method, query) = (head.method.clone(), query.to_string());
+        let answer = {
+            let serve = service::serve(self.app.clone(), admitted, &method, &query, body, self.peer);
+            match race(serve, watch_client(&self.stream, &mut self.buf)).await {
+                Either::Left(a) => a,
+                // The client left: dropping the request ends it (its guard reports it).
+                Either::Right(()) => return Ok(false),
+            }
+        };
+        if answer.header("connection") == Some("close") {
+            keep_alive = false;
+        }
+        keep_alive &= !self.draining.is_draining();
+        self.write(answer, is_head, keep_alive).await?;
+        Ok(keep_alive)
+    }
+
+    /// Reads a whole body within the size and time limits.
+    async fn read_body(&mut self, framing: Framing, proto: Proto) -> Result<Bytes, Option<Answer>> {
+        let max = self.app.max_body_bytes;
+        let timeout = self.app.read_timeout;
+        match framing {
+            Framing::Empty | Framing::Length(0) | Framing::CloseDelimited => Ok(Bytes::new()),
+            Framing::Length(n) => {
+                if n > max as u64 {
+                    return Err(Some(too_large(proto, max)));
+                }
+                let n = n as usize;
+                while self.buf.len() < n {
+                    self.buf.reserve(n - self.buf.len());
+                    match self.fill(timeout, false).await {
+                        Ok(()) => {}
+                        Err(ReadEnd::TimedOut) => return Err(Some(body_timeout(proto))),
+                        Err(_) => return Err(None),
+                    }
+                }
+                Ok(self.buf.split_to(n).freeze())
+            }
+            Framing::Chunked => {
+                let mut decoder = ChunkedDecoder::new(ChunkedLimits::default());
+                let mut out = Vec::new();
+                loop {
+                    if !self.buf.is_empty() {
+                        match decoder.feed(&self.buf, &mut out) {
+                            Ok(Status::Complete(used)) => {
+                                self.buf.advance(used);
+                                return Ok(Bytes::from(out));
+                            }
+                            Ok(Status::Partial) => self.buf.clear(),
+                            Err(_) => return Err(Some(body_unreadable(proto))),
+                        }
+                        if out.len() > max {
+                            return Err(Some(too_large(proto, max)));
+                        }
+                    }
+                    match self.fill(timeout, false).await {
+                        Ok(()) => {}
+                        Err(ReadEnd::TimedOut) => return Err(Some(body_timeout(proto))),
+                        Err(_) => return Err(None),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes an answer: whole with `Content-Length`, or chunked as it streams.
+    async fn write(&self, answer: Answer, is_head: bool, keep_alive: bool) -> io::Result<()> {
+        let mut fields: Vec<(&str, &[u8])> = answer
+            .headers
+            .iter()
+            .filter(|(k, _)| *k != "connection" && *k != "content-length" && *k != "transfer-encoding")
+            .map(|(k, v)| (*k, v.as_bytes()))
+            .collect();
+        if !keep_alive {
+            fields.push(("connection", b"close"));
+        }
+        let mut out = Vec::with_capacity(512);
+        match answer.body {
+            AnswerBody::Full(body) => {
+                let framing = Framing::Length(body.len() as u64);
+                encode_head(answer.status, &fields, framing, &mut out)?;
+                if !is_head && body.len() <= 64 * 1024 {
+                    out.extend_from_slice(&body);
+                    write_all(&self.stream, &out).await
+                } else {
+                    write_all(&self.stream, &out).await?;
+                    if is_head {
+                        return Ok(());
+                    }
+                    write_all(&self.stream, &body).await
+                }
+            }
+            AnswerBody::Stream(mut stream) => {
+                if is_head {
+                    encode_head(answer.status, &fields, Framing::Length(0), &mut out)?;
+                    return write_all(&self.stream, &out).await;
+                }
+                encode_head(answer.status, &fields, Framing::Chunked, &mut out)?;
+                // The head goes out with the first piece, in one write.
+                loop {
+                    match next_chunk(&mut stream).await {
+                        Some(Ok(piece)) => {
+                            if !piece.is_empty() {
+                                encode_chunk(&piece, &mut out);
+                            }
+                            write_all(&self.stream, &out).await?;
+                            out.clear();
+                        }
+                        Some(Err(e)) => {
+                            // Ended abnormally: close without the last chunk, so the client sees
+                            // a truncated answer rather than a complete one.
+                            if !out.is_empty() {
+                                write_all(&self.stream, &out).await?;
+                            }
+                            return Err(e);
+                        }
+                        None => {
+                            encode_last(&mut out);
+                            return write_all(&self.stream, &out).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn encode_head(status: u16, fields: &[(&str, &[u8])], framing: Framing, out: &mut Vec<u8>) -> io::Result<()> {
+    http1::encode_response_head(status, fields, framing, out).map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// The answer to a head that cannot be parsed.
+fn head_error(e: &HeadError) -> Answer {
+    let status = match e {
+        HeadError::TooManyHeaders { .. } | HeadError::HeadTooLarge { .. } | HeadError::LineTooLong { .. } => 431,
+        _ => 400,
+    };
+    let mut answer = error_answer(Proto::Ollama, status, &e.to_string(), None);
+    answer.headers.push(("connection", "close".to_string()));
+    answer
+}
+
+/// Completes when the client closes its side (or the connection fails) while its request is
+/// being served. Bytes it sends meanwhile (a pipelined request) are kept in `buf`.
+async fn watch_client(stream: &Async<TcpStream>, buf: &mut BytesMut) {
+    loop {
+        if buf.len() >= MAX_HEAD_BYTES {
+            // Enough waiting input; stop reading until this answer is written.
+            std::future::pending::<()>().await;
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_CHUNK);
+        }
+        match std::future::poll_fn(|cx| poll_read_into(stream, cx, buf)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
