@@ -31,7 +31,7 @@ pub fn poll_read_into(stream: &Async<TcpStream>, cx: &mut Context<'_>, buf: &mut
         let len = buf.len();
         let room = (buf.capacity() - len).max(4096);
         buf.resize(len + room, 0);
-        let r = (&*stream.get_ref()).read(&mut buf[len..]);
+        let r = stream.get_ref().read(&mut buf[len..]);
         match r {
             Ok(n) => {
                 buf.truncate(len + n);
@@ -53,7 +53,7 @@ pub fn poll_read_into(stream: &Async<TcpStream>, cx: &mut Context<'_>, buf: &mut
 /// Writes some of `data` to `stream`.
 pub fn poll_write(stream: &Async<TcpStream>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
     loop {
-        match (&*stream.get_ref()).write(data) {
+        match stream.get_ref().write(data) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(stream.poll_writable(cx))?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             r => return Poll::Ready(r),
@@ -110,7 +110,7 @@ impl Transport for SmolTcp {
 
     fn idle_ok(&self) -> bool {
         // Nothing to read (WouldBlock) means open and quiet; EOF or stray bytes mean not reusable.
-        matches!((&*self.0.get_ref()).read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        matches!(self.0.get_ref().read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 }
 
