@@ -1,5 +1,6 @@
-"""Real clients against herd: the `ollama` (0.6.3) and `openai` (3.57.0) Python packages, used
-exactly as a user would, pointed at the router instead of Ollama.
+"""Real clients against the router (herd or herd-lite; tests/tests/conformance.rs runs it for
+both): the `ollama` (0.6.3) and `openai` (3.57.0) Python packages, used exactly as a user would,
+pointed at the router instead of Ollama.
 
 Usage: clients.py ROUTER_URL NAME=FAKE_URL [NAME=FAKE_URL ...]   (fakes take faults on /_fake/fault)
        clients.py --keys ROUTER_URL                     (a router started with --api-keys good-key)

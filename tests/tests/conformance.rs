@@ -1,0 +1,556 @@
+//! One conformance suite for both routers: every case is a function of [`Router`] and runs twice,
+//! as `herd_<case>` against `herd` and as `lite_<case>` against `herd-lite`, so any drift between
+//! the two fails a test. Everything is out of process: the router binary under test and
+//! `herd-fake-ollama` nodes on loopback, driven by a small raw HTTP/1.1 client (which can also
+//! send malformed bytes) and by the real `ollama` and `openai` Python clients.
+//!
+//! `cargo test -p herd-sim --test conformance herd_` runs the `herd` half, `lite_` the other.
+
+#[path = "conformance/harness.rs"]
+mod harness;
+#[path = "conformance/http.rs"]
+mod http;
+#[path = "conformance/python.rs"]
+mod python;
+
+use harness::{FakeSpec, Fleet, Router};
+use http::{Ending, Reply};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Generates `#[test] fn herd_<case>()` and `#[test] fn lite_<case>()` for each case.
+macro_rules! conformance {
+    ($($case:ident => $herd:ident, $lite:ident;)*) => {
+        $(
+            #[test]
+            fn $herd() {
+                $case(Router::Herd)
+            }
+            #[test]
+            fn $lite() {
+                $case(Router::Lite)
+            }
+        )*
+    };
+}
+
+conformance! {
+    python_ollama_and_openai_clients => herd_python_ollama_and_openai_clients, lite_python_ollama_and_openai_clients;
+    python_api_and_admin_keys => herd_python_api_and_admin_keys, lite_python_api_and_admin_keys;
+    malformed_json_is_400_in_each_protocol => herd_malformed_json_is_400_in_each_protocol, lite_malformed_json_is_400_in_each_protocol;
+    wrong_types_and_missing_or_empty_model => herd_wrong_types_and_missing_or_empty_model, lite_wrong_types_and_missing_or_empty_model;
+    unknown_model_is_404_in_each_protocol => herd_unknown_model_is_404_in_each_protocol, lite_unknown_model_is_404_in_each_protocol;
+    oversized_body_is_413 => herd_oversized_body_is_413, lite_oversized_body_is_413;
+    header_flood_is_431_or_closed => herd_header_flood_is_431_or_closed, lite_header_flood_is_431_or_closed;
+    slow_client_is_dropped_after_the_read_timeout => herd_slow_client_is_dropped_after_the_read_timeout, lite_slow_client_is_dropped_after_the_read_timeout;
+    tags_are_deduplicated_across_nodes => herd_tags_are_deduplicated_across_nodes, lite_tags_are_deduplicated_across_nodes;
+    ps_names_the_node => herd_ps_names_the_node, lite_ps_names_the_node;
+    fleet_status_lists_the_nodes => herd_fleet_status_lists_the_nodes, lite_fleet_status_lists_the_nodes;
+    fleet_explain_ranks_and_eliminates => herd_fleet_explain_ranks_and_eliminates, lite_fleet_explain_ranks_and_eliminates;
+    routed_answers_say_where_they_went => herd_routed_answers_say_where_they_went, lite_routed_answers_say_where_they_went;
+    static_node_serves_a_chat => herd_static_node_serves_a_chat, lite_static_node_serves_a_chat;
+    heartbeat_needs_the_fleet_key => herd_heartbeat_needs_the_fleet_key, lite_heartbeat_needs_the_fleet_key;
+    liveness_version_and_methods => herd_liveness_version_and_methods, lite_liveness_version_and_methods;
+    ndjson_stream_framing => herd_ndjson_stream_framing, lite_ndjson_stream_framing;
+    openai_sse_ends_with_done => herd_openai_sse_ends_with_done, lite_openai_sse_ends_with_done;
+    anthropic_messages_non_stream => herd_anthropic_messages_non_stream, lite_anthropic_messages_non_stream;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces.
+
+/// The client protocols and their error envelopes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Proto {
+    Ollama,
+    OpenAi,
+    Anthropic,
+}
+
+const PROTOCOLS: [Proto; 3] = [Proto::Ollama, Proto::OpenAi, Proto::Anthropic];
+
+impl Proto {
+    /// The chat path of the protocol.
+    fn chat_path(self) -> &'static str {
+        match self {
+            Proto::Ollama => "/api/chat",
+            Proto::OpenAi => "/v1/chat/completions",
+            Proto::Anthropic => "/v1/messages",
+        }
+    }
+
+    /// A valid non-streamed chat body for `model` in this protocol.
+    fn chat_body(self, model: &str) -> Value {
+        let messages = json!([{"role": "user", "content": "hello there"}]);
+        match self {
+            Proto::Ollama => json!({"model": model, "stream": false, "messages": messages}),
+            Proto::OpenAi => json!({"model": model, "messages": messages}),
+            Proto::Anthropic => json!({"model": model, "max_tokens": 32, "messages": messages}),
+        }
+    }
+
+    /// Checks `r` is a `status` error in this protocol's envelope; `kind` is the OpenAI and
+    /// Anthropic `type` (`invalid_request_error`, `not_found_error`, ...). Returns the message.
+    fn assert_error(self, r: &Reply, status: u16, kind: &str) -> String {
+        assert_eq!(r.status, status, "{self:?}: {}", r.text());
+        assert!(r.header("content-type").starts_with("application/json"), "{self:?}: {:?}", r.headers);
+        let v = r.json();
+        let message = match self {
+            Proto::Ollama => {
+                // Ollama's own shape: one string field, nothing else.
+                assert_eq!(v.as_object().map(|o| o.len()), Some(1), "{self:?}: {v}");
+                v["error"].as_str()
+            }
+            Proto::OpenAi => {
+                let e = &v["error"];
+                assert_eq!(e["type"], kind, "{self:?}: {v}");
+                assert!(e.get("param").is_some() && e.get("code").is_some(), "param and code present: {v}");
+                e["message"].as_str()
+            }
+            Proto::Anthropic => {
+                assert_eq!(v["type"], "error", "{self:?}: {v}");
+                assert_eq!(v["error"]["type"], kind, "{self:?}: {v}");
+                v["error"]["message"].as_str()
+            }
+        };
+        let message = message.unwrap_or_else(|| panic!("{self:?}: no error message in {v}")).to_string();
+        assert!(!message.is_empty(), "{self:?}: empty error message");
+        message
+    }
+}
+
+/// A router with `args` and node alpha (`qwen3:8b`, `llama3.1:8b`).
+fn one_node(r: Router, args: &[&str]) -> Fleet {
+    let mut f = Fleet::start(r, args);
+    f.fake(FakeSpec::new("alpha", &["qwen3:8b", "llama3.1:8b"]));
+    f.wait_nodes(&["alpha"]);
+    f
+}
+
+/// A router with alpha (`qwen3:8b`, `llama3.1:8b`) and beta (`qwen3:8b`, `nomic-embed-text`).
+/// Fixed-timing fakes keep every model on disk loaded.
+fn two_nodes(r: Router) -> Fleet {
+    let mut f = Fleet::start(r, &[]);
+    f.fake(FakeSpec::new("alpha", &["qwen3:8b", "llama3.1:8b"]));
+    f.fake(FakeSpec::new("beta", &["qwen3:8b", "nomic-embed-text"]));
+    f.wait_nodes(&["alpha", "beta"]);
+    f
+}
+
+fn post_raw(f: &Fleet, path: &str, body: &str) -> Reply {
+    f.send("POST", path, &[("content-type", "application/json")], body.as_bytes())
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap_or_else(|| panic!("not a string: {s}")).to_string())
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// The NDJSON lines of a streamed native answer, each a JSON object.
+fn ndjson(r: &Reply) -> Vec<Value> {
+    r.text()
+        .split('\n')
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("line is not JSON ({e}): {l:?}")))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real Python clients.
+
+/// `clients.py`: the ollama client (chat, stream, generate, embed, list, ps, show, tools, images,
+/// unknown model, a retried 500, death mid-stream) and the openai client (chat, stream with
+/// usage, tools, completions, embeddings, models, fallbacks, images), then a refused connection.
+/// The router's traces then show the retried request and the stream that failed after commit.
+fn python_ollama_and_openai_clients(r: Router) {
+    let mut f = Fleet::start(r, &[]);
+    let models = ["qwen3:8b", "llama3.1:8b", "nomic-embed-text"];
+    f.fake(FakeSpec::new("alpha", &models).preload(&["qwen3:8b", "nomic-embed-text"]));
+    f.fake(FakeSpec::new("beta", &models).preload(&["qwen3:8b"]));
+    f.wait_nodes(&["alpha", "beta"]);
+    let args = vec![f.url(), format!("alpha={}", f.fake_url("alpha")), format!("beta={}", f.fake_url("beta"))];
+    python::run_clients(f.dir(), &args);
+    f.traces_until("a retried request (attempts 2, completed) and a failed_after_commit", |t| {
+        t.iter().any(|t| t["attempts"] == 2 && t["outcome"] == "completed")
+            && t.iter().any(|t| t["outcome"] == "failed_after_commit")
+    });
+}
+
+/// `clients.py --keys`: a wrong or missing API key is refused (401), the right one works with
+/// both clients, and an API key is not the admin key (pull: 403).
+fn python_api_and_admin_keys(r: Router) {
+    let mut f = Fleet::start(r, &["--api-keys", "good-key", "--admin-key", "admin-key"]);
+    f.use_key("good-key");
+    f.fake(FakeSpec::new("alpha", &["qwen3:8b"]));
+    f.wait_nodes(&["alpha"]);
+    python::run_clients(f.dir(), &["--keys".to_string(), f.url()]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input.
+
+/// Bodies that are not JSON objects: 400 in each protocol's envelope, and the router serves on.
+fn malformed_json_is_400_in_each_protocol(r: Router) {
+    let f = one_node(r, &[]);
+    for p in PROTOCOLS {
+        for body in ["{not json", "{\"model\": \"qwen3:8b\",", "", "[1, 2]"] {
+            let reply = post_raw(&f, p.chat_path(), body);
+            p.assert_error(&reply, 400, "invalid_request_error");
+        }
+        let ok = f.post(p.chat_path(), &p.chat_body("qwen3:8b"));
+        assert_eq!(ok.status, 200, "{p:?}: {}", ok.text());
+    }
+    let native = post_raw(&f, "/api/chat", "{not json");
+    assert!(Proto::Ollama.assert_error(&native, 400, "").contains("line 1"), "the parser's position is kept");
+}
+
+/// Wrong field types and a missing model are 400; an empty model is Ollama's `model '' not found`
+/// (404), in each protocol's envelope.
+fn wrong_types_and_missing_or_empty_model(r: Router) {
+    let f = one_node(r, &[]);
+    for p in PROTOCOLS {
+        let path = p.chat_path();
+        let mut body = p.chat_body("qwen3:8b");
+        body["model"] = json!(5);
+        p.assert_error(&f.post(path, &body), 400, "invalid_request_error");
+        let mut body = p.chat_body("qwen3:8b");
+        body["messages"] = json!("hi");
+        p.assert_error(&f.post(path, &body), 400, "invalid_request_error");
+        let mut body = p.chat_body("qwen3:8b");
+        body.as_object_mut().unwrap().remove("model");
+        let message = p.assert_error(&f.post(path, &body), 400, "invalid_request_error");
+        assert_eq!(message, "model is required", "{p:?}");
+        let message = p.assert_error(&f.post(path, &p.chat_body("")), 404, "not_found_error");
+        assert_eq!(message, "model '' not found", "{p:?}");
+    }
+    let body = json!({"model": "qwen3:8b", "messages": [], "options": {"num_ctx": "big"}});
+    let message = Proto::Ollama.assert_error(&f.post("/api/chat", &body), 400, "");
+    assert_eq!(message, "option \"num_ctx\" must be of type integer");
+}
+
+/// A model no node has: 404 in each protocol's envelope, naming the model.
+fn unknown_model_is_404_in_each_protocol(r: Router) {
+    let f = one_node(r, &[]);
+    for p in PROTOCOLS {
+        let message = p.assert_error(&f.post(p.chat_path(), &p.chat_body("nope:1b")), 404, "not_found_error");
+        assert!(message.contains("nope:1b"), "{p:?}: {message}");
+    }
+    let generate = f.post("/api/generate", &json!({"model": "nope:1b", "prompt": "x", "stream": false}));
+    assert!(Proto::Ollama.assert_error(&generate, 404, "").contains("nope:1b"));
+    Proto::OpenAi.assert_error(&f.get("/v1/models/nope:1b"), 404, "not_found_error");
+}
+
+/// With `--max-body-mb 1`, a 2 MiB body is 413 in the protocol's envelope; smaller ones pass.
+fn oversized_body_is_413(r: Router) {
+    let f = one_node(r, &["--max-body-mb", "1"]);
+    let big = "a".repeat(2 << 20);
+    let native = format!(r#"{{"model":"qwen3:8b","stream":false,"prompt":"{big}"}}"#);
+    Proto::Ollama.assert_error(&post_raw(&f, "/api/generate", &native), 413, "");
+    let openai = format!(r#"{{"model":"qwen3:8b","messages":[{{"role":"user","content":"{big}"}}]}}"#);
+    Proto::OpenAi.assert_error(&post_raw(&f, "/v1/chat/completions", &openai), 413, "invalid_request_error");
+    let anthropic =
+        format!(r#"{{"model":"qwen3:8b","max_tokens":8,"messages":[{{"role":"user","content":"{big}"}}]}}"#);
+    Proto::Anthropic.assert_error(&post_raw(&f, "/v1/messages", &anthropic), 413, "invalid_request_error");
+    let ok = f.post("/api/generate", &json!({"model": "qwen3:8b", "stream": false, "prompt": "a".repeat(1000)}));
+    assert_eq!(ok.status, 200, "{}", ok.text());
+}
+
+/// 200 request headers: either `431` or the connection is closed without an answer; then the
+/// router still answers.
+fn header_flood_is_431_or_closed(r: Router) {
+    let f = one_node(r, &[]);
+    let mut flood = String::from("GET /api/version HTTP/1.1\r\nhost: x\r\n");
+    for i in 0..200 {
+        flood.push_str(&format!("x-flood-{i}: v\r\n"));
+    }
+    flood.push_str("\r\n");
+    let raw = http::exchange(f.addr(), flood.into_bytes(), Duration::from_secs(10)).unwrap();
+    assert_ne!(raw.ending, Ending::StillOpen, "the connection was left open: {}", raw.text());
+    let text = raw.text();
+    assert!(text.is_empty() || text.starts_with("HTTP/1.1 431"), "{text}");
+    assert_eq!(f.get("/api/version").status, 200);
+}
+
+/// With `--read-timeout-secs 1`: a client that sends half a head and stalls is dropped after
+/// about a second (closed, or a 408), one whose body stalls gets a 408 in the protocol's
+/// envelope, and requests meanwhile are served.
+fn slow_client_is_dropped_after_the_read_timeout(r: Router) {
+    let f = one_node(r, &["--read-timeout-secs", "1"]);
+    let addr = f.addr();
+    let half_head = std::thread::spawn(move || {
+        http::exchange(addr, b"POST /api/chat HTTP/1.1\r\nhost: x\r\ncontent-".to_vec(), Duration::from_secs(8))
+    });
+    let stalled_body = std::thread::spawn(move || {
+        let head = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n";
+        let bytes = format!("{head}content-length: 100\r\n\r\n{{\"mo").into_bytes();
+        http::exchange(addr, bytes, Duration::from_secs(8))
+    });
+    // Served while both stall.
+    let ok = f.post("/api/chat", &Proto::Ollama.chat_body("qwen3:8b"));
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(f.get("/api/version").status, 200);
+
+    let raw = half_head.join().unwrap().unwrap();
+    assert_ne!(raw.ending, Ending::StillOpen, "a stalled head was kept {:?}", raw.elapsed);
+    assert!(raw.elapsed >= Duration::from_millis(500), "dropped before the read timeout: {:?}", raw.elapsed);
+    assert!(raw.bytes.is_empty() || raw.text().starts_with("HTTP/1.1 408"), "{}", raw.text());
+
+    let raw = stalled_body.join().unwrap().unwrap();
+    assert_ne!(raw.ending, Ending::StillOpen, "a stalled body was kept {:?}", raw.elapsed);
+    let reply = http::parse(&raw.bytes, false).unwrap_or_else(|e| panic!("{e}: {}", raw.text()));
+    Proto::OpenAi.assert_error(&reply, 408, "api_error");
+
+    let ok = f.post("/v1/chat/completions", &Proto::OpenAi.chat_body("qwen3:8b"));
+    assert_eq!(ok.status, 200, "{}", ok.text());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleet views.
+
+/// `/api/tags` lists each model once over both nodes, with the fields the ollama client reads and
+/// `herd_nodes`; `/v1/models` lists the same names.
+fn tags_are_deduplicated_across_nodes(r: Router) {
+    let f = two_nodes(r);
+    let tags = f.get("/api/tags");
+    assert_eq!(tags.status, 200, "{}", tags.text());
+    let models = tags.json()["models"].as_array().cloned().unwrap_or_else(|| panic!("{}", tags.text()));
+    let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let unique: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
+    assert_eq!(names.len(), unique.len(), "listed twice: {names:?}");
+    assert_eq!(unique, set(&["llama3.1:8b", "nomic-embed-text:latest", "qwen3:8b"]));
+    for m in &models {
+        assert_eq!(m["model"], m["name"], "{m}");
+        assert!(m["size"].as_u64().is_some_and(|s| s > 0), "{m}");
+        assert!(m["digest"].as_str().is_some_and(|d| d.len() == 64), "{m}");
+        assert!(m["modified_at"].is_string() && m["details"]["family"].is_string(), "{m}");
+    }
+    let qwen = models.iter().find(|m| m["name"] == "qwen3:8b").unwrap();
+    assert_eq!(strings(&qwen["herd_nodes"]), set(&["alpha", "beta"]), "{qwen}");
+
+    let list = f.get("/v1/models").json();
+    assert_eq!(list["object"], "list", "{list}");
+    let ids: BTreeSet<String> =
+        list["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, unique);
+    let one = f.get("/v1/models/qwen3:8b");
+    assert_eq!((one.status, one.json()["id"].clone()), (200, json!("qwen3:8b")), "{}", one.text());
+}
+
+/// `/api/ps` lists each loaded model per node and names the node in `herd_node`.
+fn ps_names_the_node(r: Router) {
+    let f = two_nodes(r);
+    let ps = f.get("/api/ps");
+    assert_eq!(ps.status, 200, "{}", ps.text());
+    let models = ps.json()["models"].as_array().cloned().unwrap_or_else(|| panic!("{}", ps.text()));
+    let pairs: BTreeSet<(String, String)> = models
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap().to_string(), m["herd_node"].as_str().unwrap().to_string()))
+        .collect();
+    let want: BTreeSet<(String, String)> =
+        [("qwen3:8b", "alpha"), ("llama3.1:8b", "alpha"), ("qwen3:8b", "beta"), ("nomic-embed-text:latest", "beta")]
+            .iter()
+            .map(|(m, n)| (m.to_string(), n.to_string()))
+            .collect();
+    assert_eq!(pairs, want);
+    assert_eq!(models.len(), 4);
+    for m in &models {
+        assert_eq!(m["model"], m["name"], "{m}");
+        assert!(m["size"].as_u64().is_some() && m["expires_at"].is_string() && m["details"].is_object(), "{m}");
+    }
+}
+
+/// `/fleet/status` has `nodes` with `node_id`, `status`, `models_loaded` and `models_available`.
+fn fleet_status_lists_the_nodes(r: Router) {
+    let f = two_nodes(r);
+    let v = f.get("/fleet/status").json();
+    let nodes = v["nodes"].as_array().unwrap_or_else(|| panic!("no nodes: {v}"));
+    assert_eq!(nodes.len(), 2, "{v}");
+    let node = |name: &str| nodes.iter().find(|n| n["node_id"] == name).unwrap_or_else(|| panic!("no {name}: {v}"));
+    for (name, models) in [("alpha", ["qwen3:8b", "llama3.1:8b"]), ("beta", ["qwen3:8b", "nomic-embed-text:latest"])] {
+        let n = node(name);
+        assert_eq!(n["status"], "online", "{n}");
+        assert_eq!(strings(&n["models_available"]), set(&models), "{n}");
+        assert_eq!(strings(&n["models_loaded"]), set(&models), "{n}");
+    }
+}
+
+/// `/fleet/explain?model=` ranks the nodes that have the model, names the best, and says why the
+/// others were left out; without `model` it is a 400.
+fn fleet_explain_ranks_and_eliminates(r: Router) {
+    let f = two_nodes(r);
+    let v = f.get("/fleet/explain?model=llama3.1:8b").json();
+    assert_eq!(v["model"], "llama3.1:8b", "{v}");
+    assert_eq!(v["best"], "alpha", "{v}");
+    assert_eq!(v["ranked"][0]["node_id"], "alpha", "{v}");
+    assert!(v["ranked"][0]["score"].is_number(), "{v}");
+    assert_eq!(v["eliminated"], json!([v["eliminated"][0].clone()]), "one left out: {v}");
+    assert_eq!(v["eliminated"][0]["node_id"], "beta", "{v}");
+    assert_eq!(v["eliminated"][0]["reason"], "model_absent", "{v}");
+
+    let v = f.get("/fleet/explain?model=qwen3%3A8b").json();
+    let ranked: BTreeSet<String> =
+        v["ranked"].as_array().unwrap().iter().map(|c| c["node_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ranked, set(&["alpha", "beta"]), "{v}");
+    assert_eq!(v["best"], v["ranked"][0]["node_id"], "{v}");
+
+    Proto::Ollama.assert_error(&f.get("/fleet/explain"), 400, "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing.
+
+/// Routed answers say where they went: `X-Herd-Node`, `X-Herd-Model`, `X-Herd-Attempts`,
+/// `X-Herd-Score`, on every protocol, streamed or not, and for a client fallback.
+fn routed_answers_say_where_they_went(r: Router) {
+    let f = two_nodes(r);
+    let messages = json!([{"role": "user", "content": "hi"}]);
+    let cases = [
+        ("/api/chat", json!({"model": "llama3.1:8b", "stream": false, "messages": messages})),
+        ("/api/chat", json!({"model": "llama3.1:8b", "messages": messages})),
+        ("/api/generate", json!({"model": "llama3.1:8b", "stream": false, "prompt": "why"})),
+        ("/v1/chat/completions", json!({"model": "llama3.1:8b", "messages": messages})),
+        ("/v1/chat/completions", json!({"model": "llama3.1:8b", "stream": true, "messages": messages})),
+        ("/v1/messages", json!({"model": "llama3.1:8b", "max_tokens": 16, "messages": messages})),
+        (
+            "/api/chat",
+            json!({"model": "llama3.3:70b", "fallback_models": ["llama3.1:8b"], "stream": false, "messages": messages}),
+        ),
+    ];
+    for (path, body) in cases {
+        let reply = f.post(path, &body);
+        assert_eq!(reply.status, 200, "{path} {body}: {}", reply.text());
+        assert_eq!(reply.header("x-herd-node"), "alpha", "{path} {body}");
+        assert_eq!(reply.header("x-herd-model"), "llama3.1:8b", "{path} {body}");
+        assert_eq!(reply.header("x-herd-attempts"), "1", "{path} {body}");
+        let score = reply.header("x-herd-score");
+        assert!(score.parse::<f64>().is_ok_and(f64::is_finite), "{path} {body}: score {score:?}");
+    }
+}
+
+/// A `--node` static node (a plain Ollama, no heartbeats) is polled by the router, named by its
+/// host and port, and serves a chat.
+fn static_node_serves_a_chat(r: Router) {
+    let mut f = Fleet::new(r);
+    let url = f.fake(FakeSpec::new("solo", &["qwen3:8b"]).without_heartbeats());
+    f.launch(&["--node", &url, "--node-parallel", "2"]);
+    let name = url.trim_start_matches("http://").to_string();
+    f.wait_nodes(&[&name]);
+    let reply = f.post("/api/chat", &Proto::Ollama.chat_body("qwen3:8b"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-herd-node"), name);
+    assert_eq!(reply.json()["done"], true, "{}", reply.text());
+}
+
+/// With `--fleet-key`, a heartbeat without the key or with a wrong one is 401 (Ollama envelope),
+/// one with the key is taken, and a node presenting it serves.
+fn heartbeat_needs_the_fleet_key(r: Router) {
+    let mut f = Fleet::start(r, &["--fleet-key", "hush"]);
+    let mut hb = json!({"node_id": "probe", "cpu": {}, "memory": {}, "ollama": {}});
+    Proto::Ollama.assert_error(&f.post("/heartbeat", &hb), 401, "");
+    hb["fleet_key"] = json!("wrong");
+    Proto::Ollama.assert_error(&f.post("/heartbeat", &hb), 401, "");
+    hb["fleet_key"] = json!("hush");
+    let ok = f.post("/heartbeat", &hb);
+    assert_eq!((ok.status, ok.json()["status"].clone()), (200, json!("ok")), "{}", ok.text());
+
+    f.fake(FakeSpec::new("alpha", &["qwen3:8b"]).fleet_key("hush"));
+    f.wait_nodes(&["alpha", "probe"]);
+    let reply = f.post("/api/chat", &Proto::Ollama.chat_body("qwen3:8b"));
+    assert_eq!((reply.status, reply.header("x-herd-node")), (200, "alpha"), "{}", reply.text());
+}
+
+/// `GET /` and `HEAD /` (liveness, as Ollama answers it), `GET /api/version`, a wrong method
+/// (405) and an unknown path (404).
+fn liveness_version_and_methods(r: Router) {
+    let f = one_node(r, &[]);
+    let root = f.get("/");
+    assert_eq!((root.status, root.text().as_str()), (200, "Ollama is running"));
+    let head = f.send("HEAD", "/", &[], b"");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let v = f.get("/api/version");
+    assert_eq!(v.status, 200, "{}", v.text());
+    assert!(v.json()["version"].as_str().is_some_and(|s| !s.is_empty()), "{}", v.text());
+    assert_eq!(f.get("/api/chat").status, 405);
+    assert_eq!(f.get("/nowhere").status, 404);
+}
+
+/// Native streams are NDJSON: several lines, every one `done: false` but the last, which is
+/// `done: true` with counts; `/api/generate` streams when `stream` is left out.
+fn ndjson_stream_framing(r: Router) {
+    let f = one_node(r, &[]);
+    let chat = json!({"model": "qwen3:8b", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let generate = json!({"model": "qwen3:8b", "prompt": "why is the sky blue"});
+    for (path, body, field) in [("/api/chat", chat, "message"), ("/api/generate", generate, "response")] {
+        let reply = f.post(path, &body);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        assert_eq!(reply.header("content-type"), "application/x-ndjson", "{path}");
+        let lines = ndjson(&reply);
+        assert!(lines.len() > 2, "{path}: {lines:?}");
+        let (last, rest) = lines.split_last().unwrap();
+        assert!(rest.iter().all(|l| l["done"] == false && l.get(field).is_some()), "{path}: {lines:?}");
+        assert_eq!(last["done"], true, "{path}: {last}");
+        assert!(last["eval_count"].as_u64().is_some_and(|n| n > 0), "{path}: {last}");
+        assert!(lines.iter().all(|l| l["model"] == "qwen3:8b"), "{path}: {lines:?}");
+    }
+}
+
+/// OpenAI streams are SSE: `data: {chunk}` events with one id, the role first, and
+/// `data: [DONE]` last; chat and legacy completions alike.
+fn openai_sse_ends_with_done(r: Router) {
+    let f = one_node(r, &[]);
+    let chat = json!({"model": "qwen3:8b", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let completion = json!({"model": "qwen3:8b", "stream": true, "prompt": "once upon a time", "max_tokens": 16});
+    for (path, body, object) in
+        [("/v1/chat/completions", chat, "chat.completion.chunk"), ("/v1/completions", completion, "text_completion")]
+    {
+        let reply = f.post(path, &body);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        assert!(reply.header("content-type").starts_with("text/event-stream"), "{path}: {:?}", reply.headers);
+        let text = reply.text();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.trim().is_empty()).collect();
+        let (last, rest) = events.split_last().unwrap_or_else(|| panic!("{path}: no events"));
+        assert_eq!(*last, "data: [DONE]", "{path}: {text}");
+        assert!(rest.len() >= 2, "{path}: {text}");
+        let chunks: Vec<Value> = rest
+            .iter()
+            .map(|e| {
+                let data = e.strip_prefix("data: ").unwrap_or_else(|| panic!("{path}: not a data event: {e:?}"));
+                serde_json::from_str(data).unwrap_or_else(|err| panic!("{path}: {err}: {data}"))
+            })
+            .collect();
+        assert!(chunks.iter().all(|c| c["object"] == object && c["id"] == chunks[0]["id"]), "{path}: {chunks:?}");
+        if object == "chat.completion.chunk" {
+            assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant", "{path}: {chunks:?}");
+        }
+    }
+}
+
+/// An Anthropic `/v1/messages` call, not streamed: a `message` with text content, a stop reason
+/// and usage.
+fn anthropic_messages_non_stream(r: Router) {
+    let f = one_node(r, &[]);
+    let reply = f.post("/v1/messages", &Proto::Anthropic.chat_body("qwen3:8b"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.header("content-type").starts_with("application/json"));
+    let v = reply.json();
+    assert_eq!(
+        (v["type"].as_str(), v["role"].as_str(), v["model"].as_str()),
+        (Some("message"), Some("assistant"), Some("qwen3:8b")),
+        "{v}"
+    );
+    assert!(v["id"].as_str().is_some_and(|id| id.starts_with("msg_")), "{v}");
+    assert_eq!(v["content"][0]["type"], "text", "{v}");
+    assert!(v["content"][0]["text"].as_str().is_some_and(|t| !t.is_empty()), "{v}");
+    assert_eq!(v["stop_reason"], "end_turn", "{v}");
+    assert!(v["usage"]["input_tokens"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert!(v["usage"]["output_tokens"].as_u64().is_some_and(|n| n > 0), "{v}");
+}
