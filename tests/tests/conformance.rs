@@ -55,6 +55,7 @@ conformance! {
     ndjson_stream_framing => herd_ndjson_stream_framing, lite_ndjson_stream_framing;
     openai_sse_ends_with_done => herd_openai_sse_ends_with_done, lite_openai_sse_ends_with_done;
     anthropic_messages_non_stream => herd_anthropic_messages_non_stream, lite_anthropic_messages_non_stream;
+    small_fleet_of_agents => herd_small_fleet_of_agents, lite_small_fleet_of_agents;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -553,4 +554,40 @@ fn anthropic_messages_non_stream(r: Router) {
     assert_eq!(v["stop_reason"], "end_turn", "{v}");
     assert!(v["usage"]["input_tokens"].as_u64().is_some_and(|n| n > 0), "{v}");
     assert!(v["usage"]["output_tokens"].as_u64().is_some_and(|n| n > 0), "{v}");
+}
+
+/// The small fleet on one machine: two `herd-node` agents, each in front of its own simulated
+/// Ollama with a model the other lacks, register with the router; each model is served by its
+/// own node, and an agent stopped with SIGTERM is drained from the router.
+fn small_fleet_of_agents(r: Router) {
+    let mut f = Fleet::start(r, &[]);
+    let a = f.fake(FakeSpec::new("ollama-a", &["qwen3:8b"]).without_heartbeats());
+    let b = f.fake(FakeSpec::new("ollama-b", &["llama3.1:8b"]).without_heartbeats());
+    let agent_a = f.agent("box-a", &a);
+    f.agent("box-b", &b);
+    f.wait_nodes(&["box-a", "box-b"]);
+    for (model, node) in [("qwen3:8b", "box-a"), ("llama3.1:8b", "box-b")] {
+        let reply = f.post("/api/chat", &Proto::Ollama.chat_body(model));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.header("x-herd-node"), node);
+        assert_eq!(reply.json()["done"], true, "{}", reply.text());
+        let openai = f.post("/v1/chat/completions", &Proto::OpenAi.chat_body(model));
+        assert_eq!(openai.status, 200, "{}", openai.text());
+        assert_eq!(openai.header("x-herd-node"), node);
+    }
+    let tags = f.get("/api/tags").json();
+    let names =
+        strings(&json!(tags["models"].as_array().unwrap().iter().map(|m| m["name"].clone()).collect::<Vec<_>>()));
+    assert_eq!(names, set(&["qwen3:8b", "llama3.1:8b"]), "{tags}");
+    assert!(f.stop_agent(agent_a).success(), "the agent exits cleanly on SIGTERM");
+    let status = f.get("/fleet/status").json();
+    let box_a = status["nodes"].as_array().unwrap().iter().find(|n| n["node_id"] == "box-a").cloned();
+    let state = box_a.as_ref().and_then(|n| n["status"].as_str()).unwrap_or_default().to_string();
+    assert!(state == "draining" || state == "offline", "box-a after its drain: {status}");
+    // The drained node is no longer a candidate (a request for its model would be held for a
+    // node to come back, then refused).
+    let explain = f.get("/fleet/explain?model=qwen3:8b").json();
+    assert!(explain["best"].is_null(), "no node is picked for the drained node's model: {explain}");
+    let still = f.post("/api/chat", &Proto::Ollama.chat_body("llama3.1:8b"));
+    assert_eq!(still.status, 200, "{}", still.text());
 }

@@ -70,7 +70,7 @@ pub fn binary(name: &str) -> PathBuf {
     if !path.exists() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--bins", "-p", "herd-tokio", "-p", "herd-smol"]);
+        cmd.args(["build", "--bins", "-p", "herd-tokio", "-p", "herd-smol", "-p", "herd-node"]);
         match dir.file_name().and_then(|n| n.to_str()) {
             Some("debug") | None => {}
             Some("release") => {
@@ -223,6 +223,7 @@ pub struct Fleet {
     router: Option<Proc>,
     addr: Option<SocketAddr>,
     nodes: Vec<Fake>,
+    agents: Vec<Proc>,
     bearer: Option<String>,
     dir: tempfile::TempDir,
 }
@@ -231,7 +232,15 @@ impl Fleet {
     /// A fleet with nothing started yet (start static nodes first, then [`Fleet::launch`]).
     pub fn new(router: Router) -> Fleet {
         let dir = tempfile::Builder::new().prefix("herd-conformance-").tempdir().expect("a temp dir");
-        Fleet { router_kind: router, router: None, addr: None, nodes: Vec::new(), bearer: None, dir }
+        Fleet {
+            router_kind: router,
+            router: None,
+            addr: None,
+            nodes: Vec::new(),
+            agents: Vec::new(),
+            bearer: None,
+            dir,
+        }
     }
 
     /// A router started with `args` besides host, port, `--no-mdns` and its config.
@@ -320,6 +329,35 @@ impl Fleet {
         };
         self.nodes.push(Fake { name: spec.name, url: url.clone(), _proc: proc });
         url
+    }
+
+    /// Starts a `herd-node` agent called `name` that reports the Ollama at `ollama_url` to the
+    /// router every 0.2 s; returns its index for [`Fleet::stop_agent`].
+    pub fn agent(&mut self, name: &str, ollama_url: &str) -> usize {
+        let argv: Vec<String> =
+            ["--router-url", &self.url(), "--ollama-host", ollama_url, "--node-id", name, "--heartbeat-secs", "0.2"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let log = self.dir.path().join(format!("agent-{name}.log"));
+        let (proc, _) = Proc::spawn(&format!("herd-node {name}"), &binary("herd-node"), &argv, &log, false);
+        self.agents.push(proc);
+        self.agents.len() - 1
+    }
+
+    /// Sends SIGTERM to agent `index` (it drains from the router) and waits for it to exit.
+    pub fn stop_agent(&mut self, index: usize) -> ExitStatus {
+        let proc = &mut self.agents[index];
+        let ok = Command::new("kill").args(["-TERM", &proc.child.id().to_string()]).status().expect("kill");
+        assert!(ok.success(), "kill -TERM failed");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = proc.exited() {
+                return status;
+            }
+            assert!(start.elapsed() < NODES_WITHIN, "agent did not exit on SIGTERM: {}", proc.tail());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The URL of fake node `name`.
