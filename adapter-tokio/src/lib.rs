@@ -18,8 +18,6 @@ pub mod store;
 pub use herd_service::{driver, errors, fleet as fleet_api, proxy, relay, resolve, static_nodes, upstream};
 
 use app::{App, Args};
-use herd_core::config::RouterConfig;
-use herd_core::router::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,17 +78,9 @@ impl Running {
 /// Why the router could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The configuration file could not be read or parsed.
-    #[error("config file {path}: {message}")]
-    Config {
-        /// The file.
-        path: String,
-        /// What was wrong.
-        message: String,
-    },
-    /// The configuration is invalid.
-    #[error("invalid configuration: {0}")]
-    Invalid(#[from] herd_core::config::ConfigError),
+    /// The configuration file could not be read or parsed, or is invalid.
+    #[error("{0}")]
+    Config(String),
     /// The trace store could not be opened.
     #[error("trace store: {0}")]
     Store(String),
@@ -104,31 +94,8 @@ pub enum StartError {
     },
 }
 
-/// Reads the router configuration: the file's fields over core's defaults, then the fleet key.
-pub fn router_config(args: &Args) -> Result<RouterConfig, StartError> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| StartError::Config { path: path.display().to_string(), message: e.to_string() })?;
-            serde_json::from_str(&text)
-                .map_err(|e| StartError::Config { path: path.display().to_string(), message: e.to_string() })?
-        }
-        None => RouterConfig::default(),
-    };
-    if let Some(k) = args.fleet_key.clone().filter(|k| !k.is_empty()) {
-        config.fleet.fleet_key = Some(k);
-    }
-    Ok(config.validate()?)
-}
-
-/// Starts the router: driver, trace store, static-node pollers, auto-pull worker and listener.
+/// Starts the router: trace store, driver, static-node pollers, auto-pull worker and listener.
 pub async fn start(args: &Args) -> Result<Running, StartError> {
-    let config = router_config(args)?;
-    let epoch = std::time::Instant::now();
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-    });
-    let router = Router::new(config, seed, driver::core_now(epoch))?;
     let data_dir = args.data_dir();
     let retention = store::Retention {
         max_rows: args.trace_rows,
@@ -136,40 +103,19 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
     };
     let store = store::TraceStore::open(&data_dir, retention).map_err(|e| StartError::Store(e.to_string()))?;
     let reader = store.reader().map_err(|e| StartError::Store(e.to_string()))?;
-    let rt: Arc<dyn herd_service::Runtime> = Arc::new(net::TokioRuntime);
-    let (driver, pulls) = driver::spawn(router, epoch, Some(Box::new(store.writer())), rt.clone());
-    let app = Arc::new(App {
-        driver,
-        upstream: Arc::new(net::pool()),
-        runtime: rt,
-        api_keys: args.api_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
-        admin_key: args.admin_key.clone().filter(|k| !k.is_empty()),
-        max_body_bytes: (args.max_body_mb.max(1) as usize) << 20,
-        read_timeout: Duration::from_secs(args.read_timeout_secs.max(1)),
-        fleet_key: args.fleet_key.clone().filter(|k| !k.is_empty()),
-        traces: Some(Arc::new(store::SharedReader::new(reader))),
-    });
-    let addr = SocketAddr::new(args.host, args.port);
+    let app = args
+        .start_service(
+            Arc::new(net::pool()),
+            Arc::new(net::TokioRuntime),
+            Some(Box::new(store.writer())),
+            Some(Arc::new(store::SharedReader::new(reader))),
+        )
+        .map_err(StartError::Config)?;
+    let addr = args.listen_addr();
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     let draining = server::Draining::default();
     let tasks = vec![tokio::spawn(server::serve(listener, app.clone(), draining.clone()))];
-    let nodes = args
-        .nodes
-        .iter()
-        .map(|raw| static_nodes::StaticNode {
-            url: static_nodes::normalise_url(raw),
-            parallel: args.node_parallel,
-            memory_gb: args.node_memory_gb,
-        })
-        .collect();
-    herd_service::start_background(&app, pulls, nodes);
-    if !args.host.is_loopback() && app.api_keys.is_empty() && app.admin_key.is_none() {
-        tracing::warn!(
-            "listening on {addr} with no HERD_API_KEYS and no HERD_ADMIN_KEY: anyone who can reach this port can use \
-             and administer the fleet"
-        );
-    }
     // A demo router is a playground: real agents on the LAN must not find it and register.
     let mdns = if args.no_mdns || args.demo { None } else { advertise(addr) };
     Ok(Running { addr, app, store: Some(store), mdns, draining, tasks })

@@ -15,6 +15,7 @@
 //! [`fleet`] (model lists, admin calls, heartbeats, `/fleet/*`). [`relay`] carries a committed
 //! answer to the client. [`driver`] is the one task that owns core's `Router`.
 
+pub mod args;
 pub mod driver;
 pub mod errors;
 pub mod fleet;

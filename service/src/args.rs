@@ -1,0 +1,159 @@
+//! The command line both routers share (`herd` and `herd-lite` add their own few flags), with
+//! every option also a `HERD_*` environment variable, and what follows from it.
+
+use crate::driver::{DriverTx, TraceSink};
+use crate::static_nodes::{normalise_url, StaticNode};
+use crate::upstream::Upstream;
+use crate::{App, Runtime, TraceLog};
+use clap::Args;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The router's options.
+#[derive(Args, Debug, Clone)]
+pub struct RouterArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HERD_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+    /// Port to listen on (0 = any free port).
+    #[arg(long, env = "HERD_PORT", default_value_t = 11435)]
+    pub port: u16,
+    /// A static node: an Ollama server with no agent (repeat for several). herd polls it itself.
+    #[arg(long = "node", env = "HERD_NODES", value_delimiter = ',')]
+    pub nodes: Vec<String>,
+    /// Requests herd may have in flight to one static node at once (Ollama does not report its
+    /// OLLAMA_NUM_PARALLEL). Ollama's own default is 1 per model unless memory allows more; herd
+    /// uses 1 unless told.
+    #[arg(long, env = "HERD_NODE_PARALLEL", default_value_t = 1)]
+    pub node_parallel: u32,
+    /// Memory a static node can load models into, GB (unknown to herd otherwise; 0 = do not
+    /// limit cold loads by memory).
+    #[arg(long, env = "HERD_NODE_MEMORY_GB", default_value_t = 0.0)]
+    pub node_memory_gb: f64,
+    /// Router configuration file (JSON, the fields of herd-core's RouterConfig; missing fields keep
+    /// their defaults).
+    #[arg(long, env = "HERD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Start three simulated Ollama nodes in this process and route to them.
+    #[arg(long, env = "HERD_DEMO")]
+    pub demo: bool,
+    /// Do not advertise the router over mDNS (`--demo` never advertises: agents on the LAN must
+    /// not register with a playground).
+    #[arg(long, env = "HERD_NO_MDNS")]
+    pub no_mdns: bool,
+    /// Largest request body, MiB (base64 images make vision requests large).
+    #[arg(long, env = "HERD_MAX_BODY_MB", default_value_t = 64)]
+    pub max_body_mb: u64,
+    /// Longest a client may take to send its headers or its body, and longest an idle keep-alive
+    /// connection is kept, seconds.
+    #[arg(long, env = "HERD_READ_TIMEOUT_SECS", default_value_t = 30)]
+    pub read_timeout_secs: u64,
+    /// On SIGTERM or Ctrl-C, how long requests in progress may take to finish before the router
+    /// exits (a second signal exits at once), seconds.
+    #[arg(long, env = "HERD_DRAIN_SECS", default_value_t = 30)]
+    pub drain_secs: u64,
+    /// Worker threads (0 = the default: one per core for `herd`, one for `herd-lite`).
+    #[arg(long, env = "HERD_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// Bearer keys that may use the inference API (comma-separated; empty = open).
+    #[arg(long, env = "HERD_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<String>,
+    /// Key for pull, delete, create, copy, push and drain.
+    #[arg(long, env = "HERD_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Key every heartbeat must carry (herd-node --fleet-key). ollama-herd agents send none and can
+    /// only join a fleet without one.
+    #[arg(long, env = "HERD_FLEET_KEY", hide_env_values = true)]
+    pub fleet_key: Option<String>,
+    /// Seed of the router's tie-breaks (default: from the clock).
+    #[arg(long, env = "HERD_SEED")]
+    pub seed: Option<u64>,
+}
+
+impl RouterArgs {
+    /// The router configuration: the `--config` file over core's defaults, and the fleet key.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or parsed, or the configuration is invalid.
+    pub fn router_config(&self) -> Result<herd_core::config::RouterConfig, String> {
+        crate::load_config(self.config.as_deref(), self.fleet_key.as_deref())
+    }
+
+    /// The seed for core's randomness: `--seed`, else from the clock.
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        })
+    }
+
+    /// Where to listen.
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+
+    /// The `--node` static nodes.
+    pub fn static_nodes(&self) -> Vec<StaticNode> {
+        self.nodes
+            .iter()
+            .map(|raw| StaticNode {
+                url: normalise_url(raw),
+                parallel: self.node_parallel,
+                memory_gb: self.node_memory_gb,
+            })
+            .collect()
+    }
+
+    /// The state request tasks share.
+    pub fn app(
+        &self,
+        driver: DriverTx,
+        upstream: Arc<dyn Upstream>,
+        runtime: Arc<dyn Runtime>,
+        traces: Option<Arc<dyn TraceLog>>,
+    ) -> App {
+        App {
+            driver,
+            upstream,
+            runtime,
+            api_keys: self.api_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
+            admin_key: self.admin_key.clone().filter(|k| !k.is_empty()),
+            max_body_bytes: (self.max_body_mb.max(1) as usize) << 20,
+            read_timeout: Duration::from_secs(self.read_timeout_secs.max(1)),
+            fleet_key: self.fleet_key.clone().filter(|k| !k.is_empty()),
+            traces,
+        }
+    }
+
+    /// Starts the driver and the background work (static-node pollers, auto-pull) on `rt`, and
+    /// returns the shared state; logs one warning when listening beyond loopback with no keys.
+    ///
+    /// # Errors
+    ///
+    /// The configuration is invalid.
+    pub fn start_service(
+        &self,
+        upstream: Arc<dyn Upstream>,
+        rt: Arc<dyn Runtime>,
+        sink: Option<Box<dyn TraceSink>>,
+        log: Option<Arc<dyn TraceLog>>,
+    ) -> Result<Arc<App>, String> {
+        let config = self.router_config()?;
+        let epoch = std::time::Instant::now();
+        let router = herd_core::router::Router::new(config, self.seed(), crate::driver::core_now(epoch))
+            .map_err(|e| format!("invalid configuration: {e}"))?;
+        let (driver, pulls) = crate::driver::spawn(router, epoch, sink, rt.clone());
+        let app = Arc::new(self.app(driver, upstream, rt, log));
+        crate::start_background(&app, pulls, self.static_nodes());
+        if !self.host.is_loopback() && app.api_keys.is_empty() && app.admin_key.is_none() {
+            tracing::warn!(
+                "listening on {} with no HERD_API_KEYS and no HERD_ADMIN_KEY: anyone who can reach this port can \
+                 use and administer the fleet",
+                self.listen_addr()
+            );
+        }
+        Ok(app)
+    }
+}
