@@ -3,7 +3,7 @@
 //! the router's invariants after every step, and decoders from raw bytes for fuzzing.
 //! Fuzz targets are three-line shims over the `fuzz_*` functions here, so they never rot.
 
-pub use crate::codec::fuzz::{fuzz_chunked, fuzz_http1, fuzz_ndjson, fuzz_sse};
+pub use crate::codec::fuzz::{fuzz_chunked, fuzz_http1, fuzz_http1_message, fuzz_ndjson, fuzz_sse};
 pub use crate::translate::fuzz::fuzz_translate;
 
 use crate::config::RouterConfig;

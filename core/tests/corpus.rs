@@ -37,6 +37,11 @@ fn http1_corpus() {
 }
 
 #[test]
+fn http1_message_corpus() {
+    assert!(replay("http1_message", herd_core::testing::fuzz_http1_message) > 0);
+}
+
+#[test]
 fn chunked_corpus() {
     assert!(replay("chunked", herd_core::testing::fuzz_chunked) > 0);
 }

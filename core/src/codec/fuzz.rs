@@ -6,8 +6,8 @@
 
 use super::chunked::{encode_chunk, encode_last, ChunkedDecoder, ChunkedError, ChunkedLimits};
 use super::http1::{
-    encode_request_head, encode_response_head, parse_request, parse_response, Framing, Header, Limits, RequestHead,
-    ResponseTo, Version,
+    encode_request_head, encode_response_head, parse_request, parse_response, BodyDecoder, BodyError, Framing,
+    HeadError, Header, Limits, RequestHead, ResponseTo, Version,
 };
 use super::ndjson::{encode_line, LineSplitter, NdjsonError};
 use super::sse::{encode_event, SseDecoder, SseError, SseEvent};
@@ -108,6 +108,230 @@ fn pipeline(data: &[u8]) {
             return;
         }
     }
+}
+
+/// What a caller made of one message read until the peer closed: `Ok(None)` when the head never
+/// completed; else the head, the body, and where the message ended in the input (or the body's
+/// error, [`BodyError::Truncated`] when the close came first).
+pub type MessageOutcome<H> = Result<Option<(H, Outcome<u8, usize, BodyError>)>, HeadError>;
+
+/// Exercises a request head followed by its body, read as a server does: the head parsed again
+/// on a growing buffer, then the body decoded (and passed through) piece by piece. Checks split
+/// invariance, that no more body is delivered than was input (nor than the limit), and that a
+/// `Length` body is exactly the bytes after the head. Then decodes the input as a bare body in a
+/// framing its first byte picks, so random input reaches every framing.
+pub fn fuzz_http1_message(data: &[u8]) {
+    for (limits, max) in [(Limits::default(), None), (TINY, Some(16))] {
+        let whole = request_in_pieces(data, &[], &limits, max);
+        let few = (1..data.len().min(512)).collect();
+        for cuts in [cut_points(data, data.len(), 1), cut_points(data, data.len(), 3), few] {
+            let split = request_in_pieces(data, &cuts, &limits, max);
+            match &whole {
+                // An error may be found earlier (so differ) in a prefix, but is never missed.
+                Err(_) => assert!(split.is_err(), "cuts {cuts:?}: {split:?}"),
+                Ok(_) => assert_eq!(split, whole, "cuts {cuts:?}"),
+            }
+        }
+        if let Ok(Some((head, (body, end)))) = &whole {
+            check_message(data, head, body, end, max);
+        }
+    }
+    let (framing, body) = match data {
+        [kind, len, rest @ ..] => {
+            let framings =
+                [Framing::Empty, Framing::Length(u64::from(*len)), Framing::Chunked, Framing::CloseDelimited];
+            (framings[usize::from(*kind) % 4], rest)
+        }
+        _ => (Framing::CloseDelimited, data),
+    };
+    for max in [None, Some(16)] {
+        let fresh = || body_decoder(framing, max);
+        let whole = body_in_pieces(fresh(), body, &[], true);
+        for cuts in [cut_points(data, body.len(), 1), cut_points(data, body.len(), 3), every_byte(body)] {
+            assert_eq!(body_in_pieces(fresh(), body, &cuts, true), whole, "cuts {cuts:?}");
+            check_passed(framing, body, &passed_in_pieces(fresh(), body, &cuts, true), &whole);
+        }
+    }
+}
+
+fn body_decoder(framing: Framing, max: Option<u64>) -> BodyDecoder {
+    match max {
+        Some(max) => BodyDecoder::with_max(framing, ChunkedLimits::default(), max),
+        None => BodyDecoder::new(framing, ChunkedLimits::default()),
+    }
+}
+
+/// The invariants of one parsed request and its body, whole.
+fn check_message(data: &[u8], head: &RequestHead, body: &[u8], end: &Result<usize, BodyError>, max: Option<u64>) {
+    let rest = &data[head.head_len..];
+    assert!(body.len() <= rest.len() && max.is_none_or(|m| body.len() as u64 <= m));
+    match (head.framing, end) {
+        (Framing::Empty, _) => assert_eq!(end, &Ok(head.head_len)),
+        (Framing::Length(n), Ok(end)) => {
+            assert_eq!((*end - head.head_len) as u64, n);
+            assert_eq!(body, &rest[..body.len()]);
+        }
+        (Framing::Length(n), Err(BodyError::Truncated { delivered, expected })) => {
+            assert_eq!((*delivered, *expected, body), (rest.len() as u64, Some(n), rest));
+        }
+        (Framing::Length(n), Err(e)) => assert!(max.is_some_and(|m| n > m) && body.is_empty(), "{e:?}"),
+        (Framing::Chunked, Ok(end)) => assert!(*end <= data.len()),
+        (Framing::Chunked, Err(_)) | (Framing::CloseDelimited, _) => {}
+    }
+    let passed = passed_in_pieces(body_decoder(head.framing, max), rest, &[], true);
+    let shifted = end.clone().map(|end| Some(end - head.head_len));
+    check_passed(head.framing, rest, &passed, &(body.to_vec(), shifted));
+}
+
+/// Passing a body through ends where decoding it does; the bytes passed are the body itself, or
+/// for a chunked body its wire bytes.
+fn check_passed(
+    framing: Framing,
+    data: &[u8],
+    passed: &Outcome<u8, Option<usize>, BodyError>,
+    fed: &Outcome<u8, Option<usize>, BodyError>,
+) {
+    assert_eq!(passed.1, fed.1, "pass and feed agree on the end");
+    match (&fed.1, framing) {
+        (Ok(Some(end)), Framing::Chunked) => assert_eq!(passed.0, &data[..*end]),
+        (Ok(_), _) => assert_eq!(passed.0, fed.0),
+        (Err(_), _) => {}
+    }
+}
+
+/// Reads one request from `data` as a server would: the head parsed on a growing buffer, each
+/// piece appended, then the body fed to a [`BodyDecoder`] (limited to `max` bytes, if given)
+/// piece by piece, and the peer closing after the last piece.
+pub fn request_in_pieces(
+    data: &[u8],
+    cuts: &[usize],
+    limits: &Limits,
+    max: Option<u64>,
+) -> MessageOutcome<RequestHead> {
+    message_in_pieces(
+        data,
+        cuts,
+        |buf| parse_request(buf, limits),
+        |head| (head.head_len, body_decoder(head.framing, max)),
+    )
+}
+
+/// Reads one message from `data` in pieces cut at the ascending offsets `cuts`: `parse` is
+/// retried on the buffer of everything received until it completes; `body` then gives the head's
+/// length and a fresh decoder for its body, which is fed the rest of the buffer and each later
+/// piece. The peer closes after the last piece ([`BodyDecoder::finish_eof`]).
+///
+/// # Errors
+///
+/// The [`HeadError`] `parse` returned.
+pub fn message_in_pieces<H>(
+    data: &[u8],
+    cuts: &[usize],
+    parse: impl Fn(&[u8]) -> Result<Status<H>, HeadError>,
+    body: impl Fn(&H) -> (usize, BodyDecoder),
+) -> MessageOutcome<H> {
+    let pieces = pieces(data, cuts);
+    let mut received = 0;
+    for (i, piece) in pieces.iter().enumerate() {
+        received += piece.len();
+        let Status::Complete(head) = parse(&data[..received])? else { continue };
+        let (head_len, decoder) = body(&head);
+        assert!(head_len <= received);
+        // The body's pieces: the rest of the buffer, then every later piece.
+        let body_cuts: Vec<usize> = std::iter::once(received)
+            .chain(cuts.iter().skip(i + 1).copied())
+            .map(|c| c.max(received) - head_len)
+            .collect();
+        let (out, end) = body_in_pieces(decoder, &data[head_len..], &body_cuts, true);
+        let end = end.map(|end| head_len + end.expect("the close ends every body"));
+        return Ok(Some((head, (out, end))));
+    }
+    Ok(None)
+}
+
+/// Feeds `data` to `decoder` in pieces cut at the ascending offsets `cuts`, then, with `eof`,
+/// tells it the peer closed. Returns the body and where it ended in `data` (`None`: not yet), or
+/// the error. Asserts on the way that no more is delivered than was input, nor than the limit,
+/// that errors stick and that a complete body stays complete.
+pub fn body_in_pieces(
+    mut decoder: BodyDecoder,
+    data: &[u8],
+    cuts: &[usize],
+    eof: bool,
+) -> Outcome<u8, Option<usize>, BodyError> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for piece in pieces(data, cuts) {
+        let result = decoder.feed(piece, &mut out);
+        assert_eq!(decoder.delivered(), out.len() as u64);
+        check_delivered(&decoder, start + piece.len());
+        match result {
+            Ok(Status::Partial) => start += piece.len(),
+            Ok(Status::Complete(n)) => {
+                assert!(decoder.is_complete() && n <= piece.len());
+                let mut more = Vec::new();
+                assert_eq!(decoder.feed(b"0\r\n\r\n", &mut more), Ok(Status::Complete(0)), "complete stays complete");
+                assert_eq!((more.len(), decoder.finish_eof()), (0, Ok(())));
+                return (out, Ok(Some(start + n)));
+            }
+            Err(e) => return (out, Err(sticks(&mut decoder, e))),
+        }
+    }
+    if !eof {
+        return (out, Ok(None));
+    }
+    match decoder.finish_eof() {
+        Ok(()) => (out, Ok(Some(data.len()))),
+        Err(e) => (out, Err(sticks(&mut decoder, e))),
+    }
+}
+
+/// Like [`body_in_pieces`] with [`BodyDecoder::pass`]: returns the bytes it said to forward.
+pub fn passed_in_pieces(
+    mut decoder: BodyDecoder,
+    data: &[u8],
+    cuts: &[usize],
+    eof: bool,
+) -> Outcome<u8, Option<usize>, BodyError> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for piece in pieces(data, cuts) {
+        let passed = decoder.pass(piece);
+        check_delivered(&decoder, start + piece.len());
+        match passed {
+            Ok(p) => {
+                assert!(p.take <= piece.len() && (p.complete || p.take == piece.len()));
+                assert_eq!(p.complete, decoder.is_complete());
+                out.extend_from_slice(&piece[..p.take]);
+                if p.complete {
+                    return (out, Ok(Some(start + p.take)));
+                }
+                start += piece.len();
+            }
+            Err(e) => return (out, Err(sticks(&mut decoder, e))),
+        }
+    }
+    if !eof {
+        return (out, Ok(None));
+    }
+    match decoder.finish_eof() {
+        Ok(()) => (out, Ok(Some(data.len()))),
+        Err(e) => (out, Err(sticks(&mut decoder, e))),
+    }
+}
+
+fn check_delivered(decoder: &BodyDecoder, input_bytes: usize) {
+    assert!(decoder.delivered() <= input_bytes as u64, "delivered more than was input");
+    assert!(decoder.max_bytes().is_none_or(|m| decoder.delivered() <= m), "delivered more than the limit");
+}
+
+/// Asserts that the decoder stays failed with `e`, and returns it.
+fn sticks(decoder: &mut BodyDecoder, e: BodyError) -> BodyError {
+    assert_eq!(decoder.feed(b"0\r\n\r\n", &mut Vec::new()), Err(e.clone()), "errors stick");
+    assert_eq!(decoder.pass(b"x"), Err(e.clone()), "errors stick");
+    assert_eq!(decoder.finish_eof(), Err(e.clone()), "errors stick");
+    assert_eq!(decoder.error(), Some(&e));
+    e
 }
 
 /// Exercises the chunked decoder (split invariance under two limit sets) and the encoder.

@@ -1,15 +1,17 @@
 //! HTTP/1.x message heads: a request-head parser for the router's own listener (`herd-lite`), a
-//! response-head parser for upstream answers, the body-framing decision for both, and encoders for
-//! the heads herd writes. Built on `httparse`; this module adds the limits, the framing rules of
+//! response-head parser for upstream answers, the body-framing decision for both, a decoder for
+//! the body that follows ([`BodyDecoder`]), and encoders for the heads herd writes. Built on `httparse`; this module adds the limits, the framing rules of
 //! RFC 9112 §6 and keep-alive semantics.
 //!
 //! Headers are copied out as owned [`Header`]s (name as sent, value as bytes with surrounding
 //! whitespace trimmed) so the caller may drop or reuse its read buffer as soon as a head parses.
 //! Heads are bounded by [`Limits`], so the copy is small.
 
+mod body;
 mod encode;
 mod framing;
 
+pub use body::{BodyDecoder, BodyError, Passed};
 pub use encode::{encode_request_head, encode_response_head, reason_phrase, EncodeError};
 
 use super::Status;
@@ -49,8 +51,8 @@ pub enum Framing {
     Empty,
     /// Exactly this many bytes follow (`Content-Length`; may be 0).
     Length(u64),
-    /// `Transfer-Encoding: chunked`: decode with [`super::chunked::ChunkedDecoder`], which says
-    /// where the body ends.
+    /// `Transfer-Encoding: chunked`: [`BodyDecoder`] (over [`super::chunked::ChunkedDecoder`])
+    /// says where the body ends.
     Chunked,
     /// Responses only: the body runs until the server closes the connection.
     CloseDelimited,

@@ -1,5 +1,7 @@
-//! Request and response heads as real clients and Ollama send them, and every error.
+//! Request and response heads as real clients and Ollama send them, and every error; the bodies
+//! after them.
 
+use crate::codec::chunked::{encode_chunk, encode_last, ChunkedError, ChunkedLimits};
 use crate::codec::http1::*;
 use crate::codec::Status;
 
@@ -330,4 +332,171 @@ fn encode_errors_write_nothing() {
         assert_eq!(got, Err(want));
     }
     assert!(out.is_empty());
+}
+
+// Bodies: `BodyDecoder` on what curl, Ollama and its clients send after the head.
+
+/// Feeds `wire` to `decoder` in `piece`-byte reads, as a socket would hand them over. Returns
+/// the body and the status of the last feed, offset to a position in `wire`.
+fn read_body(decoder: &mut BodyDecoder, wire: &[u8], piece: usize) -> (Vec<u8>, Result<Status<usize>, BodyError>) {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for read in wire.chunks(piece) {
+        match decoder.feed(read, &mut out) {
+            Ok(Status::Partial) => at += read.len(),
+            Ok(Status::Complete(n)) => return (out, Ok(Status::Complete(at + n))),
+            Err(e) => return (out, Err(e)),
+        }
+    }
+    (out, Ok(Status::Partial))
+}
+
+#[test]
+fn curl_chunked_upload_body() {
+    // `curl -T blob.bin -H 'Transfer-Encoding: chunked'` sends 64 KiB chunks; here three smaller ones.
+    let blob: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut wire =
+        b"POST /api/blobs/sha256:29fdb92e57cf0827ded04ae6461b5931d01fa595843f55d36f5b275a52087dd2 HTTP/1.1\r\n\
+        Host: localhost:11435\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\nTransfer-Encoding: chunked\r\n\
+        Expect: 100-continue\r\n\r\n"
+            .to_vec();
+    for part in blob.chunks(4096) {
+        encode_chunk(part, &mut wire);
+    }
+    encode_last(&mut wire);
+    let body_end = wire.len();
+    wire.extend_from_slice(b"GET /api/tags HTTP/1.1\r\nHost: localhost:11435\r\n\r\n");
+
+    let head = request(&wire);
+    assert!(head.expects_continue);
+    let limits = ChunkedLimits::default();
+    // The router's limit allows it, so it may answer 100 Continue.
+    let mut body = BodyDecoder::with_max(head.framing, limits, 1 << 20);
+    assert_eq!(body.error(), None);
+    let (out, status) = read_body(&mut body, &wire[head.head_len..], 1460);
+    assert_eq!(status, Ok(Status::Complete(body_end - head.head_len)));
+    assert_eq!((out, body.delivered()), (blob.clone(), 10_000));
+    assert!(body.is_complete() && body.finish_eof().is_ok());
+    assert_eq!(request(&wire[body_end..]).target, "/api/tags");
+
+    // Passed through as it is: the chunked wire bytes, up to the next request.
+    let mut pass = BodyDecoder::new(head.framing, limits);
+    assert_eq!(pass.pass(&wire[head.head_len..]), Ok(Passed { take: body_end - head.head_len, complete: true }));
+    assert_eq!(pass.delivered(), 10_000);
+
+    // Over a 8 KiB limit it fails when the third chunk is announced, with two chunks delivered.
+    let mut small = BodyDecoder::with_max(head.framing, limits, 8 * 1024);
+    let (out, status) = read_body(&mut small, &wire[head.head_len..], 1460);
+    assert_eq!(status, Err(BodyError::TooLarge { limit: 8 * 1024 }));
+    assert_eq!(out, &blob[..8192]);
+}
+
+#[test]
+fn ollama_ndjson_chunked_response_body() {
+    // Go's net/http writes each flushed line as one chunk.
+    let lines = [
+        r#"{"model":"llama3.2","created_at":"2025-05-01T10:00:00.1Z","response":"The","done":false}"#,
+        r#"{"model":"llama3.2","created_at":"2025-05-01T10:00:00.2Z","response":" sky","done":false}"#,
+        r#"{"model":"llama3.2","created_at":"2025-05-01T10:00:00.3Z","response":"","done":true,"done_reason":"stop","total_duration":212000000,"eval_count":2}"#,
+    ];
+    let mut wire = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\
+        Date: Thu, 01 May 2025 10:00:00 GMT\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .to_vec();
+    for line in lines {
+        encode_chunk(format!("{line}\n").as_bytes(), &mut wire);
+    }
+    encode_last(&mut wire);
+    let head = response(&wire, ResponseTo::NonHead);
+    let mut body = BodyDecoder::new(head.framing, ChunkedLimits::default());
+    let (out, status) = read_body(&mut body, &wire[head.head_len..], 7);
+    assert_eq!(status, Ok(Status::Complete(wire.len() - head.head_len)));
+    let mut split = Vec::new();
+    crate::codec::ndjson::LineSplitter::new(1024).feed(&out, &mut split).expect("lines fit");
+    assert_eq!(split, lines.map(|l| l.as_bytes().to_vec()).to_vec());
+    assert_eq!(body.delivered(), out.len() as u64);
+}
+
+#[test]
+fn content_length_json_body_then_pipelined_request() {
+    let json = br#"{"model":"llama3.2","messages":[{"role":"user","content":"Why is the sky blue?"}],"stream":false}"#;
+    let mut wire = format!(
+        "POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1:11435\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        json.len()
+    )
+    .into_bytes();
+    wire.extend_from_slice(json);
+    wire.extend_from_slice(b"GET /api/ps HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head = request(&wire);
+    let rest = &wire[head.head_len..];
+    let mut body = BodyDecoder::with_max(head.framing, ChunkedLimits::default(), 1024);
+    let (out, status) = read_body(&mut body, rest, 40);
+    assert_eq!((out.as_slice(), status), (&json[..], Ok(Status::Complete(json.len()))));
+    assert_eq!(body.feed(b"more", &mut Vec::new()), Ok(Status::Complete(0)), "complete stays complete");
+
+    // Zero-copy: the same body, forwarded from the read buffer in two reads.
+    let mut pass = BodyDecoder::new(head.framing, ChunkedLimits::default());
+    assert_eq!(pass.pass(&rest[..50]), Ok(Passed { take: 50, complete: false }));
+    assert_eq!(pass.pass(&rest[50..]), Ok(Passed { take: json.len() - 50, complete: true }));
+    assert_eq!(request(&rest[json.len()..]).target, "/api/ps");
+
+    // 413 before reading: curl's `Expect: 100-continue` can be answered at once.
+    let big = BodyDecoder::with_max(Framing::Length(1 << 40), ChunkedLimits::default(), 1 << 20);
+    assert_eq!(big.error(), Some(&BodyError::TooLarge { limit: 1 << 20 }));
+}
+
+#[test]
+fn close_delimited_body_ends_at_eof() {
+    let wire = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nOllama is running";
+    let head = response(wire, ResponseTo::NonHead);
+    assert_eq!(head.framing, Framing::CloseDelimited);
+    let mut body = BodyDecoder::new(head.framing, ChunkedLimits::default());
+    let (out, status) = read_body(&mut body, &wire[head.head_len..], 5);
+    assert_eq!((out.as_slice(), status), (&b"Ollama is running"[..], Ok(Status::Partial)));
+    assert!(!body.is_complete());
+    assert_eq!(body.finish_eof(), Ok(()));
+    assert!(body.is_complete() && body.delivered() == 17);
+
+    // Over a limit: the bytes up to it, then TooLarge.
+    let mut small = BodyDecoder::with_max(head.framing, ChunkedLimits::default(), 6);
+    let mut out = Vec::new();
+    assert_eq!(small.feed(b"Ollama is running", &mut out), Err(BodyError::TooLarge { limit: 6 }));
+    assert_eq!((out.as_slice(), small.delivered()), (&b"Ollama"[..], 6));
+}
+
+#[test]
+fn truncated_bodies_at_eof() {
+    let mut body = BodyDecoder::new(Framing::Length(40), ChunkedLimits::default());
+    assert_eq!(body.feed(br#"{"error":"model"#, &mut Vec::new()), Ok(Status::Partial));
+    let truncated = BodyError::Truncated { delivered: 15, expected: Some(40) };
+    assert_eq!(body.finish_eof(), Err(truncated.clone()));
+    assert_eq!(body.feed(b"x", &mut Vec::new()), Err(truncated.clone()), "errors stick");
+    assert_eq!(truncated.to_string(), "body truncated after 15 bytes (expected Some(40))");
+
+    let mut chunked = BodyDecoder::new(Framing::Chunked, ChunkedLimits::default());
+    assert_eq!(chunked.feed(b"5\r\nhel", &mut Vec::new()), Ok(Status::Partial));
+    assert_eq!(chunked.finish_eof(), Err(BodyError::Truncated { delivered: 3, expected: None }));
+}
+
+#[test]
+fn empty_bodies_and_framing_errors() {
+    for framing in [Framing::Empty, Framing::Length(0)] {
+        let mut body = BodyDecoder::with_max(framing, ChunkedLimits::default(), 0);
+        assert!(body.is_complete());
+        assert_eq!(body.feed(b"GET / HTTP/1.1\r\n", &mut Vec::new()), Ok(Status::Complete(0)));
+        assert_eq!(body.pass(b"GET"), Ok(Passed { take: 0, complete: true }));
+        assert_eq!(body.finish_eof(), Ok(()));
+    }
+    let mut bad = BodyDecoder::new(Framing::Chunked, ChunkedLimits::default());
+    let mut out = Vec::new();
+    assert_eq!(
+        bad.feed(b"3\r\nabcd\r\n", &mut out),
+        Err(BodyError::Chunked(ChunkedError::MissingDataCrlf { byte: b'd' }))
+    );
+    assert_eq!(out, b"abc");
+    let limits = ChunkedLimits { max_body_bytes: Some(4), ..ChunkedLimits::default() };
+    let mut capped = BodyDecoder::new(Framing::Chunked, limits);
+    assert_eq!(capped.max_bytes(), Some(4));
+    assert_eq!(capped.feed(b"5\r\n", &mut Vec::new()), Err(BodyError::TooLarge { limit: 4 }));
+    assert_eq!(BodyDecoder::with_max(Framing::Chunked, limits, 100).max_bytes(), Some(4), "the smaller limit wins");
 }
