@@ -10,8 +10,8 @@
 use crate::net::{poll_read_into, write_all};
 use async_io::{Async, Timer};
 use bytes::{Buf, Bytes, BytesMut};
-use herd_core::codec::chunked::{encode_chunk, encode_last, ChunkedDecoder, ChunkedLimits};
-use herd_core::codec::http1::{self, Framing, HeadError, Header, Limits, RequestHead};
+use herd_core::codec::chunked::{encode_chunk, encode_last, ChunkedLimits};
+use herd_core::codec::http1::{self, BodyDecoder, BodyError, Framing, HeadError, Header, Limits, RequestHead};
 use herd_core::codec::Status;
 use herd_service::errors::{body_timeout, body_unreadable, error_answer, too_large, Proto};
 use herd_service::{http as service, next_chunk, race, Answer, AnswerBody, App, Either, Headers};
@@ -206,6 +206,13 @@ impl Conn {
                 return Ok(keep_alive && clean);
             }
         };
+        if let Framing::Length(n) = head.framing {
+            if n > self.app.max_body_bytes as u64 {
+                // Refused before `100 Continue`: the client need not send the body at all.
+                self.write(too_large(admitted.proto, self.app.max_body_bytes), is_head, false).await?;
+                return Ok(false);
+            }
+        }
         if head.expects_continue && head.framing.has_body() {
             write_all(&self.stream, b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
@@ -238,46 +245,38 @@ impl Conn {
     async fn read_body(&mut self, framing: Framing, proto: Proto) -> Result<Bytes, Option<Answer>> {
         let max = self.app.max_body_bytes;
         let timeout = self.app.read_timeout;
-        match framing {
-            Framing::Empty | Framing::Length(0) | Framing::CloseDelimited => Ok(Bytes::new()),
-            Framing::Length(n) => {
-                if n > max as u64 {
-                    return Err(Some(too_large(proto, max)));
-                }
-                let n = n as usize;
-                while self.buf.len() < n {
-                    self.buf.reserve(n - self.buf.len());
-                    match self.fill(timeout, false).await {
-                        Ok(()) => {}
-                        Err(ReadEnd::TimedOut) => return Err(Some(body_timeout(proto))),
-                        Err(_) => return Err(None),
-                    }
-                }
-                Ok(self.buf.split_to(n).freeze())
+        if framing == Framing::CloseDelimited {
+            // Requests are never close-delimited (the head parser says Empty); be safe.
+            return Ok(Bytes::new());
+        }
+        let mut decoder = BodyDecoder::with_max(framing, ChunkedLimits::default(), max as u64);
+        if let Some(BodyError::TooLarge { .. }) = decoder.error() {
+            return Err(Some(too_large(proto, max)));
+        }
+        let mut out = Vec::new();
+        loop {
+            if decoder.is_complete() {
+                return Ok(Bytes::from(out));
             }
-            Framing::Chunked => {
-                let mut decoder = ChunkedDecoder::new(ChunkedLimits::default());
-                let mut out = Vec::new();
-                loop {
-                    if !self.buf.is_empty() {
-                        match decoder.feed(&self.buf, &mut out) {
-                            Ok(Status::Complete(used)) => {
-                                self.buf.advance(used);
-                                return Ok(Bytes::from(out));
-                            }
-                            Ok(Status::Partial) => self.buf.clear(),
-                            Err(_) => return Err(Some(body_unreadable(proto))),
-                        }
-                        if out.len() > max {
-                            return Err(Some(too_large(proto, max)));
-                        }
+            if !self.buf.is_empty() {
+                match decoder.feed(&self.buf, &mut out) {
+                    Ok(Status::Complete(used)) => {
+                        self.buf.advance(used);
+                        return Ok(Bytes::from(out));
                     }
-                    match self.fill(timeout, false).await {
-                        Ok(()) => {}
-                        Err(ReadEnd::TimedOut) => return Err(Some(body_timeout(proto))),
-                        Err(_) => return Err(None),
-                    }
+                    Ok(Status::Partial) => self.buf.clear(),
+                    Err(BodyError::TooLarge { .. }) => return Err(Some(too_large(proto, max))),
+                    Err(_) => return Err(Some(body_unreadable(proto))),
                 }
+            }
+            if let Framing::Length(n) = framing {
+                // Room for the rest in one go (bounded by the limit checked above).
+                self.buf.reserve((n - decoder.delivered()) as usize);
+            }
+            match self.fill(timeout, false).await {
+                Ok(()) => {}
+                Err(ReadEnd::TimedOut) => return Err(Some(body_timeout(proto))),
+                Err(_) => return Err(None),
             }
         }
     }

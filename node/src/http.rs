@@ -5,8 +5,8 @@
 
 use async_net::TcpStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use herd_core::codec::chunked::{ChunkedDecoder, ChunkedLimits};
-use herd_core::codec::http1::{self, Framing, Limits, ResponseTo};
+use herd_core::codec::chunked::ChunkedLimits;
+use herd_core::codec::http1::{self, BodyDecoder, BodyError, Framing, Limits, ResponseTo};
 use herd_core::codec::Status;
 use std::time::Duration;
 
@@ -192,54 +192,24 @@ async fn read_response(stream: &mut TcpStream, head_only: bool) -> Result<Respon
             Status::Partial => {}
         }
     };
-    let mut rest = buf.split_off(head.head_len);
-    let body = match head.framing {
-        Framing::Empty => Vec::new(),
-        Framing::Length(n) => {
-            let n = usize::try_from(n).ok().filter(|n| *n <= MAX_BODY).ok_or_else(too_large)?;
-            while rest.len() < n {
-                let got = stream.read(&mut chunk).await.map_err(io)?;
-                if got == 0 {
-                    return Err(HttpError::Protocol("body cut short".into()));
-                }
-                rest.extend_from_slice(&chunk[..got]);
-            }
-            rest.truncate(n);
-            rest
+    let rest = buf.split_off(head.head_len);
+    let mut decoder = BodyDecoder::with_max(head.framing, ChunkedLimits::default(), MAX_BODY as u64);
+    let mut body = Vec::new();
+    let mut input = rest;
+    loop {
+        match decoder.feed(&input, &mut body) {
+            Ok(Status::Complete(_)) => break,
+            Ok(Status::Partial) => {}
+            Err(BodyError::TooLarge { .. }) => return Err(too_large()),
+            Err(e) => return Err(HttpError::Protocol(e.to_string())),
         }
-        Framing::Chunked => {
-            let mut decoder = ChunkedDecoder::new(ChunkedLimits::default());
-            let mut body = Vec::new();
-            let mut input = rest;
-            loop {
-                let status = decoder.feed(&input, &mut body).map_err(|e| HttpError::Protocol(e.to_string()))?;
-                if body.len() > MAX_BODY {
-                    return Err(too_large());
-                }
-                if status.is_complete() {
-                    break body;
-                }
-                let got = stream.read(&mut chunk).await.map_err(io)?;
-                if got == 0 {
-                    return Err(HttpError::Protocol("chunked body cut short".into()));
-                }
-                input = chunk[..got].to_vec();
-            }
+        let got = stream.read(&mut chunk).await.map_err(io)?;
+        if got == 0 {
+            decoder.finish_eof().map_err(|e| HttpError::Protocol(e.to_string()))?;
+            break;
         }
-        Framing::CloseDelimited => {
-            loop {
-                let got = stream.read(&mut chunk).await.map_err(io)?;
-                if got == 0 {
-                    break;
-                }
-                rest.extend_from_slice(&chunk[..got]);
-                if rest.len() > MAX_BODY {
-                    return Err(too_large());
-                }
-            }
-            rest
-        }
-    };
+        input = chunk[..got].to_vec();
+    }
     Ok(Response { status: head.status, body })
 }
 

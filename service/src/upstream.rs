@@ -16,8 +16,8 @@
 
 use crate::{BodyStream, BoxFuture, Runtime};
 use bytes::{Buf, Bytes, BytesMut};
-use herd_core::codec::chunked::{ChunkedDecoder, ChunkedLimits};
-use herd_core::codec::http1::{self, Framing, Limits, ResponseHead, ResponseTo};
+use herd_core::codec::chunked::ChunkedLimits;
+use herd_core::codec::http1::{self, BodyDecoder, Framing, Limits, ResponseHead, ResponseTo};
 use herd_core::codec::Status;
 use std::collections::HashMap;
 use std::io;
@@ -228,21 +228,16 @@ impl<T: Transport> Pool<T> {
         authority: &str,
         (head, stream, buf): (ResponseHead, T, BytesMut),
     ) -> (ResponseHead, UpstreamBody<T>) {
-        let state = match head.framing {
-            Framing::Empty | Framing::Length(0) => State::Done,
-            Framing::Length(n) => State::Length(n),
-            Framing::Chunked => State::Chunked(ChunkedDecoder::new(ChunkedLimits::default())),
-            Framing::CloseDelimited => State::Close,
-        };
+        let decoder = BodyDecoder::new(head.framing, ChunkedLimits::default());
         let mut body = UpstreamBody {
             conn: Some(Conn { stream, pool: self.clone(), addr: Arc::from(authority), keep_alive: head.keep_alive }),
             buf,
-            state: State::Done,
+            chunked: head.framing == Framing::Chunked,
+            decoder,
+            done: false,
         };
-        if matches!(state, State::Done) {
+        if body.decoder.is_complete() {
             body.release();
-        } else {
-            body.state = state;
         }
         (head, body)
     }
@@ -373,30 +368,23 @@ struct Conn<T> {
     keep_alive: bool,
 }
 
-enum State {
-    /// This many body bytes are still to come.
-    Length(u64),
-    /// A chunked body.
-    Chunked(ChunkedDecoder),
-    /// The body runs until the node closes the connection.
-    Close,
-    /// The body ended (or failed).
-    Done,
-}
-
 /// A node's answer body, read from its connection as it is polled.
 pub struct UpstreamBody<T> {
     conn: Option<Conn<T>>,
     /// Bytes read but not yet handed out.
     buf: BytesMut,
-    state: State,
+    /// Chunked framing (decoded into new buffers; other framings pass bytes through as read).
+    chunked: bool,
+    decoder: BodyDecoder,
+    /// The body ended (or failed).
+    done: bool,
 }
 
 impl<T: Transport> UpstreamBody<T> {
     /// The body ended cleanly: the connection goes back to the pool if it may carry another
     /// request, and is closed otherwise.
     fn release(&mut self) {
-        self.state = State::Done;
+        self.done = true;
         if let Some(conn) = self.conn.take() {
             if conn.keep_alive && self.buf.is_empty() {
                 conn.pool.checkin(conn.addr, conn.stream);
@@ -406,7 +394,7 @@ impl<T: Transport> UpstreamBody<T> {
 
     /// The body failed: the connection is closed.
     fn fail(&mut self, message: impl Into<String>) -> Poll<Option<io::Result<Bytes>>> {
-        self.state = State::Done;
+        self.done = true;
         self.conn = None;
         Poll::Ready(Some(Err(io::Error::other(message.into()))))
     }
@@ -423,50 +411,52 @@ impl<T: Transport> BodyStream for UpstreamBody<T> {
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
         let this = self;
         loop {
-            match &mut this.state {
-                State::Done => return Poll::Ready(None),
-                State::Length(left) => {
-                    if !this.buf.is_empty() {
-                        let take = usize::try_from(*left).map_or(this.buf.len(), |l| l.min(this.buf.len()));
-                        let data = this.buf.split_to(take).freeze();
-                        *left -= take as u64;
-                        if *left == 0 {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if !this.buf.is_empty() {
+                if this.chunked {
+                    let mut out = Vec::new();
+                    match this.decoder.feed(&this.buf, &mut out) {
+                        Ok(Status::Partial) => this.buf.clear(),
+                        Ok(Status::Complete(used)) => {
+                            this.buf.advance(used);
                             this.release();
                         }
-                        return Poll::Ready(Some(Ok(data)));
+                        Err(e) => return this.fail(format!("malformed chunked body: {e}")),
                     }
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Bytes::from(out))));
+                    }
+                    continue;
                 }
-                State::Chunked(decoder) => {
-                    if !this.buf.is_empty() {
-                        let mut out = Vec::new();
-                        match decoder.feed(&this.buf, &mut out) {
-                            Ok(Status::Partial) => this.buf.clear(),
-                            Ok(Status::Complete(used)) => {
-                                this.buf.advance(used);
-                                this.release();
-                            }
-                            Err(e) => return this.fail(format!("malformed chunked body: {e}")),
+                // Length and close-delimited bodies: the bytes as read, no copy.
+                match this.decoder.pass(&this.buf) {
+                    Ok(passed) => {
+                        let data = this.buf.split_to(passed.take).freeze();
+                        if passed.complete {
+                            this.release();
                         }
-                        if !out.is_empty() {
-                            return Poll::Ready(Some(Ok(Bytes::from(out))));
+                        if !data.is_empty() {
+                            return Poll::Ready(Some(Ok(data)));
                         }
                         continue;
                     }
-                }
-                State::Close => {
-                    if !this.buf.is_empty() {
-                        let data = this.buf.split().freeze();
-                        return Poll::Ready(Some(Ok(data)));
-                    }
+                    Err(e) => return this.fail(format!("malformed body: {e}")),
                 }
             }
             match ready!(this.poll_fill(cx)) {
-                Ok(0) if matches!(this.state, State::Close) => {
-                    this.state = State::Done;
-                    this.conn = None;
-                    return Poll::Ready(None);
+                Ok(0) => {
+                    return match this.decoder.finish_eof() {
+                        // A close-delimited body ends here.
+                        Ok(()) => {
+                            this.done = true;
+                            this.conn = None;
+                            Poll::Ready(None)
+                        }
+                        Err(_) => this.fail("the node closed the connection before the body ended"),
+                    };
                 }
-                Ok(0) => return this.fail("the node closed the connection before the body ended"),
                 Ok(_) => {}
                 Err(e) => return this.fail(format!("reading the body: {e}")),
             }
