@@ -118,6 +118,11 @@ impl Headers for HyperHeaders<'_> {
 
 /// Reads a whole body within the size and time limits.
 pub async fn read_body(app: &App, body: Incoming, proto: Proto) -> Result<Bytes, Answer> {
+    use http_body::Body as _;
+    if body.size_hint().lower() > app.max_body_bytes as u64 {
+        // Refused before the body is polled, so hyper sends no `100 Continue` for it.
+        return Err(too_large(proto, app.max_body_bytes));
+    }
     let limited = http_body_util::Limited::new(body, app.max_body_bytes);
     match tokio::time::timeout(app.read_timeout, limited.collect()).await {
         Ok(Ok(c)) => Ok(c.to_bytes()),

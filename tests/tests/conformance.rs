@@ -17,7 +17,9 @@ use harness::{FakeSpec, Fleet, Router};
 use http::{Ending, Reply};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 /// Generates `#[test] fn herd_<case>()` and `#[test] fn lite_<case>()` for each case.
 macro_rules! conformance {
@@ -56,6 +58,9 @@ conformance! {
     openai_sse_ends_with_done => herd_openai_sse_ends_with_done, lite_openai_sse_ends_with_done;
     anthropic_messages_non_stream => herd_anthropic_messages_non_stream, lite_anthropic_messages_non_stream;
     small_fleet_of_agents => herd_small_fleet_of_agents, lite_small_fleet_of_agents;
+    keep_alive_and_pipelining => herd_keep_alive_and_pipelining, lite_keep_alive_and_pipelining;
+    expect_continue => herd_expect_continue, lite_expect_continue;
+    client_that_leaves_while_queued_ends_once => herd_client_that_leaves_while_queued_ends_once, lite_client_that_leaves_while_queued_ends_once;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,4 +595,164 @@ fn small_fleet_of_agents(r: Router) {
     assert!(explain["best"].is_null(), "no node is picked for the drained node's model: {explain}");
     let still = f.post("/api/chat", &Proto::Ollama.chat_body("llama3.1:8b"));
     assert_eq!(still.status, 200, "{}", still.text());
+}
+
+/// One answer read off a kept-alive connection: status, lowercase headers, body (by
+/// `Content-Length` or chunked; none for `HEAD`).
+fn read_answer(r: &mut BufReader<TcpStream>, head_only: bool) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("a status line");
+    let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).expect("a header line");
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':').unwrap_or_else(|| panic!("{h:?}"));
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let get = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if head_only || status == 100 {
+        return (status, headers, body);
+    }
+    if let Some(n) = get("content-length") {
+        body.resize(n.parse().expect("a length"), 0);
+        r.read_exact(&mut body).expect("the body");
+    } else if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).expect("a chunk size");
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16).expect("hex size");
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).expect("a chunk");
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    (status, headers, body)
+}
+
+fn connect(f: &Fleet) -> (TcpStream, BufReader<TcpStream>) {
+    let s = TcpStream::connect(f.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let r = BufReader::new(s.try_clone().unwrap());
+    (s, r)
+}
+
+/// Several requests on one connection, the first three in one write (pipelined): the answers
+/// come back whole and in order, and the connection stays usable (`HEAD` included).
+fn keep_alive_and_pipelining(r: Router) {
+    let f = one_node(r, &[]);
+    let (mut s, mut rd) = connect(&f);
+    let chat = Proto::Ollama.chat_body("qwen3:8b").to_string();
+    let pipelined = format!(
+        "GET /api/version HTTP/1.1\r\nhost: h\r\n\r\n\
+         POST /api/chat HTTP/1.1\r\nhost: h\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{chat}\
+         GET / HTTP/1.1\r\nhost: h\r\n\r\n",
+        chat.len()
+    );
+    s.write_all(pipelined.as_bytes()).unwrap();
+    let (status, _, body) = read_answer(&mut rd, false);
+    assert_eq!(status, 200);
+    assert!(serde_json::from_slice::<Value>(&body).unwrap()["version"].is_string());
+    let (status, headers, body) = read_answer(&mut rd, false);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(headers.iter().any(|(k, v)| k == "x-herd-node" && v == "alpha"), "{headers:?}");
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["done"], true);
+    let (status, _, body) = read_answer(&mut rd, false);
+    assert_eq!((status, body.as_slice()), (200, &b"Ollama is running"[..]));
+    // A streamed answer (chunked), then HEAD, then one more, on the same connection.
+    let stream = json!({"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let req = format!("POST /api/chat HTTP/1.1\r\nhost: h\r\ncontent-length: {}\r\n\r\n{stream}", stream.len());
+    s.write_all(req.as_bytes()).unwrap();
+    let (status, _, body) = read_answer(&mut rd, false);
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["done"], true, "{text}");
+    s.write_all(b"HEAD / HTTP/1.1\r\nhost: h\r\n\r\nGET /api/version HTTP/1.1\r\nhost: h\r\n\r\n").unwrap();
+    assert_eq!(read_answer(&mut rd, true).0, 200);
+    let (status, _, body) = read_answer(&mut rd, false);
+    assert_eq!(status, 200, "HEAD's answer had no body, so the next answer starts right after it");
+    assert!(serde_json::from_slice::<Value>(&body).unwrap()["version"].is_string());
+}
+
+/// `Expect: 100-continue` (curl sends it for large bodies): `100 Continue`, then the answer; a
+/// body over the limit is refused with 413 before the client sends it.
+fn expect_continue(r: Router) {
+    let f = one_node(r, &["--max-body-mb", "1"]);
+    let (mut s, mut rd) = connect(&f);
+    let chat = Proto::Ollama.chat_body("qwen3:8b").to_string();
+    let head = format!(
+        "POST /api/chat HTTP/1.1\r\nhost: h\r\ncontent-type: application/json\r\nexpect: 100-continue\r\n\
+         content-length: {}\r\n\r\n",
+        chat.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    assert_eq!(read_answer(&mut rd, false).0, 100, "100 Continue before the body");
+    s.write_all(chat.as_bytes()).unwrap();
+    let (status, _, body) = read_answer(&mut rd, false);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (mut s, mut rd) = connect(&f);
+    let big = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: h\r\ncontent-type: application/json\r\n\
+         expect: 100-continue\r\ncontent-length: {}\r\n\r\n",
+        2 << 20
+    );
+    s.write_all(big.as_bytes()).unwrap();
+    let (status, _, body) = read_answer(&mut rd, false);
+    assert_eq!(status, 413, "refused at once, no 100 Continue: {}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+}
+
+/// A client that gives up while its request waits in the router's queue: the request ends once
+/// (one `client_gone` trace), its place is freed, and the requests around it are served.
+fn client_that_leaves_while_queued_ends_once(r: Router) {
+    let mut f = Fleet::start(r, &[]);
+    f.fake(FakeSpec::new("alpha", &["qwen3:8b"]).preload(&["qwen3:8b"]).parallel(1).token_ms(25));
+    f.wait_nodes(&["alpha"]);
+    let fleet = |f: &Fleet| f.get("/fleet/status").json()["fleet"].clone();
+    let wait = |f: &Fleet, what: &str, ok: &dyn Fn(&Value) -> bool| {
+        let start = Instant::now();
+        loop {
+            let v = fleet(f);
+            if ok(&v) {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "{what}: {v}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let addr = f.addr();
+    let chat = Proto::Ollama.chat_body("qwen3:8b");
+    let busy = std::thread::spawn(move || {
+        let body = chat.to_string();
+        http::call(addr, "POST", "/api/chat", &[("content-type", "application/json")], body.as_bytes())
+    });
+    wait(&f, "the first request holds the only slot", &|v| v["attempts_in_flight"] == 1);
+    let (mut s, _rd) = connect(&f);
+    let body = Proto::Ollama.chat_body("qwen3:8b").to_string();
+    s.write_all(
+        format!("POST /api/chat HTTP/1.1\r\nhost: h\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes(),
+    )
+    .unwrap();
+    wait(&f, "the second request waits in the queue", &|v| v["requests_queued"] == 1);
+    s.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(s);
+    wait(&f, "the leaver's request ends while the first still runs", &|v| {
+        v["requests_queued"] == 0 && v["requests_live"] == 1
+    });
+    let first = busy.join().unwrap().expect("the first request's answer");
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(f.post("/api/chat", &Proto::Ollama.chat_body("qwen3:8b")).status, 200);
+    let traces = f.traces_until("three traces", |t| t.len() >= 3);
+    let gone = traces.iter().filter(|t| t["outcome"] == "client_gone").count();
+    assert_eq!((traces.len(), gone), (3, 1), "{traces:?}");
 }

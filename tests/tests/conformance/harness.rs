@@ -173,6 +173,8 @@ pub struct FakeSpec {
     preload: Option<Vec<String>>,
     heartbeat: bool,
     fleet_key: Option<String>,
+    parallel: u32,
+    token_ms: u64,
 }
 
 impl FakeSpec {
@@ -184,7 +186,21 @@ impl FakeSpec {
             preload: None,
             heartbeat: true,
             fleet_key: None,
+            parallel: 4,
+            token_ms: 0,
         }
+    }
+
+    /// Its OLLAMA_NUM_PARALLEL (default 4).
+    pub fn parallel(mut self, n: u32) -> FakeSpec {
+        self.parallel = n;
+        self
+    }
+
+    /// Milliseconds between tokens (default 0).
+    pub fn token_ms(mut self, ms: u64) -> FakeSpec {
+        self.token_ms = ms;
+        self
     }
 
     /// Models loaded at start.
@@ -307,11 +323,24 @@ impl Fleet {
     /// Starts a fake node and returns its URL. With heartbeats the router must be running; wait
     /// for it with [`Fleet::wait_nodes`].
     pub fn fake(&mut self, spec: FakeSpec) -> String {
-        let mut argv: Vec<String> =
-            ["--host", "127.0.0.1", "--port", "0", "--timing", "fixed", "--num-parallel", "4", "--name", &spec.name]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+        let (parallel, token_ms) = (spec.parallel.to_string(), spec.token_ms.to_string());
+        let mut argv: Vec<String> = [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--timing",
+            "fixed",
+            "--num-parallel",
+            &parallel,
+            "--token-ms",
+            &token_ms,
+            "--name",
+            &spec.name,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         argv.extend(["--models".into(), spec.models.join(",")]);
         if let Some(p) = &spec.preload {
             argv.extend(["--preload".into(), p.join(",")]);
