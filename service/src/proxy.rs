@@ -287,8 +287,9 @@ async fn attempt(
     };
     let status = head.status;
     if !(200..300).contains(&status) {
-        let text = match race(read_error_body(body), cancel_of(rx, d.attempt)).await {
-            Either::Left(text) => text,
+        let read = crate::timeout(&*app.runtime, Duration::from_secs(10), read_error_body(body));
+        let text = match race(read, cancel_of(rx, d.attempt)).await {
+            Either::Left(text) => text.unwrap_or_default(),
             Either::Right(m) => return cancelled(req, m, guard),
         };
         let saturated = is_saturation(status, &text);
@@ -374,8 +375,7 @@ async fn first_data(body: &mut Box<dyn BodyStream>) -> Result<Bytes, UpstreamFai
     }
 }
 
-/// A node's error body, at most 64 KiB of it. (Core's first-byte deadline bounds the wait: its
-/// cancel ends the read.)
+/// A node's error body, at most 64 KiB of it.
 async fn read_error_body(mut body: Box<dyn BodyStream>) -> String {
     let mut out = Vec::new();
     while let Some(Ok(piece)) = next_chunk(&mut body).await {
