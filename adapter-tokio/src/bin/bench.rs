@@ -1,9 +1,12 @@
 //! `herd-bench`: sends the same load straight to a simulated Ollama and through herd in front of
 //! it, alternating rounds in one run, and prints herd's throughput and latency as ratios of
-//! direct's, against the project's goals, with the router's peak memory.
+//! direct's, against the project's goals, with the router's peak memory. With `--lite`, herd-lite
+//! runs next to herd against the same fake and is measured as one more column, against direct
+//! and against herd.
 //!
-//! Build the three programs first (`cargo build --release -p herd-tokio`), then run
-//! `target/release/herd-bench`, or `cargo run --release -p herd-tokio --bin herd-bench`.
+//! Build the three programs first (`cargo build --release -p herd-tokio`, with `-p herd-smol`
+//! for `--lite`), then run `target/release/herd-bench`, or
+//! `cargo run --release -p herd-tokio --bin herd-bench`.
 //! Exit status: 0 when every request succeeded, 1 when some failed, 2 when setup failed.
 
 mod bench {
@@ -21,7 +24,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use bench::load::{self, Scenario, ScenarioId, Unit, Window};
-use bench::procs::{Bins, CpuMeter, CpuUse, Machine, Pair, PairConfig, RssSampler, Scratch, SetupError};
+use bench::procs::{Bins, CpuMeter, CpuUse, Machine, Pair, PairConfig, Routers, RssSampler, Scratch, SetupError};
 use bench::report::{self, Row, Tally};
 
 /// The goals from the issue, on a 2-core machine shared by generator, router and backend.
@@ -30,6 +33,8 @@ const STREAM_MIN_RATIO: f64 = 0.5;
 const S4_MIN_RATIO: f64 = 0.97;
 const S4_MAX_P99_DELTA_MS: f64 = 1.0;
 const RSS_MAX_MB: f64 = 30.0;
+/// herd-lite's goal from its issue: its throughput within 20% of herd's.
+const LITE_MIN_RATIO_TO_HERD: f64 = 0.8;
 
 /// The node's parallelism is at least this, so that the router is measured, not its admission cap.
 const MIN_NODE_PARALLEL: usize = 64;
@@ -46,7 +51,8 @@ struct Args {
     /// Seconds at the start of each round whose answers are not counted.
     #[arg(long, default_value_t = 0.5)]
     warmup_secs: f64,
-    /// Rounds per target: direct, herd, direct, herd, ...
+    /// Rounds per target: direct, herd, direct, herd, ... (with herd-lite and ollama-herd after
+    /// herd when measured).
     #[arg(long, default_value_t = 3)]
     rounds: u32,
     /// Multiplies every scenario's concurrency.
@@ -55,13 +61,17 @@ struct Args {
     /// Print JSON on stdout instead of the table.
     #[arg(long)]
     json: bool,
-    /// Also measure an already running ollama-herd router at this URL, as a third column.
+    /// Also measure herd-lite (built by -p herd-smol, next to herd), started next to herd against
+    /// the same fake, as a column after herd's.
+    #[arg(long, conflicts_with = "direct_only")]
+    lite: bool,
+    /// Also measure an already running ollama-herd router at this URL, as the last column.
     #[arg(long)]
     ollama_herd: Option<String>,
     /// The simulated Ollama's port (0: any free one); fix it to point --ollama-herd at the fake.
     #[arg(long, default_value_t = 0)]
     fake_port: u16,
-    /// Where herd and herd-fake-ollama are (default: next to this program).
+    /// Where herd, herd-fake-ollama and herd-lite are (default: next to this program).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// Tokio worker threads for the load generator; 0 runs it on the current thread.
@@ -78,24 +88,50 @@ struct Args {
     keep_temp: bool,
 }
 
+/// What one column of the results measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Column {
+    /// The fake, with no router.
+    Direct,
+    Herd,
+    /// With `--lite`.
+    Lite,
+    /// With `--ollama-herd`: a router this run did not start.
+    OllamaHerd,
+}
+
+impl Column {
+    fn name(self) -> &'static str {
+        match self {
+            Column::Direct => "direct",
+            Column::Herd => "herd",
+            Column::Lite => "herd-lite",
+            Column::OllamaHerd => "ollama-herd",
+        }
+    }
+}
+
 /// Where one column's load goes.
 struct Target {
     name: &'static str,
     column: usize,
     url: String,
+    /// The router process this column measures, when the run started it.
+    own_pid: Option<u32>,
 }
 
 /// One scenario's numbers, per target in column order.
 struct Outcome {
     scenario: Scenario,
     tallies: Vec<Tally>,
-    rss_peak_kb: u64,
+    /// The peak VmRSS of each column's own router during its rounds (0 where none).
+    rss_peak_kb: Vec<u64>,
     /// CPU of the three processes during each column's rounds.
     cpu: Vec<CpuUse>,
 }
 
-/// The router's memory over the run.
-#[derive(Default)]
+/// One router's memory over the run.
+#[derive(Clone, Copy, Default)]
 struct Memory {
     peak_kb: u64,
     hwm_kb: u64,
@@ -143,18 +179,24 @@ async fn run(args: &Args) -> Result<bool, SetupError> {
     let scenarios: Vec<Scenario> = ids.iter().map(|&id| Scenario::new(id, args.concurrency_scale)).collect();
     let max_concurrency = scenarios.iter().map(|s| s.concurrency).max().unwrap_or(1);
     let parallel = max_concurrency.max(MIN_NODE_PARALLEL);
-    let bins = Bins::locate(args.bin_dir.clone())?;
+    let routers = match (args.direct_only, args.lite) {
+        (true, _) => Routers::FakeOnly,
+        (false, false) => Routers::Herd,
+        (false, true) => Routers::HerdAndLite,
+    };
+    let bins = Bins::locate(args.bin_dir.clone(), routers)?;
+    let columns = columns(args);
     let machine = Machine::detect();
     eprintln!("{}", machine_line(&machine, args));
     let client = load::client(max_concurrency * 2);
     let scratch = Scratch::create(args.keep_temp)?;
     let mut pair: Option<Pair> = None;
-    let mut memory = Memory::default();
+    let mut memory = vec![Memory::default(); columns.len()];
     let mut outcomes = Vec::with_capacity(scenarios.len());
     for scenario in scenarios {
         if pair.as_ref().map(|p| p.token_ms) != Some(scenario.token_ms) {
             if let Some(old) = pair.take() {
-                memory.hwm_kb = memory.hwm_kb.max(old.finish().unwrap_or(0));
+                note_hwm(&mut memory, &columns, old.finish());
             }
             let config = PairConfig {
                 bins: &bins,
@@ -162,62 +204,86 @@ async fn run(args: &Args) -> Result<bool, SetupError> {
                 token_ms: scenario.token_ms,
                 parallel,
                 fake_port: args.fake_port,
-                router: !args.direct_only,
+                routers,
             };
             pair = Some(Pair::start(config, &client).await?);
         }
         let Some(p) = pair.as_ref() else { unreachable!("started above") };
-        let outcome = measure(args, &client, p, scenario).await?;
-        memory.peak_kb = memory.peak_kb.max(outcome.rss_peak_kb);
+        let outcome = measure(args, &columns, &client, p, scenario).await?;
+        for (m, kb) in memory.iter_mut().zip(&outcome.rss_peak_kb) {
+            m.peak_kb = m.peak_kb.max(*kb);
+        }
         outcomes.push(outcome);
     }
     if let Some(old) = pair.take() {
-        memory.hwm_kb = memory.hwm_kb.max(old.finish().unwrap_or(0));
+        note_hwm(&mut memory, &columns, old.finish());
     }
-    let names = target_names(args);
-    let rows = rows(&mut outcomes, &memory, names.len());
+    let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
+    let rows = rows(&mut outcomes, &memory, &columns);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(args, &machine, &names, &outcomes, &rows, &memory))?);
+        let json = to_json(args, &machine, &columns, &outcomes, &rows, &memory);
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         println!("{}", machine_line(&machine, args));
         print!("{}", report::table(&names, &rows));
-        if memory.hwm_kb > 0 {
-            println!(
-                "router VmHWM {:.1} MB (the most resident memory its process ever had)",
-                memory.hwm_kb as f64 / 1024.0
-            );
-        }
-        print_cpu(&names, &outcomes);
+        print_hwm(&columns, &memory);
+        print_cpu(&columns, &outcomes);
         print_errors(&names, &outcomes);
     }
     Ok(outcomes.iter().all(|o| o.tallies.iter().all(|t| t.errors == 0)))
 }
 
-fn target_names(args: &Args) -> Vec<&'static str> {
-    let mut names = vec!["direct", "herd"];
-    if args.ollama_herd.is_some() {
-        names.push("ollama-herd");
+/// The result columns, in order: direct, herd, then herd-lite and ollama-herd when asked for.
+/// herd's column stays in place when the router is left out (`--direct-only`).
+fn columns(args: &Args) -> Vec<Column> {
+    let mut columns = vec![Column::Direct, Column::Herd];
+    if args.lite {
+        columns.push(Column::Lite);
     }
-    names
+    if args.ollama_herd.is_some() {
+        columns.push(Column::OllamaHerd);
+    }
+    columns
 }
 
-/// Alternates rounds of one scenario over the targets.
+fn column_of(columns: &[Column], wanted: Column) -> Option<usize> {
+    columns.iter().position(|&c| c == wanted)
+}
+
+/// Keeps the larger VmHWM of each router (`[herd, herd-lite]`, as [`Pair::finish`] reads them).
+fn note_hwm(memory: &mut [Memory], columns: &[Column], hwm: [Option<u64>; 2]) {
+    for (router, kb) in [Column::Herd, Column::Lite].into_iter().zip(hwm) {
+        if let (Some(i), Some(kb)) = (column_of(columns, router), kb) {
+            memory[i].hwm_kb = memory[i].hwm_kb.max(kb);
+        }
+    }
+}
+
+/// Alternates rounds of one scenario over the targets: direct, herd, herd-lite, ollama-herd,
+/// direct, ...
 async fn measure(
     args: &Args,
+    columns: &[Column],
     client: &load::HttpClient,
     pair: &Pair,
     scenario: Scenario,
 ) -> Result<Outcome, SetupError> {
-    // Columns stay in place (direct, herd, ollama-herd) when the router is left out.
-    let mut targets = vec![Target { name: "direct", column: 0, url: pair.fake.url.clone() }];
-    if let Some(router) = &pair.router {
-        targets.push(Target { name: "herd", column: 1, url: router.url.clone() });
-    }
-    if let Some(url) = &args.ollama_herd {
-        targets.push(Target { name: "ollama-herd", column: 2, url: url.clone() });
-    }
-    let mut tallies = vec![Tally::default(); target_names(args).len()];
-    let mut rss_peak_kb = 0;
+    let targets: Vec<Target> = columns
+        .iter()
+        .enumerate()
+        .filter_map(|(column, &c)| {
+            let (url, own_pid) = match c {
+                Column::Direct => (pair.fake.url.clone(), None),
+                Column::Herd => pair.router.as_ref().map(|r| (r.url.clone(), Some(r.pid())))?,
+                Column::Lite => pair.lite.as_ref().map(|r| (r.url.clone(), Some(r.pid())))?,
+                Column::OllamaHerd => (args.ollama_herd.clone()?, None),
+            };
+            Some(Target { name: c.name(), column, url, own_pid })
+        })
+        .collect();
+    let herd_pid = pair.router.as_ref().map(|r| r.pid());
+    let mut tallies = vec![Tally::default(); columns.len()];
+    let mut rss_peak_kb = vec![0; columns.len()];
     let mut cpu = vec![CpuUse::default(); tallies.len()];
     for round in 1..=args.rounds {
         for target in &targets {
@@ -228,13 +294,14 @@ async fn measure(
                 end: measure_from + Duration::from_secs_f64(args.secs),
                 request_timeout: Duration::from_secs(args.request_timeout_secs),
             };
-            let router_pid = pair.router.as_ref().map(|r| r.pid());
-            let sampler = router_pid.filter(|_| target.column == 1).map(RssSampler::start);
-            let meter = CpuMeter::start(pair.fake.pid(), router_pid);
+            let sampler = target.own_pid.map(RssSampler::start);
+            // The router's CPU is the column's own router's; columns without one show herd's
+            // (idle) CPU, as they always have.
+            let meter = CpuMeter::start(pair.fake.pid(), target.own_pid.or(herd_pid));
             let tally = load::round(client, &scenario, &target.url, window).await?;
             cpu[target.column].add(meter.stop());
             if let Some(sampler) = sampler {
-                rss_peak_kb = rss_peak_kb.max(sampler.stop());
+                rss_peak_kb[target.column] = rss_peak_kb[target.column].max(sampler.stop());
             }
             eprintln!("{}", progress_line(&scenario, target.name, round, &tally));
             tallies[target.column].merge(tally);
@@ -258,13 +325,17 @@ fn progress_line(scenario: &Scenario, target: &str, round: u32, tally: &Tally) -
     line
 }
 
-/// The table's rows, in scenario order, then memory.
-fn rows(outcomes: &mut [Outcome], memory: &Memory, targets: usize) -> Vec<Row> {
+/// The table's rows, in scenario order, then memory. With herd-lite, each scenario has two more
+/// rows (herd-lite against direct, with herd's goal, and against herd, with its own goal), and
+/// S4 one more for time to first token.
+fn rows(outcomes: &mut [Outcome], memory: &[Memory], columns: &[Column]) -> Vec<Row> {
+    let lite = column_of(columns, Column::Lite);
     let mut rows = Vec::new();
     for o in outcomes.iter_mut() {
         let name = o.scenario.id.name();
-        // The goals compare herd with direct; a third column's failures are listed, not judged.
+        // The goals compare herd with direct; ollama-herd's failures are listed, not judged.
         let errors = o.tallies.iter().take(2).any(|t| t.errors > 0);
+        let failed = |tallies: &[Tally], of: usize, over: usize| tallies[of].errors > 0 || tallies[over].errors > 0;
         let (metric, rate): (&str, fn(&Tally) -> f64) = match o.scenario.unit {
             Unit::Requests => ("req/s", Tally::requests_per_s),
             Unit::Chunks => ("chunks/s", Tally::chunks_per_s),
@@ -276,15 +347,42 @@ fn rows(outcomes: &mut [Outcome], memory: &Memory, targets: usize) -> Vec<Row> {
             ScenarioId::S4 => S4_MIN_RATIO,
         };
         rows.push(Row::rate(name, metric, &rates, min_ratio, errors));
+        if let Some(l) = lite {
+            let to_direct = failed(&o.tallies, l, 0);
+            rows.push(Row::ratio(name, "herd-lite/direct", &rates, [l, 0], min_ratio, to_direct));
+            let to_herd = failed(&o.tallies, l, 1);
+            rows.push(Row::ratio(name, "herd-lite/herd", &rates, [l, 1], LITE_MIN_RATIO_TO_HERD, to_herd));
+        }
         if o.scenario.ttft {
             let ms: Vec<Option<(f64, f64)>> =
                 o.tallies.iter_mut().map(|t| Some((t.ttft_ms(50.0)?, t.ttft_ms(99.0)?))).collect();
             rows.push(Row::ttft(name, &ms, S4_MAX_P99_DELTA_MS, errors));
+            if let Some(l) = lite {
+                let failed = failed(&o.tallies, l, 0);
+                let metric = "herd-lite p99 vs direct";
+                rows.push(Row::ttft_delta(name, metric, &ms, [l, 0], S4_MAX_P99_DELTA_MS, failed));
+            }
         }
     }
-    let peak_mb = (memory.peak_kb > 0).then(|| memory.peak_kb as f64 / 1024.0);
-    rows.push(Row::rss(peak_mb, RSS_MAX_MB, targets));
+    for (metric, router) in [("router peak MB", Column::Herd), ("herd-lite peak MB", Column::Lite)] {
+        let Some(i) = column_of(columns, router) else { continue };
+        let peak_mb = (memory[i].peak_kb > 0).then(|| memory[i].peak_kb as f64 / 1024.0);
+        rows.push(Row::rss(metric, peak_mb, RSS_MAX_MB, i, columns.len()));
+    }
     rows
+}
+
+fn print_hwm(columns: &[Column], memory: &[Memory]) {
+    for (c, m) in columns.iter().zip(memory) {
+        let who = match c {
+            Column::Herd => "router",
+            Column::Lite => "herd-lite",
+            Column::Direct | Column::OllamaHerd => continue,
+        };
+        if m.hwm_kb > 0 {
+            println!("{who} VmHWM {:.1} MB (the most resident memory its process ever had)", m.hwm_kb as f64 / 1024.0);
+        }
+    }
 }
 
 fn machine_line(machine: &Machine, args: &Args) -> String {
@@ -304,11 +402,15 @@ fn machine_line(machine: &Machine, args: &Args) -> String {
 }
 
 /// Where the cores went: generator/fake/router CPU per wall second during each column's rounds.
-fn print_cpu(names: &[&str], outcomes: &[Outcome]) {
+fn print_cpu(columns: &[Column], outcomes: &[Outcome]) {
     let mut line = "cores busy (generator/fake/router) during rounds:".to_string();
+    if columns.contains(&Column::Lite) {
+        line.push_str(" (router: herd-lite in herd-lite's rounds, herd in the others)");
+    }
     for o in outcomes {
         line.push_str(&format!("\n  {}", o.scenario.id.name()));
-        for (name, used) in names.iter().zip(&o.cpu) {
+        for (column, used) in columns.iter().zip(&o.cpu) {
+            let name = column.name();
             if used.wall_s > 0.0 {
                 let [g, f, r] = used.cores();
                 line.push_str(&format!("  {name} {g:.2}/{f:.2}/{r:.2}"));
@@ -335,14 +437,20 @@ fn print_errors(names: &[&str], outcomes: &[Outcome]) {
     }
 }
 
+/// The results as JSON. herd's memory keeps its keys (`router_rss_peak_mb`, `router_memory`);
+/// herd-lite's, with `--lite`, are `herd_lite_rss_peak_mb` and `herd_lite_memory` next to them.
 fn to_json(
     args: &Args,
     machine: &Machine,
-    names: &[&str],
+    columns: &[Column],
     outcomes: &[Outcome],
     rows: &[Row],
-    memory: &Memory,
+    memory: &[Memory],
 ) -> Value {
+    let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
+    let herd = column_of(columns, Column::Herd).unwrap_or(1);
+    let lite = column_of(columns, Column::Lite);
+    let mb = |kb: u64| kb as f64 / 1024.0;
     let scenarios: Vec<Value> = outcomes
         .iter()
         .map(|o| {
@@ -366,21 +474,25 @@ fn to_json(
                     (name.to_string(), value)
                 })
                 .collect();
-            json!({
+            let mut scenario = json!({
                 "id": o.scenario.id.name(),
                 "path": o.scenario.path,
                 "concurrency": o.scenario.concurrency,
                 "token_ms": o.scenario.token_ms,
-                "router_rss_peak_mb": o.rss_peak_kb as f64 / 1024.0,
+                "router_rss_peak_mb": mb(o.rss_peak_kb[herd]),
                 "cores_busy": names.iter().zip(&o.cpu).map(|(name, used)| {
                     let [g, f, r] = used.cores();
                     (name.to_string(), json!({"generator": g, "fake": f, "router": r}))
                 }).collect::<serde_json::Map<_, _>>(),
                 "targets": targets,
-            })
+            });
+            if let Some(l) = lite {
+                scenario["herd_lite_rss_peak_mb"] = json!(mb(o.rss_peak_kb[l]));
+            }
+            scenario
         })
         .collect();
-    json!({
+    let mut value = json!({
         "machine": {"cores": machine.cores, "cpu": machine.cpu, "commit": machine.commit},
         "config": {
             "secs": args.secs,
@@ -390,7 +502,89 @@ fn to_json(
             "generator_threads": args.generator_threads,
         },
         "scenarios": scenarios,
-        "router_memory": {"rss_peak_mb": memory.peak_kb as f64 / 1024.0, "vm_hwm_mb": memory.hwm_kb as f64 / 1024.0},
-        "rows": rows.iter().map(|r| r.to_json(names)).collect::<Vec<_>>(),
-    })
+        "router_memory": {"rss_peak_mb": mb(memory[herd].peak_kb), "vm_hwm_mb": mb(memory[herd].hwm_kb)},
+        "rows": rows.iter().map(|r| r.to_json(&names)).collect::<Vec<_>>(),
+    });
+    if let Some(l) = lite {
+        value["herd_lite_memory"] = json!({"rss_peak_mb": mb(memory[l].peak_kb), "vm_hwm_mb": mb(memory[l].hwm_kb)});
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bench::report::{Cell, Verdict};
+
+    fn args(extra: &[&str]) -> Args {
+        Args::parse_from([&["herd-bench"], extra].concat())
+    }
+
+    fn tally(requests: u64, ttft_ms: u64) -> Tally {
+        let ttft_us = vec![ttft_ms * 1000; 10];
+        Tally { requests, chunks: requests, ttft_us, measured: Duration::from_secs(1), ..Tally::default() }
+    }
+
+    fn outcome(id: ScenarioId, tallies: Vec<Tally>) -> Outcome {
+        let n = tallies.len();
+        Outcome { scenario: Scenario::new(id, 1.0), tallies, rss_peak_kb: vec![0; n], cpu: vec![CpuUse::default(); n] }
+    }
+
+    fn metrics(rows: &[Row]) -> Vec<(String, &'static str)> {
+        rows.iter().map(|r| (r.scenario.clone(), r.metric)).collect()
+    }
+
+    #[test]
+    fn columns_follow_the_flags() {
+        assert_eq!(columns(&args(&[])), [Column::Direct, Column::Herd]);
+        assert_eq!(columns(&args(&["--lite"])), [Column::Direct, Column::Herd, Column::Lite]);
+        let both = columns(&args(&["--ollama-herd", "http://127.0.0.1:1", "--lite"]));
+        assert_eq!(both, [Column::Direct, Column::Herd, Column::Lite, Column::OllamaHerd]);
+        assert!(Args::try_parse_from(["herd-bench", "--lite", "--direct-only"]).is_err());
+    }
+
+    #[test]
+    fn default_rows_are_herd_against_direct() {
+        let columns = columns(&args(&[]));
+        let mut outcomes = vec![outcome(ScenarioId::S4, vec![tally(1000, 1), tally(990, 1)])];
+        let memory = [Memory::default(), Memory { peak_kb: 10 * 1024, hwm_kb: 11 * 1024 }];
+        let rows = rows(&mut outcomes, &memory, &columns);
+        let expected = [("S4", "req/s"), ("S4", "ttft p50/p99 ms"), ("RSS", "router peak MB")];
+        assert_eq!(metrics(&rows), expected.map(|(s, m)| (s.to_string(), m)));
+        assert_eq!(rows[2].cells, [Cell::Empty, Cell::Mb(10.0)]);
+    }
+
+    #[test]
+    fn lite_rows_compare_with_direct_and_herd() {
+        let columns = columns(&args(&["--lite"]));
+        let mut lite = tally(700, 3);
+        lite.error("HTTP 502: boom".into());
+        let mut outcomes = vec![
+            outcome(ScenarioId::S1, vec![tally(1000, 1), tally(500, 1), tally(450, 1)]),
+            outcome(ScenarioId::S4, vec![tally(1000, 1), tally(990, 1), lite]),
+        ];
+        let memory =
+            [Memory::default(), Memory { peak_kb: 10 * 1024, hwm_kb: 0 }, Memory { peak_kb: 4 * 1024, hwm_kb: 0 }];
+        let rows = rows(&mut outcomes, &memory, &columns);
+        let expected = [
+            ("S1", "req/s"),
+            ("S1", "herd-lite/direct"),
+            ("S1", "herd-lite/herd"),
+            ("S4", "req/s"),
+            ("S4", "herd-lite/direct"),
+            ("S4", "herd-lite/herd"),
+            ("S4", "ttft p50/p99 ms"),
+            ("S4", "herd-lite p99 vs direct"),
+            ("RSS", "router peak MB"),
+            ("RSS", "herd-lite peak MB"),
+        ];
+        assert_eq!(metrics(&rows), expected.map(|(s, m)| (s.to_string(), m)));
+        assert_eq!((rows[0].compare, rows[0].verdict), (Some(0.5), Verdict::Yes));
+        assert_eq!((rows[1].compare, rows[1].verdict), (Some(0.45), Verdict::Yes));
+        assert_eq!((rows[2].compare, rows[2].verdict), (Some(0.9), Verdict::Yes));
+        // herd-lite's failures mark its own rows, not herd's.
+        assert_eq!(rows[3].verdict, Verdict::Yes);
+        assert_eq!([rows[4].verdict, rows[5].verdict, rows[7].verdict], [Verdict::Errors; 3]);
+        assert_eq!(rows[9].cells, [Cell::Empty, Cell::Empty, Cell::Mb(4.0)]);
+    }
 }

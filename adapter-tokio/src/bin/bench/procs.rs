@@ -1,6 +1,6 @@
-//! The processes a run starts (the simulated Ollama and the router in front of it), the guards
-//! that kill them and remove the scratch folder however the run ends, readiness, the router's
-//! memory as /proc reports it, and a description of the machine.
+//! The processes a run starts (the simulated Ollama and the routers in front of it: herd, and
+//! herd-lite with `--lite`), the guards that kill them and remove the scratch folder however the
+//! run ends, readiness, the routers' memory as /proc reports it, and a description of the machine.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -30,24 +30,39 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the router's memory is sampled during its rounds.
 const RSS_PERIOD: Duration = Duration::from_millis(100);
 
-/// The two programs, next to the bench's own executable unless told otherwise.
+/// Which routers a run starts in front of the simulated Ollama.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routers {
+    /// None: only the fake is measured.
+    FakeOnly,
+    /// herd.
+    Herd,
+    /// herd and herd-lite, both running during the whole run.
+    HerdAndLite,
+}
+
+/// The programs, next to the bench's own executable unless told otherwise.
 #[derive(Debug)]
 pub struct Bins {
     pub fake: PathBuf,
     pub router: PathBuf,
+    /// `herd-lite`, when the run measures it.
+    pub lite: Option<PathBuf>,
 }
 
 impl Bins {
-    /// Finds `herd-fake-ollama` and `herd` in `dir`, or next to this executable.
+    /// Finds `herd-fake-ollama` and `herd` in `dir`, or next to this executable, and `herd-lite`
+    /// there too when `routers` has it.
     ///
     /// # Errors
-    /// Either program is missing.
-    pub fn locate(dir: Option<PathBuf>) -> Result<Bins, SetupError> {
+    /// A program is missing.
+    pub fn locate(dir: Option<PathBuf>, routers: Routers) -> Result<Bins, SetupError> {
         let dir = match dir {
             Some(d) => d,
             None => std::env::current_exe()?.parent().ok_or("the executable has no folder")?.to_path_buf(),
         };
-        let bins = Bins { fake: dir.join("herd-fake-ollama"), router: dir.join("herd") };
+        let lite = (routers == Routers::HerdAndLite).then(|| dir.join("herd-lite"));
+        let bins = Bins { fake: dir.join("herd-fake-ollama"), router: dir.join("herd"), lite };
         for path in [&bins.fake, &bins.router] {
             if !path.is_file() {
                 return Err(format!(
@@ -57,6 +72,14 @@ impl Bins {
                 )
                 .into());
             }
+        }
+        if let Some(path) = bins.lite.as_ref().filter(|p| !p.is_file()) {
+            return Err(format!(
+                "{} not found; --lite needs herd-lite next to the others: \
+                 cargo build --release -p herd-tokio -p herd-smol",
+                path.display()
+            )
+            .into());
         }
         Ok(bins)
     }
@@ -177,12 +200,14 @@ impl Drop for Proc {
     }
 }
 
-/// A simulated Ollama with a router in front of it.
+/// A simulated Ollama with the routers in front of it.
 #[derive(Debug)]
 pub struct Pair {
-    /// Declared first so it is killed first, before the node it routes to; `None` when only the
-    /// fake is measured.
+    /// herd. The routers are declared first so they are killed first, before the node they
+    /// route to; `None` when only the fake is measured.
     pub router: Option<Proc>,
+    /// herd-lite, with `--lite`.
+    pub lite: Option<Proc>,
     pub fake: Proc,
     /// The fake's `--token-ms`.
     pub token_ms: u64,
@@ -194,20 +219,20 @@ pub struct PairConfig<'a> {
     pub bins: &'a Bins,
     pub scratch: &'a Path,
     pub token_ms: u64,
-    /// The fake's `--num-parallel` and the router's `--node-parallel`.
+    /// The fake's `--num-parallel` and the routers' `--node-parallel`.
     pub parallel: usize,
     /// The fake's port (0 = any free one).
     pub fake_port: u16,
-    /// Start the router too.
-    pub router: bool,
+    /// The routers to start too.
+    pub routers: Routers,
 }
 
 impl Pair {
-    /// Starts the fake, then the router pointed at it, and waits until the router sees the node
+    /// Starts the fake, then the routers pointed at it, and waits until each router sees the node
     /// online with the model loaded.
     ///
     /// # Errors
-    /// Either program failed to start or the router never saw the node ready.
+    /// A program failed to start or a router never saw the node ready.
     pub async fn start(config: PairConfig<'_>, client: &HttpClient) -> Result<Pair, SetupError> {
         let dir = config.scratch.join(format!("token-ms-{}", config.token_ms));
         let data = dir.join("data");
@@ -233,9 +258,11 @@ impl Pair {
             "bench",
         ]);
         let fake = Proc::spawn("herd-fake-ollama", &config.bins.fake, &fake_args, dir.join("fake.stderr")).await?;
-        if !config.router {
-            return Ok(Pair { router: None, fake, token_ms: config.token_ms });
+        if config.routers == Routers::FakeOnly {
+            return Ok(Pair { router: None, lite: None, fake, token_ms: config.token_ms });
         }
+        // herd-lite takes the same command line (it accepts and ignores --data-dir and
+        // --no-mdns), and runs on its default single executor thread.
         let router_args = strings(&[
             "--host",
             "127.0.0.1",
@@ -251,16 +278,26 @@ impl Pair {
             "--seed",
             "1",
         ]);
-        let router = Proc::spawn("herd", &config.bins.router, &router_args, dir.join("router.stderr")).await?;
-        let mut router = router;
+        let mut router = Proc::spawn("herd", &config.bins.router, &router_args, dir.join("router.stderr")).await?;
         wait_ready(&mut router, client).await?;
-        Ok(Pair { router: Some(router), fake, token_ms: config.token_ms })
+        let lite = match (&config.bins.lite, config.routers) {
+            (Some(program), Routers::HerdAndLite) => {
+                let mut lite = Proc::spawn("herd-lite", program, &router_args, dir.join("lite.stderr")).await?;
+                wait_ready(&mut lite, client).await?;
+                Some(lite)
+            }
+            (None, Routers::HerdAndLite) => return Err("herd-lite was not located".into()),
+            _ => None,
+        };
+        Ok(Pair { router: Some(router), lite, fake, token_ms: config.token_ms })
     }
 
-    /// Reports the children's logs, reads the router's VmHWM (kB) and kills both.
-    pub fn finish(self) -> Option<u64> {
-        let hwm = self.router.as_ref().and_then(|r| proc_status_kb(r.pid(), "VmHWM:"));
-        if let Some(router) = &self.router {
+    /// Reports the children's logs, reads the routers' VmHWM (kB; herd's, then herd-lite's) and
+    /// kills them all.
+    pub fn finish(self) -> [Option<u64>; 2] {
+        let hwm = |p: &Option<Proc>| p.as_ref().and_then(|r| proc_status_kb(r.pid(), "VmHWM:"));
+        let hwm = [hwm(&self.router), hwm(&self.lite)];
+        for router in [&self.router, &self.lite].into_iter().flatten() {
             router.report_log();
         }
         self.fake.report_log();

@@ -96,9 +96,10 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 /// What a row is held to.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Goal {
-    /// herd / direct must be at least this.
+    /// One target's rate over another's (herd / direct) must be at least this.
     RatioAtLeast(f64),
-    /// herd's p99 minus direct's p99 must be at most this many milliseconds.
+    /// One target's p99 minus another's (herd's minus direct's) must be at most this many
+    /// milliseconds.
     DeltaMsAtMost(f64),
     /// The value must be at most this many megabytes.
     MbAtMost(f64),
@@ -146,7 +147,8 @@ pub struct Row {
     pub metric: &'static str,
     /// One per target, in target order (direct, herd, then any others).
     pub cells: Vec<Cell>,
-    /// The ratio (herd / direct) or the p99 delta in milliseconds, by `goal`.
+    /// The ratio (herd / direct unless the row says otherwise) or the p99 delta in milliseconds,
+    /// by `goal`.
     pub compare: Option<f64>,
     pub goal: Goal,
     pub verdict: Verdict,
@@ -156,21 +158,32 @@ impl Row {
     /// A throughput row: `rates` per target, herd (index 1) against direct (index 0).
     /// A target that was not measured has `None`.
     pub fn rate(scenario: &str, metric: &'static str, rates: &[Option<f64>], min_ratio: f64, errors: bool) -> Row {
-        let ratio = match rates {
-            [Some(direct), Some(herd), ..] if *direct > 0.0 => Some(herd / direct),
-            _ => None,
-        };
+        let ratio = ratio_of(rates, 1, 0);
         let verdict = judge(errors, ratio.map(|r| r >= min_ratio));
         let cells = rates.iter().map(|r| r.map_or(Cell::Empty, Cell::Rate)).collect();
         Row { scenario: scenario.into(), metric, cells, compare: ratio, goal: Goal::RatioAtLeast(min_ratio), verdict }
     }
 
+    /// A ratio-only row: target `of`'s rate over target `over`'s, held to `min_ratio`. Its cells
+    /// are empty, since the rates are on the scenario's [`Row::rate`] row; `metric` names the two
+    /// (`herd-lite/herd`).
+    pub fn ratio(
+        scenario: &str,
+        metric: &'static str,
+        rates: &[Option<f64>],
+        [of, over]: [usize; 2],
+        min_ratio: f64,
+        errors: bool,
+    ) -> Row {
+        let ratio = ratio_of(rates, of, over);
+        let verdict = judge(errors, ratio.map(|r| r >= min_ratio));
+        let cells = vec![Cell::Empty; rates.len()];
+        Row { scenario: scenario.into(), metric, cells, compare: ratio, goal: Goal::RatioAtLeast(min_ratio), verdict }
+    }
+
     /// A time-to-first-token row: `(p50, p99)` in milliseconds per target.
     pub fn ttft(scenario: &str, ms: &[Option<(f64, f64)>], max_delta_ms: f64, errors: bool) -> Row {
-        let delta = match ms {
-            [Some((_, direct)), Some((_, herd)), ..] => Some(herd - direct),
-            _ => None,
-        };
+        let delta = p99_delta(ms, 1, 0);
         let verdict = judge(errors, delta.map(|d| d <= max_delta_ms));
         let cells =
             ms.iter().map(|m| m.map_or(Cell::Empty, |(p50_ms, p99_ms)| Cell::Ttft { p50_ms, p99_ms })).collect();
@@ -178,21 +191,38 @@ impl Row {
         Row { scenario: scenario.into(), metric: "ttft p50/p99 ms", cells, compare: delta, goal, verdict }
     }
 
-    /// The router's peak memory, in the herd column of `targets` columns.
-    pub fn rss(peak_mb: Option<f64>, max_mb: f64, targets: usize) -> Row {
+    /// A delta-only row: target `of`'s p99 time to first token minus target `over`'s, held to
+    /// `max_delta_ms`; its cells are empty, since the times are on the scenario's [`Row::ttft`] row.
+    pub fn ttft_delta(
+        scenario: &str,
+        metric: &'static str,
+        ms: &[Option<(f64, f64)>],
+        [of, over]: [usize; 2],
+        max_delta_ms: f64,
+        errors: bool,
+    ) -> Row {
+        let delta = p99_delta(ms, of, over);
+        let verdict = judge(errors, delta.map(|d| d <= max_delta_ms));
+        let cells = vec![Cell::Empty; ms.len()];
+        Row {
+            scenario: scenario.into(),
+            metric,
+            cells,
+            compare: delta,
+            goal: Goal::DeltaMsAtMost(max_delta_ms),
+            verdict,
+        }
+    }
+
+    /// A router's peak memory, in column `column` of `targets` columns; `metric` names it
+    /// (`router peak MB` for herd).
+    pub fn rss(metric: &'static str, peak_mb: Option<f64>, max_mb: f64, column: usize, targets: usize) -> Row {
         let mut cells = vec![Cell::Empty; targets];
-        if let (Some(mb), Some(cell)) = (peak_mb, cells.get_mut(1)) {
+        if let (Some(mb), Some(cell)) = (peak_mb, cells.get_mut(column)) {
             *cell = Cell::Mb(mb);
         }
         let verdict = judge(false, peak_mb.map(|mb| mb <= max_mb));
-        Row {
-            scenario: "RSS".into(),
-            metric: "router peak MB",
-            cells,
-            compare: None,
-            goal: Goal::MbAtMost(max_mb),
-            verdict,
-        }
+        Row { scenario: "RSS".into(), metric, cells, compare: None, goal: Goal::MbAtMost(max_mb), verdict }
     }
 
     fn compare_text(&self) -> String {
@@ -216,6 +246,22 @@ impl Row {
             "ok": self.verdict == Verdict::Yes,
             "verdict": self.verdict.label(),
         })
+    }
+}
+
+/// Target `of`'s rate over target `over`'s, when both were measured and `over`'s is not zero.
+fn ratio_of(rates: &[Option<f64>], of: usize, over: usize) -> Option<f64> {
+    match (rates.get(of).copied().flatten(), rates.get(over).copied().flatten()) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+/// Target `of`'s p99 minus target `over`'s, milliseconds, when both were measured.
+fn p99_delta(ms: &[Option<(f64, f64)>], of: usize, over: usize) -> Option<f64> {
+    match (ms.get(of).copied().flatten(), ms.get(over).copied().flatten()) {
+        (Some((_, a)), Some((_, b))) => Some(a - b),
+        _ => None,
     }
 }
 
@@ -329,7 +375,26 @@ mod tests {
         let t = Row::ttft("S4", &[Some((0.3, 0.9)), Some((0.45, 1.2))], 1.0, false);
         assert!((t.compare.unwrap() - 0.3).abs() < 1e-9);
         assert_eq!(t.verdict, Verdict::Yes);
-        assert_eq!(Row::rss(Some(31.0), 30.0, 2).verdict, Verdict::No);
+        assert_eq!(Row::rss("router peak MB", Some(31.0), 30.0, 1, 2).verdict, Verdict::No);
+    }
+
+    #[test]
+    fn extra_columns_compare_with_any_other() {
+        let rates = [Some(5000.0), Some(2000.0), Some(1700.0)];
+        let r = Row::ratio("S1", "herd-lite/herd", &rates, [2, 1], 0.8, false);
+        assert_eq!((r.compare, r.verdict), (Some(0.85), Verdict::Yes));
+        assert_eq!(r.cells, vec![Cell::Empty; 3]);
+        assert_eq!(Row::ratio("S1", "herd-lite/herd", &rates, [2, 0], 0.8, false).verdict, Verdict::No);
+        assert_eq!(Row::ratio("S1", "herd-lite/herd", &rates, [2, 1], 0.8, true).verdict, Verdict::Errors);
+        assert_eq!(Row::ratio("S1", "x/y", &rates, [3, 1], 0.8, false).verdict, Verdict::Unknown);
+        // The herd row is the same with or without the extra column.
+        assert_eq!(Row::rate("S1", "req/s", &rates, 0.35, false).compare, Some(0.4));
+        let ms = [Some((0.3, 0.9)), Some((0.45, 1.2)), Some((0.5, 2.4))];
+        let t = Row::ttft_delta("S4", "herd-lite p99 vs direct", &ms, [2, 0], 1.0, false);
+        assert!((t.compare.unwrap() - 1.5).abs() < 1e-9);
+        assert_eq!(t.verdict, Verdict::No);
+        let rss = Row::rss("herd-lite peak MB", Some(5.0), 30.0, 2, 3);
+        assert_eq!((rss.cells[1], rss.cells[2], rss.verdict), (Cell::Empty, Cell::Mb(5.0), Verdict::Yes));
     }
 
     #[test]
@@ -337,7 +402,7 @@ mod tests {
         let rows = [
             Row::rate("S1", "req/s", &[Some(5234.0), Some(2100.0)], 0.35, false),
             Row::ttft("S4", &[Some((0.31, 0.9)), Some((0.45, 1.2))], 1.0, false),
-            Row::rss(Some(12.34), 30.0, 2),
+            Row::rss("router peak MB", Some(12.34), 30.0, 1, 2),
         ];
         let text = table(&["direct", "herd"], &rows);
         let expected = "\
