@@ -25,27 +25,32 @@ impl Runtime for SmolRuntime {
     }
 }
 
-/// Reads what `stream` has into `buf`'s spare room (zeroed first: no unsafe code here).
+/// Bytes read from a socket at once.
+const SCRATCH: usize = 16 * 1024;
+
+thread_local! {
+    /// Where sockets are read into before the bytes are appended to their buffer: a buffer is
+    /// then only as large as what it holds (a zero-filled spare room per connection would be
+    /// resident memory, 1,000 idle streams × 2 sockets × 16 KiB).
+    static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; SCRATCH]);
+}
+
+/// Reads what `stream` has and appends it to `buf`; `Ok(0)` at the end of the stream.
 pub fn poll_read_into(stream: &Async<TcpStream>, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
     loop {
-        let len = buf.len();
-        let room = (buf.capacity() - len).max(4096);
-        buf.resize(len + room, 0);
-        let r = stream.get_ref().read(&mut buf[len..]);
+        let r = SCRATCH_BUF.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let r = stream.get_ref().read(&mut scratch[..]);
+            if let Ok(n) = r {
+                buf.extend_from_slice(&scratch[..n]);
+            }
+            r
+        });
         match r {
-            Ok(n) => {
-                buf.truncate(len + n);
-                return Poll::Ready(Ok(n));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                buf.truncate(len);
-                ready!(stream.poll_readable(cx))?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(len),
-            Err(e) => {
-                buf.truncate(len);
-                return Poll::Ready(Err(e));
-            }
+            Ok(n) => return Poll::Ready(Ok(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(stream.poll_readable(cx))?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Poll::Ready(Err(e)),
         }
     }
 }
@@ -77,6 +82,8 @@ pub async fn write_all(stream: &Async<TcpStream>, mut data: &[u8]) -> io::Result
 pub struct SmolTcp(Async<TcpStream>);
 
 impl Transport for SmolTcp {
+    const READ_ROOM: usize = 0;
+
     fn connect(target: String) -> BoxFuture<'static, io::Result<Self>> {
         Box::pin(async move {
             // An address needs no resolver thread; a name is resolved off the executor.

@@ -24,8 +24,6 @@ use std::time::Duration;
 pub const MAX_HEADERS: usize = 100;
 /// Largest request head, bytes (as `herd`).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Bytes read from a client at once.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Stops the listener and lets open connections finish; see `herd`'s `Draining`.
 #[derive(Clone)]
@@ -138,9 +136,6 @@ impl Conn {
 
     /// Reads more bytes within `timeout`; while idle between requests, a drain ends the wait.
     async fn fill(&mut self, timeout: Duration, idle: bool) -> Result<(), ReadEnd> {
-        if self.buf.capacity() - self.buf.len() < 4096 {
-            self.buf.reserve(READ_CHUNK);
-        }
         let stream = &self.stream;
         let buf = &mut self.buf;
         let draining = &self.draining;
@@ -365,9 +360,6 @@ async fn watch_client(stream: &Async<TcpStream>, buf: &mut BytesMut) {
         if buf.len() >= MAX_HEAD_BYTES {
             // Enough waiting input; stop reading until this answer is written.
             std::future::pending::<()>().await;
-        }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(READ_CHUNK);
         }
         match std::future::poll_fn(|cx| poll_read_into(stream, cx, buf)).await {
             Ok(0) | Err(_) => return,

@@ -27,10 +27,13 @@ use std::time::{Duration, Instant};
 
 /// A TCP connection to a node, as the adapter's runtime provides it.
 pub trait Transport: Sized + Send + Sync + 'static {
+    /// Spare room a read buffer is given before [`Transport::poll_read`] (0: the transport
+    /// appends what it reads and needs none; a buffer then only holds what it was sent).
+    const READ_ROOM: usize = 16 * 1024;
     /// Opens a connection to `host:port` (TCP_NODELAY set).
     fn connect(target: String) -> BoxFuture<'static, io::Result<Self>>;
-    /// Reads what the socket has into `buf`'s spare room, appending; `Ok(0)` at the end of the
-    /// stream. `buf` has at least some spare capacity when called.
+    /// Reads what the socket has and appends it to `buf`; `Ok(0)` at the end of the stream.
+    /// `buf` has at least [`Transport::READ_ROOM`] / 4 bytes of spare room when called.
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
     /// Writes some of `data`; how much.
     fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>>;
@@ -81,10 +84,6 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the whole pool is swept of expired connections (on a return).
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
-/// Bytes read from a node's socket at once.
-const READ_CHUNK: usize = 16 * 1024;
-/// Below this much spare room the read buffer grows before a read.
-const MIN_READ_ROOM: usize = 4 * 1024;
 /// Request bodies up to this size go out in the same write as the head.
 const COALESCE_BODY: usize = 64 * 1024;
 
@@ -324,7 +323,7 @@ async fn exchange<T: Transport>(stream: T, head: &[u8], body: &[u8]) -> Result<(
         io::Result::Ok(())
     };
     written.await.map_err(|e| Failure::Stale(e.to_string()))?;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::with_capacity(T::READ_ROOM);
     let mut any = false;
     loop {
         if !buf.is_empty() {
@@ -355,8 +354,8 @@ async fn exchange<T: Transport>(stream: T, head: &[u8], body: &[u8]) -> Result<(
 
 /// Reads what the socket has into `buf`'s spare room; `Ok(0)` at the end of the stream.
 fn poll_fill<T: Transport>(stream: &T, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-    if buf.capacity() - buf.len() < MIN_READ_ROOM {
-        buf.reserve(READ_CHUNK);
+    if buf.capacity() - buf.len() < T::READ_ROOM / 4 {
+        buf.reserve(T::READ_ROOM);
     }
     stream.poll_read(cx, buf)
 }
