@@ -32,6 +32,8 @@ pub const DB_FILE: &str = "traces.db";
 const MAX_BATCH: usize = 8192;
 /// How long the writer waits for more records after the first of a batch.
 const LINGER: Duration = Duration::from_millis(25);
+/// The writer looks for a flush or close this often while it lingers.
+const LINGER_SLICE: Duration = Duration::from_millis(5);
 /// Retention runs when this much time has passed since the last run...
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 /// ...or this many rows were written since, so a burst overshoots `max_rows` by at most this much.
@@ -375,10 +377,17 @@ fn writer_loop(
             if shutdown || !acks.is_empty() || batch.len() >= MAX_BATCH {
                 break;
             }
-            match rx.recv_timeout(linger_until.saturating_duration_since(Instant::now())) {
+            // Sleep rather than wait on the channel: a thread blocked in `recv` is woken by
+            // every record sent (a futex call on the request's path); a sleeping one is not.
+            let left = linger_until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(LINGER_SLICE));
+            match rx.try_recv() {
                 Ok(msg) => next = Some(msg),
-                Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(mpsc::TryRecvError::Empty) => next = None,
+                Err(mpsc::TryRecvError::Disconnected) => {
                     shutdown = true;
                     break;
                 }
