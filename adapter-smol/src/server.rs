@@ -18,7 +18,7 @@ use herd_service::{http as service, next_chunk, race, Answer, AnswerBody, App, E
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Most request headers accepted (as `herd`).
 pub const MAX_HEADERS: usize = 100;
@@ -134,8 +134,8 @@ impl Conn {
         }
     }
 
-    /// Reads more bytes within `timeout`; while idle between requests, a drain ends the wait.
-    async fn fill(&mut self, timeout: Duration, idle: bool) -> Result<(), ReadEnd> {
+    /// Reads more bytes before `deadline`; while idle between requests, a drain ends the wait.
+    async fn fill(&mut self, deadline: Instant, idle: bool) -> Result<(), ReadEnd> {
         let stream = &self.stream;
         let buf = &mut self.buf;
         let draining = &self.draining;
@@ -147,7 +147,7 @@ impl Conn {
                 std::future::pending::<()>().await;
             }
         };
-        match race(race(read, stop), Timer::after(timeout)).await {
+        match race(race(read, stop), Timer::at(deadline)).await {
             Either::Left(Either::Left(Ok(0) | Err(_))) => Err(ReadEnd::Closed),
             Either::Left(Either::Left(Ok(_))) => Ok(()),
             Either::Left(Either::Right(())) => Err(ReadEnd::Draining),
@@ -159,19 +159,34 @@ impl Conn {
     async fn read_head(&mut self) -> Result<RequestHead, Option<Answer>> {
         let limits = Limits { max_headers: MAX_HEADERS, max_head_bytes: MAX_HEAD_BYTES, ..Limits::default() };
         let timeout = self.app.read_timeout;
+        // An idle connection waits `timeout` for a request; once it begins, the whole head must
+        // arrive within `timeout` of its first byte (a client dripping bytes cannot hold on).
+        let mut deadline = Instant::now() + timeout;
+        let mut started = !self.buf.is_empty();
+        // Bytes already searched for the end of the head: a head arriving a byte at a time is
+        // parsed once it is whole, not once per byte.
+        let mut scanned = 0;
         loop {
-            if !self.buf.is_empty() {
-                match http1::parse_request(&self.buf, &limits) {
+            if let Some(end) = head_end(&self.buf, scanned) {
+                match http1::parse_request(&self.buf[..end], &limits) {
                     Ok(Status::Complete(head)) => {
                         self.buf.advance(head.head_len);
                         return Ok(head);
                     }
-                    Ok(Status::Partial) => {}
+                    // Blank lines before a request line end nothing: look further.
+                    Ok(Status::Partial) => {
+                        scanned = end;
+                        continue;
+                    }
                     Err(e) => return Err(Some(head_error(&e))),
                 }
             }
+            scanned = self.buf.len();
+            if self.buf.len() > MAX_HEAD_BYTES {
+                return Err(Some(head_error(&HeadError::HeadTooLarge { limit: MAX_HEAD_BYTES })));
+            }
             let idle = self.buf.is_empty();
-            match self.fill(timeout, idle).await {
+            match self.fill(deadline, idle).await {
                 Ok(()) => {}
                 Err(ReadEnd::TimedOut) if !idle => {
                     return Err(Some(error_answer(
@@ -182,6 +197,10 @@ impl Conn {
                     )))
                 }
                 Err(_) => return Err(None),
+            }
+            if !started && !self.buf.is_empty() {
+                started = true;
+                deadline = Instant::now() + timeout;
             }
         }
     }
@@ -239,7 +258,8 @@ impl Conn {
     /// Reads a whole body within the size and time limits.
     async fn read_body(&mut self, framing: Framing, proto: Proto) -> Result<Bytes, Option<Answer>> {
         let max = self.app.max_body_bytes;
-        let timeout = self.app.read_timeout;
+        // The whole body within the read timeout, as `herd`.
+        let deadline = Instant::now() + self.app.read_timeout;
         if framing == Framing::CloseDelimited {
             // Requests are never close-delimited (the head parser says Empty); be safe.
             return Ok(Bytes::new());
@@ -268,7 +288,7 @@ impl Conn {
                 // Room for the rest in one go (bounded by the limit checked above).
                 self.buf.reserve((n - decoder.delivered()) as usize);
             }
-            match self.fill(timeout, false).await {
+            match self.fill(deadline, false).await {
                 Ok(()) => {}
                 Err(ReadEnd::TimedOut) => return Err(Some(body_timeout(proto))),
                 Err(_) => return Err(None),
@@ -342,6 +362,25 @@ fn encode_head(status: u16, fields: &[(&str, &[u8])], framing: Framing, out: &mu
     http1::encode_response_head(status, fields, framing, out).map_err(|e| io::Error::other(e.to_string()))
 }
 
+/// The first place after `from` where a head in `buf` may end (just past a blank line: a head's
+/// lines end in CRLF or a bare LF).
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from.saturating_sub(3);
+    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
+        let at = i + p;
+        let end = match buf.get(at + 1) {
+            Some(b'\n') => Some(at + 2),
+            Some(b'\r') if buf.get(at + 2) == Some(&b'\n') => Some(at + 3),
+            _ => None,
+        };
+        if let Some(end) = end.filter(|&e| e > from) {
+            return Some(end);
+        }
+        i = at + 1;
+    }
+    None
+}
+
 /// The answer to a head that cannot be parsed.
 fn head_error(e: &HeadError) -> Answer {
     let status = match e {
@@ -365,5 +404,23 @@ async fn watch_client(stream: &Async<TcpStream>, buf: &mut BytesMut) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_end;
+
+    #[test]
+    fn head_end_in_pieces() {
+        let wire = b"\r\n\r\nGET / HTTP/1.1\r\nhost: a\r\n\r\nGET /x HTTP/1.1\n\n";
+        assert_eq!(head_end(wire, 0), Some(4), "the leading blank lines first");
+        assert_eq!(head_end(wire, 4), Some(31), "then the first head's blank line");
+        assert_eq!(head_end(wire, 31), Some(wire.len()), "a bare-LF head");
+        // Searching again from where the last search stopped finds an end split across reads.
+        let cut = 29;
+        assert_eq!(head_end(&wire[..cut], 4), None);
+        assert_eq!(head_end(wire, cut), Some(31));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nhost: a\r\n", 0), None);
     }
 }

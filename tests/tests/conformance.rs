@@ -61,6 +61,7 @@ conformance! {
     keep_alive_and_pipelining => herd_keep_alive_and_pipelining, lite_keep_alive_and_pipelining;
     expect_continue => herd_expect_continue, lite_expect_continue;
     client_that_leaves_while_queued_ends_once => herd_client_that_leaves_while_queued_ends_once, lite_client_that_leaves_while_queued_ends_once;
+    dripping_client_is_cut_off => herd_dripping_client_is_cut_off, lite_dripping_client_is_cut_off;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -755,4 +756,47 @@ fn client_that_leaves_while_queued_ends_once(r: Router) {
     let traces = f.traces_until("three traces", |t| t.len() >= 3);
     let gone = traces.iter().filter(|t| t["outcome"] == "client_gone").count();
     assert_eq!((traces.len(), gone), (3, 1), "{traces:?}");
+}
+
+/// A client that sends its head a byte every 200 ms (slowloris) is cut off once the whole head
+/// has taken longer than the read timeout, however steadily the bytes come.
+fn dripping_client_is_cut_off(r: Router) {
+    let f = one_node(r, &["--read-timeout-secs", "1"]);
+    let mut s = TcpStream::connect(f.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let head =
+        b"GET /api/version HTTP/1.1\r\nhost: x\r\nx-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let mut closed = false;
+    for &byte in head.iter() {
+        if s.write_all(&[byte]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut buf = [0u8; 1024];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    let took = start.elapsed();
+    assert!(
+        closed,
+        "the whole head was accepted at a byte every 200 ms ({took:?}): {}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(took < Duration::from_secs(4), "cut off only after {took:?}");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_eq!(f.get("/api/version").status, 200, "and others are still served");
 }
