@@ -9,7 +9,22 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use herd_tokio::app::Args;
 use std::io::Write;
 
+/// mimalloc commits its arenas eagerly on Linux and asks for transparent huge pages for them; a
+/// 2 MiB page per touched region made the router's RSS jump under load (34 MB on the benchmark
+/// against 14 MB with glibc). Huge pages are turned off for this process before the first fault
+/// that could use one.
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_THP_DISABLE) takes integer arguments only and changes a flag of this
+    // process; it touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HERD_LOG").unwrap_or_else(|_| "info".into()))
