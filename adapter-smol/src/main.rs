@@ -9,11 +9,7 @@ use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HERD_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
-        .init();
+    herd_service::args::init_logging();
     if args.threads > 0 && std::env::var_os("SMOL_THREADS").is_none() {
         // Read by smol's global executor when it starts, which is below: nothing runs yet.
         std::env::set_var("SMOL_THREADS", args.threads.to_string());

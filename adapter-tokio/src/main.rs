@@ -26,11 +26,7 @@ fn tune_allocator() {
 fn main() -> std::process::ExitCode {
     tune_allocator();
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HERD_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
-        .init();
+    herd_service::args::init_logging();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if args.threads > 0 {
         builder.worker_threads(args.threads);
