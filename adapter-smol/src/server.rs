@@ -214,8 +214,8 @@ impl Conn {
             Ok(a) => a,
             Err(refused) => {
                 // The body was not read: the connection cannot carry another request unless
-                // there was none.
-                let clean = !head.framing.has_body() || head.expects_continue;
+                // there was none (a client told no `100 Continue` may still send its body).
+                let clean = !head.framing.has_body();
                 self.write(refused, is_head, keep_alive && clean).await?;
                 return Ok(keep_alive && clean);
             }
