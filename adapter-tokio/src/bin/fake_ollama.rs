@@ -148,10 +148,34 @@ async fn stop_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The models asked to be loaded at start (every model on disk with fixed timing) that do not fit
+/// the node's memory, KV reserve for its parallel slots included: the node starts without them.
+fn unfit_preloads(spec: &MachineSpec, fixed: bool) -> Vec<ModelName> {
+    let mut spec = spec.clone();
+    if fixed {
+        spec.preloaded = spec.disk.iter().map(|(m, _)| m.clone()).collect();
+    }
+    let start = herd_core::time::Instant::ZERO;
+    let loaded = herd_sim::node::SimNode::new(spec.clone(), start).heartbeat(start).ollama.models_loaded;
+    spec.preloaded.into_iter().filter(|m| !loaded.iter().any(|l| &l.name == m)).collect()
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let config = config(&args)?;
+    let unfit = unfit_preloads(&config.spec, args.timing == TimingKind::Fixed);
+    if !unfit.is_empty() {
+        let names: Vec<&str> = unfit.iter().map(ModelName::as_str).collect();
+        eprintln!(
+            "herd-fake-ollama: warning: {} not loaded: with {} parallel slots it does not fit in {} GB of RAM \
+             and {} GB of VRAM (raise --ram-gb or --vram-gb, or lower --num-parallel)",
+            names.join(", "),
+            args.num_parallel,
+            args.ram_gb,
+            args.vram_gb
+        );
+    }
     let fake = FakeOllama::start(SocketAddr::new(args.host, args.port), config).await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {}", fake.url())?;
@@ -188,6 +212,11 @@ mod tests {
         assert_eq!(c.timing, Timing::Fixed { first_token: Duration::ZERO, token_interval: Duration::from_millis(3) });
         let args = Args::parse_from(["herd-fake-ollama", "--preload", ""]);
         assert!(config(&args).unwrap().spec.preloaded.is_empty());
+        // 1,000 slots' KV reserve does not fit 64 GB: said, not silently skipped.
+        let args = Args::parse_from(["herd-fake-ollama", "--models", "qwen3:8b", "--num-parallel", "1000"]);
+        assert_eq!(unfit_preloads(&config(&args).unwrap().spec, true), vec![ModelName::new("qwen3:8b")]);
+        let args = Args::parse_from(["herd-fake-ollama", "--models", "qwen3:8b", "--num-parallel", "4"]);
+        assert!(unfit_preloads(&config(&args).unwrap().spec, true).is_empty());
         assert!(config(&Args::parse_from(["x", "--models", "a=big"])).is_err());
     }
 }
