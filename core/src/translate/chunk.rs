@@ -58,7 +58,10 @@ pub(crate) enum Line {
 /// # Errors
 /// As [`parse_line`].
 pub(crate) fn read_line(line: &[u8], endpoint: NativeEndpoint) -> Result<Line, ResponseError> {
-    if let Ok(p) = serde_json::from_slice::<PlainChunk<'_>>(line) {
+    // Only an object may take the fast path: serde reads a struct from a JSON array too, and an
+    // array is not a chunk (the slow path refuses it).
+    let object = line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if let Some(p) = object.then(|| serde_json::from_slice::<PlainChunk<'_>>(line).ok()).flatten() {
         let msg = p.message.as_ref();
         let plain = p.done != Some(true)
             && p.error.is_none()

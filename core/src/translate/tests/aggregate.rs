@@ -130,3 +130,14 @@ fn native_always_writes_both_counts() {
     assert_eq!(v["message"], json!({"role": "assistant", "content": "ab", "thinking": "t1t2"}));
     assert_eq!(v["logprobs"], json!([{"token": "a"}, {"token": "b"}]));
 }
+
+#[test]
+fn a_json_array_line_is_not_a_chunk() {
+    // serde reads a struct from an array as well; the fast path must not take one for an empty
+    // text chunk (found by the `any_json_lines_keep_the_invariants` property).
+    let body = b"[]\n{\"done\":true}\n";
+    let mut data = vec![0u8];
+    data.extend_from_slice(body);
+    assert_eq!(crate::translate::fuzz::check_translate(&data), Ok(()));
+    assert!(native(NativeEndpoint::Chat, &["[]", "{\"done\":true}"]).is_err());
+}
