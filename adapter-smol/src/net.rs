@@ -82,8 +82,6 @@ pub async fn write_all(stream: &Async<TcpStream>, mut data: &[u8]) -> io::Result
 pub struct SmolTcp(Async<TcpStream>);
 
 impl Transport for SmolTcp {
-    const READ_ROOM: usize = 0;
-
     fn connect(target: String) -> BoxFuture<'static, io::Result<Self>> {
         Box::pin(async move {
             // An address needs no resolver thread; a name is resolved off the executor.

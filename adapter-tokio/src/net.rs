@@ -9,6 +9,11 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
+/// Bytes a read may take at once.
+const READ_ROOM: usize = 16 * 1024;
+/// Below this much spare room the read buffer grows before a read.
+const MIN_READ_ROOM: usize = 4 * 1024;
+
 /// Timers and tasks on the current tokio runtime.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioRuntime;
@@ -35,6 +40,10 @@ impl Transport for TokioTcp {
     }
 
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        // try_read_buf reads into spare room: keep a read's worth of it.
+        if buf.capacity() - buf.len() < MIN_READ_ROOM {
+            buf.reserve(READ_ROOM);
+        }
         loop {
             ready!(self.0.poll_read_ready(cx))?;
             match self.0.try_read_buf(buf) {

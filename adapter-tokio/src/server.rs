@@ -135,18 +135,18 @@ pub async fn read_body(app: &App, body: Incoming, proto: Proto) -> Result<Bytes,
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let method = req.method().as_str().to_string();
-    let admitted = match service::admit(&app, &method, req.uri().path(), &HyperHeaders(req.headers())) {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str();
+    let admitted = match service::admit(&app, method, parts.uri.path(), &HyperHeaders(&parts.headers)) {
         Ok(a) => a,
         Err(refused) => return response(refused, false),
     };
     let head = method == "HEAD";
-    let query = req.uri().query().unwrap_or("").to_string();
-    let body = match read_body(&app, req.into_body(), admitted.proto).await {
+    let body = match read_body(&app, body, admitted.proto).await {
         Ok(b) => b,
         Err(refused) => return response(refused, head),
     };
-    response(service::serve(app, admitted, &method, &query, body, peer).await, head)
+    response(service::serve(app, admitted, method, parts.uri.query().unwrap_or(""), body, peer).await, head)
 }
 
 /// hyper's response for an answer (no body for `HEAD`).

@@ -192,12 +192,12 @@ async fn read_response(stream: &mut TcpStream, head_only: bool) -> Result<Respon
             Status::Partial => {}
         }
     };
-    let rest = buf.split_off(head.head_len);
     let mut decoder = BodyDecoder::with_max(head.framing, ChunkedLimits::default(), MAX_BODY as u64);
     let mut body = Vec::new();
-    let mut input = rest;
+    // What came with the head first, then each read as it is.
+    let mut fed = decoder.feed(&buf[head.head_len..], &mut body);
     loop {
-        match decoder.feed(&input, &mut body) {
+        match fed {
             Ok(Status::Complete(_)) => break,
             Ok(Status::Partial) => {}
             Err(BodyError::TooLarge { .. }) => return Err(too_large()),
@@ -208,7 +208,7 @@ async fn read_response(stream: &mut TcpStream, head_only: bool) -> Result<Respon
             decoder.finish_eof().map_err(|e| HttpError::Protocol(e.to_string()))?;
             break;
         }
-        input = chunk[..got].to_vec();
+        fed = decoder.feed(&chunk[..got], &mut body);
     }
     Ok(Response { status: head.status, body })
 }

@@ -27,13 +27,10 @@ use std::time::{Duration, Instant};
 
 /// A TCP connection to a node, as the adapter's runtime provides it.
 pub trait Transport: Sized + Send + Sync + 'static {
-    /// Spare room a read buffer is given before [`Transport::poll_read`] (0: the transport
-    /// appends what it reads and needs none; a buffer then only holds what it was sent).
-    const READ_ROOM: usize = 16 * 1024;
     /// Opens a connection to `host:port` (TCP_NODELAY set).
     fn connect(target: String) -> BoxFuture<'static, io::Result<Self>>;
-    /// Reads what the socket has and appends it to `buf`; `Ok(0)` at the end of the stream.
-    /// `buf` has at least [`Transport::READ_ROOM`] / 4 bytes of spare room when called.
+    /// Reads what the socket has and appends it to `buf` (growing it as the transport sees fit);
+    /// `Ok(0)` at the end of the stream.
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
     /// Writes some of `data`; how much.
     fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>>;
@@ -323,7 +320,7 @@ async fn exchange<T: Transport>(stream: T, head: &[u8], body: &[u8]) -> Result<(
         io::Result::Ok(())
     };
     written.await.map_err(|e| Failure::Stale(e.to_string()))?;
-    let mut buf = BytesMut::with_capacity(T::READ_ROOM);
+    let mut buf = BytesMut::new();
     let mut any = false;
     loop {
         if !buf.is_empty() {
@@ -341,7 +338,7 @@ async fn exchange<T: Transport>(stream: T, head: &[u8], body: &[u8]) -> Result<(
                 Err(e) => return Err(Failure::Failed(format!("malformed answer head: {e}"))),
             }
         }
-        let read = std::future::poll_fn(|cx| poll_fill(&stream, &mut buf, cx)).await;
+        let read = std::future::poll_fn(|cx| stream.poll_read(cx, &mut buf)).await;
         match read {
             Ok(0) if !any => return Err(Failure::Stale("the node closed the connection".into())),
             Ok(0) => return Err(Failure::Failed("the node closed the connection mid-head".into())),
@@ -350,14 +347,6 @@ async fn exchange<T: Transport>(stream: T, head: &[u8], body: &[u8]) -> Result<(
             Err(e) => return Err(Failure::Failed(e.to_string())),
         }
     }
-}
-
-/// Reads what the socket has into `buf`'s spare room; `Ok(0)` at the end of the stream.
-fn poll_fill<T: Transport>(stream: &T, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-    if buf.capacity() - buf.len() < T::READ_ROOM / 4 {
-        buf.reserve(T::READ_ROOM);
-    }
-    stream.poll_read(cx, buf)
 }
 
 struct Conn<T> {
@@ -400,7 +389,7 @@ impl<T: Transport> UpstreamBody<T> {
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match &self.conn {
-            Some(conn) => poll_fill(&conn.stream, &mut self.buf, cx),
+            Some(conn) => conn.stream.poll_read(cx, &mut self.buf),
             None => Poll::Ready(Ok(0)),
         }
     }
