@@ -4,7 +4,7 @@
 
 use crate::driver::{Input, NodeAddr, Nodes};
 use crate::errors::{error_answer, json_answer, text_answer, Proto};
-use crate::{next_chunk, Answer, AnswerBody, App, BodyStream};
+use crate::{Answer, AnswerBody, App, BodyStream};
 use bytes::Bytes;
 use herd_core::fleet::{NodeStatus, Registered};
 use herd_core::ids::ModelName;
@@ -278,14 +278,7 @@ impl BodyStream for EndOnError {
 
 /// The whole JSON body of a node's answer, at most 1 MiB.
 pub async fn read_json(body: &mut Box<dyn BodyStream>) -> Option<Value> {
-    let mut out = Vec::new();
-    while let Some(piece) = next_chunk(body).await {
-        out.extend_from_slice(&piece.ok()?);
-        if out.len() > 1 << 20 {
-            return None;
-        }
-    }
-    serde_json::from_slice(&out).ok()
+    serde_json::from_slice(&crate::read_to_end(body, 1 << 20).await.ok()?).ok()
 }
 
 /// Pulls `model` onto the Ollama at `url` (within an hour); true when it says success.
@@ -297,10 +290,8 @@ pub async fn pull(app: &App, url: &str, model: &str) -> bool {
         if !(200..300).contains(&resp.head.status) {
             return None;
         }
-        let mut text = Vec::new();
-        while let Some(piece) = next_chunk(&mut resp.body).await {
-            text.extend_from_slice(&piece.ok()?);
-        }
+        // `stream: false`: one short status object.
+        let text = crate::read_to_end(&mut resp.body, 1 << 20).await.ok()?;
         Some(String::from_utf8_lossy(&text).contains("success"))
     };
     crate::timeout(&*app.runtime, Duration::from_secs(3600), call).await.flatten().unwrap_or(false)

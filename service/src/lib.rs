@@ -64,6 +64,22 @@ pub async fn next_chunk(body: &mut (impl BodyStream + ?Sized)) -> Option<io::Res
     std::future::poll_fn(|cx| body.poll_chunk(cx)).await
 }
 
+/// Reads all of `body`, at most `limit` bytes.
+///
+/// # Errors
+///
+/// The body failed, or it was longer than `limit`.
+pub async fn read_to_end(body: &mut (impl BodyStream + ?Sized), limit: usize) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(piece) = next_chunk(body).await {
+        out.extend_from_slice(&piece?);
+        if out.len() > limit {
+            return Err(io::Error::other(format!("body longer than {limit} bytes")));
+        }
+    }
+    Ok(out)
+}
+
 /// What the service answers: a status, headers (content type included) and a whole or streamed
 /// body. The adapter writes it in its own way (hyper, or core's HTTP/1 encoder).
 pub struct Answer {
