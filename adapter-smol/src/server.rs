@@ -220,7 +220,7 @@ impl Conn {
                 return Ok(keep_alive && clean);
             }
         };
-        if let Framing::Length(n) = head.framing {
+        if let (Framing::Length(n), true) = (head.framing, head.expects_continue) {
             if n > self.app.max_body_bytes as u64 {
                 // Refused before `100 Continue`: the client need not send the body at all.
                 self.write(too_large(admitted.proto, self.app.max_body_bytes), is_head, false).await?;
@@ -266,6 +266,11 @@ impl Conn {
         }
         let mut decoder = BodyDecoder::with_max(framing, ChunkedLimits::default(), max as u64);
         if let Some(BodyError::TooLarge { .. }) = decoder.error() {
+            // The client is already sending: take (and drop) what it sends within the read
+            // timeout, so the 413 is read rather than lost to a reset of unread data.
+            if let Framing::Length(n) = framing {
+                self.discard(n, deadline).await;
+            }
             return Err(Some(too_large(proto, max)));
         }
         let mut out = Vec::new();
@@ -292,6 +297,18 @@ impl Conn {
                 Ok(()) => {}
                 Err(ReadEnd::TimedOut) => return Err(Some(body_timeout(proto))),
                 Err(_) => return Err(None),
+            }
+        }
+    }
+
+    /// Reads and drops up to `n` bytes before `deadline`.
+    async fn discard(&mut self, mut n: u64, deadline: Instant) {
+        loop {
+            let take = self.buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+            self.buf.advance(take);
+            n -= take as u64;
+            if n == 0 || self.fill(deadline, false).await.is_err() {
+                return;
             }
         }
     }

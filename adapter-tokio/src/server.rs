@@ -117,10 +117,12 @@ impl Headers for HyperHeaders<'_> {
 }
 
 /// Reads a whole body within the size and time limits.
-pub async fn read_body(app: &App, body: Incoming, proto: Proto) -> Result<Bytes, Answer> {
+/// With `expects_continue` (the client waits for `100 Continue` before sending), a declared
+/// length over the limit is refused before the body is polled, so hyper sends no `100 Continue`;
+/// a client that is already sending gets its answer after the limit, as it reads.
+pub async fn read_body(app: &App, body: Incoming, proto: Proto, expects_continue: bool) -> Result<Bytes, Answer> {
     use http_body::Body as _;
-    if body.size_hint().lower() > app.max_body_bytes as u64 {
-        // Refused before the body is polled, so hyper sends no `100 Continue` for it.
+    if expects_continue && body.size_hint().lower() > app.max_body_bytes as u64 {
         return Err(too_large(proto, app.max_body_bytes));
     }
     let limited = http_body_util::Limited::new(body, app.max_body_bytes);
@@ -142,7 +144,9 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp
         Err(refused) => return response(refused, false),
     };
     let head = method == "HEAD";
-    let body = match read_body(&app, body, admitted.proto).await {
+    let expects_continue =
+        parts.headers.get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let body = match read_body(&app, body, admitted.proto, expects_continue).await {
         Ok(b) => b,
         Err(refused) => return response(refused, head),
     };
