@@ -12,7 +12,7 @@ use crate::fleet::NodeStatus;
 use crate::ids::{AttemptId, ModelName, NodeId, RequestId};
 use crate::policy::retry::UpstreamFailure;
 use crate::request::{FallbackChoice, RequestKind, RequestSpec};
-use crate::router::{Command, Event, Router, Usage};
+use crate::router::{CancelReason, Command, Event, Router, Usage};
 use crate::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -326,8 +326,12 @@ impl Harness {
                         return fail(format!("{} committed twice", c.request));
                     }
                 }
-                Command::Cancel { attempt, .. } => {
-                    self.open.remove(&attempt);
+                // A first-byte-timeout cancel waits for the adapter's report (which may still be
+                // its first byte); the other reasons end the attempt at once.
+                Command::Cancel { attempt, reason, .. } => {
+                    if reason != CancelReason::FirstByteTimeout {
+                        self.open.remove(&attempt);
+                    }
                 }
                 Command::Reject { request, .. } => {
                     if self.committed.contains(&request) {
@@ -349,6 +353,11 @@ impl Harness {
                     if !self.admitted.contains(&t.request) {
                         return fail(format!("{} ended but was never admitted", t.request));
                     }
+                }
+                // A retried attempt is over (one the adapter never reported on after a cancel,
+                // failed by core once its grace ran out, included).
+                Event::Retried { attempt, .. } => {
+                    self.open.remove(&attempt);
                 }
                 Event::Breaker { node, open: true } => {
                     self.breaker_open_until.insert(node, self.now + open_for);

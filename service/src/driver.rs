@@ -11,7 +11,7 @@ use herd_core::ids::{AttemptId, ModelName, NodeId, RequestId};
 use herd_core::policy::retry::UpstreamFailure;
 use herd_core::request::RequestSpec;
 use herd_core::router::{
-    CancelReason, Command, Commit, Dispatch, Event, Outcome, Rejection, ReportError, RouteKind, Router, Usage,
+    CancelReason, Command, Dispatch, Event, Outcome, Rejection, ReportError, RouteKind, Router, Usage,
 };
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -80,8 +80,6 @@ pub enum ReqMsg {
     Admitted(RequestId),
     /// Start this attempt at `url`.
     Dispatch(Dispatch, Arc<NodeAddr>),
-    /// Answer the client from this attempt.
-    Commit(Commit, Arc<NodeAddr>),
     /// Abort this attempt.
     Cancel(AttemptId, CancelReason),
     /// Answer the client with this refusal.
@@ -442,15 +440,11 @@ impl Driver {
                     }
                 }
             }
+            // The request task answered the client at the first byte, from `Dispatch::commit`.
             Command::Commit(c) => {
-                let addr =
-                    self.nodes.addr(c.node).cloned().unwrap_or_else(|| {
-                        Arc::new(NodeAddr { name: format!("node-{}", c.node.0), url: String::new() })
-                    });
                 if let Some(l) = self.live.get_mut(&c.request) {
                     l.route = Some(c.route);
                 }
-                self.send(c.request, ReqMsg::Commit(c, addr));
             }
             Command::Cancel { request, attempt, reason } => self.send(request, ReqMsg::Cancel(attempt, reason)),
             Command::Reject { request, rejection } => {

@@ -11,7 +11,7 @@ use herd_core::api::patch::{apply_patch, BodyPatch, NumCtxPatch};
 use herd_core::api::{describe_object, parse_body, DescribeContext, Surface};
 use herd_core::policy::retry::{is_saturation, UpstreamFailure};
 use herd_core::request::RequestSpec;
-use herd_core::router::{Commit, Dispatch, Rejection};
+use herd_core::router::{CancelReason, Commit, Dispatch, Rejection};
 use herd_core::translate::{
     chat_request, completion_request, ChatCompletionAggregator, NativeAggregator, NativeEndpoint, OpenAiChatStream,
     OpenAiCompletionStream, OpenAiResponseConfig, SamplingDefaults, TextCompletionAggregator,
@@ -152,7 +152,7 @@ async fn run(app: Arc<App>, req: &mut Request) -> Answer {
                 }
             }
             // Stale messages of an attempt already given up.
-            ReqMsg::Commit(..) | ReqMsg::Cancel(..) => {}
+            ReqMsg::Cancel(..) => {}
         }
     }
 }
@@ -259,7 +259,7 @@ async fn attempt(
     d: &Dispatch,
     addr: &Arc<NodeAddr>,
     rx: &mut mpsc::UnboundedReceiver<ReqMsg>,
-    mut guard: EndGuard,
+    guard: EndGuard,
 ) -> Result<Answer, EndGuard> {
     let plan = Plan::of(req.surface, &req.spec, d);
     let (bytes, include_usage) = match attempt_body(req, d, plan) {
@@ -310,24 +310,12 @@ async fn attempt(
             return Err(guard);
         }
     };
+    // The first byte commits the attempt: core takes the report as the commit, even when it
+    // crosses a first-byte-timeout cancel, so the answer starts now, without a round trip.
     guard.report(AttemptInput::FirstByte);
-    // Wait for the commit (or a cancel: the client left, or the reaper).
-    let commit = loop {
-        match rx.recv().await {
-            Some(ReqMsg::Commit(c, caddr)) if c.attempt == d.attempt => break (c, caddr),
-            Some(ReqMsg::Cancel(a, _)) if a == d.attempt => return Err(guard),
-            Some(ReqMsg::Reject(r)) => {
-                guard.disarm();
-                return Ok(reject(req, &r));
-            }
-            Some(_) => {}
-            None => {
-                guard.disarm();
-                return Ok(error_answer(req.proto, 503, "the router is shutting down", None));
-            }
-        }
-    };
-    // After commit the only order left is the reaper's; the answer's body watches for it.
+    let commit = (d.commit(), addr.clone());
+    // After commit the only orders left are the reaper's and the client leaving; the answer's
+    // body watches for them.
     let orders = Orders::new(std::mem::replace(rx, mpsc::unbounded_channel().1), d.attempt);
     Ok(answer(req, plan, include_usage, commit, content_type, first, body, guard, orders).await)
 }
@@ -346,8 +334,13 @@ async fn cancel_of(rx: &mut mpsc::UnboundedReceiver<ReqMsg>, attempt: herd_core:
 }
 
 /// The attempt was cancelled: wait for core's next order, or answer now if the request ended.
+/// A first-byte-timeout cancel waits for the report that the call is over before core retries.
 fn cancelled(req: &Request, m: Option<ReqMsg>, mut guard: EndGuard) -> Result<Answer, EndGuard> {
     match m {
+        Some(ReqMsg::Cancel(_, CancelReason::FirstByteTimeout)) => {
+            guard.report(AttemptInput::Failed(UpstreamFailure::Timeout));
+            Err(guard)
+        }
         Some(ReqMsg::Reject(r)) => {
             guard.disarm();
             Ok(reject(req, &r))

@@ -310,7 +310,8 @@ fn drain_events(mut next: impl FnMut() -> Option<SseEvent>, out: &mut VecDeque<B
     }
 }
 
-/// Core's orders that still matter after commit: the reaper ending a stalled attempt.
+/// Core's orders that still matter after commit: the reaper ending a stalled attempt, the
+/// request ended because its client left.
 pub struct Orders {
     rx: tokio::sync::mpsc::UnboundedReceiver<ReqMsg>,
     attempt: AttemptId,
@@ -328,7 +329,13 @@ impl Orders {
     pub fn poll_cancel(&mut self, cx: &mut Context<'_>) -> Poll<CancelReason> {
         while self.open {
             match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(ReqMsg::Cancel(a, reason))) if a == self.attempt => return Poll::Ready(reason),
+                // A first-byte-timeout cancel that crossed this attempt's first byte is moot: the
+                // attempt committed when it was reported (core's `Command::Cancel`).
+                Poll::Ready(Some(ReqMsg::Cancel(a, reason)))
+                    if a == self.attempt && reason != CancelReason::FirstByteTimeout =>
+                {
+                    return Poll::Ready(reason)
+                }
                 Poll::Ready(Some(_)) => {}
                 Poll::Ready(None) => self.open = false,
                 Poll::Pending => return Poll::Pending,

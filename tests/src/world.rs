@@ -13,7 +13,7 @@ use herd_core::ids::{AttemptId, NodeId, RequestId};
 use herd_core::policy::retry::UpstreamFailure;
 use herd_core::request::RequestKind;
 use herd_core::rng::Rng;
-use herd_core::router::{Command, Counters, Event, Outcome, Router, Usage};
+use herd_core::router::{CancelReason, Command, Counters, Event, Outcome, Router, Usage};
 use herd_core::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -413,9 +413,14 @@ impl World {
                     l.first_byte.get_or_insert(now);
                 }
             }
-            Command::Cancel { attempt, .. } => {
+            Command::Cancel { attempt, reason, .. } => {
                 if let Some((i, _)) = self.attempts.remove(&attempt) {
                     self.nodes[i].cancel(now, attempt.0);
+                    // A reaped attempt before its first byte ends when the adapter says so: the
+                    // call was aborted (a first byte would have been delivered before the cancel).
+                    if reason == CancelReason::FirstByteTimeout {
+                        self.router.handle_failed(now, attempt, UpstreamFailure::Timeout);
+                    }
                 }
             }
             Command::Reject { .. } => {}

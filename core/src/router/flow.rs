@@ -449,6 +449,7 @@ impl Router {
             std::time::Duration::try_from_secs_f64(load_s + prefill_s).unwrap_or(std::time::Duration::from_secs(3600));
         let deadline = now + c.retry.first_byte_timeout + allowance;
         let attempt_no = req.attempts;
+        let (_, route, score) = req.served.clone().unwrap_or((model.clone(), RouteKind::Primary, 0.0));
         self.queues.start(node, &model);
         self.breakers.entry(node).or_default().on_dispatch(now);
         if !matches!(shape.context, ContextAction::Untouched | ContextAction::Pinned { .. }) {
@@ -469,6 +470,8 @@ impl Router {
             num_predict: shape.num_predict,
             context: shape.context,
             first_byte_deadline: deadline,
+            route,
+            score,
         }));
     }
 }

@@ -60,6 +60,8 @@ impl Router {
 
     pub(super) fn fail(&mut self, aid: AttemptId, failure: UpstreamFailure) {
         let Some(a) = self.end_attempt(aid) else { return };
+        // However the adapter saw a reaped attempt end, the node failed to answer in time.
+        let failure = if a.state == AttState::Cancelling { UpstreamFailure::Timeout } else { failure };
         if self.fleet.node(a.node).is_some() {
             let breaker = self.breakers.entry(a.node).or_default();
             if failure.blames_node() {
@@ -112,10 +114,28 @@ impl Router {
     }
 
     pub(super) fn reap(&mut self, aid: AttemptId) {
-        let Some(a) = self.attempts.get(&aid) else { return };
-        let reason =
-            if a.state == AttState::Streaming { CancelReason::Stalled } else { CancelReason::FirstByteTimeout };
+        let Some(a) = self.attempts.get_mut(&aid) else { return };
         let (request, node) = (a.request, a.node);
+        let reason = match a.state {
+            AttState::Streaming => CancelReason::Stalled,
+            AttState::Dispatched | AttState::Connected => {
+                // Before the first byte the adapter may be committing this very moment (its first
+                // byte and this cancel cross): the attempt ends when the adapter says how.
+                a.state = AttState::Cancelling;
+                self.counters.reaped += 1;
+                let reason = CancelReason::FirstByteTimeout;
+                self.events.push_back(Event::Reaped { request, attempt: aid, node, reason });
+                self.commands.push_back(Command::Cancel { request, attempt: aid, reason });
+                let grace = self.now + CANCEL_GRACE;
+                self.set_attempt_deadline(aid, grace);
+                return;
+            }
+            // The adapter never answered the cancel: fail the attempt for it.
+            AttState::Cancelling => {
+                self.fail(aid, UpstreamFailure::Timeout);
+                return;
+            }
+        };
         self.counters.reaped += 1;
         self.events.push_back(Event::Reaped { request, attempt: aid, node, reason });
         // The reaper ends the upstream call too, not only the accounting.

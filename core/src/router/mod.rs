@@ -30,6 +30,10 @@ use crate::time::Instant;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub use types::*;
 
+/// How long core waits, after a first-byte-timeout [`Command::Cancel`], for the adapter to report
+/// how the attempt ended before it fails the attempt itself.
+pub const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a node report was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReportError {
@@ -97,6 +101,10 @@ pub(crate) enum AttState {
     Dispatched,
     Connected,
     Streaming,
+    /// Reaped before its first byte: a first-byte-timeout cancel was sent, and core waits (at
+    /// most [`CANCEL_GRACE`]) for the adapter to report the attempt failed, or committed if its
+    /// first byte crossed the cancel.
+    Cancelling,
 }
 
 #[derive(Clone, Debug)]
@@ -343,8 +351,10 @@ impl Router {
         self.pump();
     }
 
-    /// The first byte of the answer arrived: the router commits (emits `Commit`) and the adapter
-    /// may start answering the client. Unknown or cancelled attempts are ignored.
+    /// The first byte of the answer arrived: the router commits (emits `Commit`). The adapter may
+    /// already be answering the client from [`Dispatch::commit`]. An attempt with a
+    /// first-byte-timeout cancel still pending is committed too (the first byte crossed the
+    /// cancel); attempts that ended are ignored.
     pub fn handle_first_byte(&mut self, now: Instant, attempt: AttemptId) {
         self.advance(now);
         self.commit(attempt);

@@ -301,10 +301,18 @@ fn reaper_cancels_hung_and_stalled_attempts() {
     t.r.handle_timeout(d1.first_byte_deadline);
     t.drain();
     let cmds = t.take();
-    assert!(matches!(&cmds[0], Command::Cancel { reason: CancelReason::FirstByteTimeout, .. }));
-    let Command::Dispatch(d2) = &cmds[1] else { panic!("{cmds:?}") };
-    assert_ne!(d2.node, d1.node);
+    assert!(
+        matches!(cmds.as_slice(), [Command::Cancel { reason: CancelReason::FirstByteTimeout, .. }]),
+        "the retry waits for the adapter to say how the attempt ended: {cmds:?}"
+    );
+    assert_eq!(t.r.stats().in_flight, 1, "the reaped attempt holds its slot until then");
     let t0 = d1.first_byte_deadline;
+    // The adapter aborted the call; whatever it saw, it counts as a timeout.
+    t.r.handle_failed(t0, d1.attempt, UpstreamFailure::Reset);
+    t.drain();
+    let d2 = t.dispatch();
+    assert_ne!(d2.node, d1.node);
+    assert_eq!((d2.attempt_no, d2.commit().attempts), (2, 2));
     t.r.handle_first_byte(t0, d2.attempt);
     t.r.handle_progress(t0 + Duration::from_secs(4), d2.attempt);
     t.r.handle_timeout(t0 + Duration::from_secs(8));
@@ -315,6 +323,60 @@ fn reaper_cancels_hung_and_stalled_attempts() {
     assert!(t.take().iter().any(|c| matches!(c, Command::Cancel { reason: CancelReason::Stalled, .. })));
     assert!(matches!(t.ended(id)[0].outcome, Outcome::FailedAfterCommit(UpstreamFailure::Timeout)));
     assert_eq!(t.r.stats().counters.reaped, 2);
+}
+
+/// A first byte that crosses the first-byte-timeout cancel commits the attempt: the adapter
+/// answered the client from `Dispatch::commit` before the cancel reached it.
+#[test]
+fn first_byte_crossing_the_reaper_commits() {
+    let mut c = RouterConfig::default();
+    c.retry.first_byte_timeout = Duration::from_secs(10);
+    let mut t = T::new(c);
+    t.node(secs(0), loaded("a", "m:7b"));
+    t.node(secs(0), loaded("b", "m:7b"));
+    let id = t.request(secs(0), RequestSpec::chat("m:7b"));
+    let d1 = t.dispatch();
+    let t0 = d1.first_byte_deadline;
+    t.r.handle_timeout(t0);
+    t.drain();
+    assert!(matches!(t.take().as_slice(), [Command::Cancel { reason: CancelReason::FirstByteTimeout, .. }]));
+    t.r.handle_first_byte(t0 + Duration::from_millis(1), d1.attempt);
+    t.drain();
+    let cmds = t.take();
+    assert_eq!(cmds, vec![Command::Commit(d1.commit())], "no retry: the first attempt answers");
+    t.r.handle_finished(t0 + Duration::from_millis(2), d1.attempt, Usage::default());
+    t.drain();
+    let ended = t.ended(id);
+    assert!(matches!(ended.as_slice(), [tr] if matches!(tr.outcome, Outcome::Completed(_)) && tr.attempts == 1));
+    t.r.check_consistency().unwrap();
+}
+
+/// An adapter that never reports on a cancelled attempt does not hold its request forever: after
+/// `CANCEL_GRACE` core fails the attempt itself and retries.
+#[test]
+fn cancel_grace_fails_a_silent_attempt() {
+    let mut c = RouterConfig::default();
+    c.retry.first_byte_timeout = Duration::from_secs(10);
+    let mut t = T::new(c);
+    t.node(secs(0), loaded("a", "m:7b"));
+    t.node(secs(0), loaded("b", "m:7b"));
+    t.request(secs(0), RequestSpec::chat("m:7b"));
+    let d1 = t.dispatch();
+    let t0 = d1.first_byte_deadline;
+    t.r.handle_timeout(t0);
+    t.drain();
+    t.take();
+    assert_eq!(t.r.poll_timeout(), Some(t0 + crate::router::CANCEL_GRACE));
+    t.r.handle_timeout(t0 + crate::router::CANCEL_GRACE);
+    t.drain();
+    let d2 = t.dispatch();
+    assert_ne!(d2.node, d1.node);
+    // A late report for the failed attempt changes nothing.
+    t.r.handle_first_byte(t0 + crate::router::CANCEL_GRACE, d1.attempt);
+    t.drain();
+    assert!(t.take().is_empty());
+    assert_eq!(t.r.stats().counters.reaped, 1);
+    t.r.check_consistency().unwrap();
 }
 
 #[test]
@@ -709,11 +771,19 @@ fn progress_reap_frees_slot_for_queue() {
     t.r.handle_first_byte(secs(2), d1.attempt);
     t.node(secs(10), h.clone()); // keep a online
     t.take();
-    // r2's first-byte deadline (11 s) passes; the next input is r1's progress.
+    // r2's first-byte deadline (11 s) passes; the next input is r1's progress. The reaper cancels
+    // r2's attempt, whose slot stays taken until the adapter reports or the grace runs out.
     t.r.handle_progress(secs(12), d1.attempt);
     t.drain();
     let cmds = t.take();
     assert!(cmds.iter().any(|c| matches!(c, Command::Cancel { reason: CancelReason::FirstByteTimeout, .. })));
+    assert!(dispatched_for(&cmds, r3).is_none());
+    t.node(secs(16), h.clone());
+    t.take();
+    // The adapter never answers; the grace (12 s + 5 s) ends inside the next progress's advance.
+    t.r.handle_progress(secs(18), d1.attempt);
+    t.drain();
+    let cmds = t.take();
     assert!(
         dispatched_for(&cmds, r3).is_some(),
         "slot freed by the reaper but r3 still queued; poll_timeout = {:?}; cmds {cmds:?}",
@@ -788,9 +858,16 @@ fn refused_report_still_pumps() {
     t.request(secs(1), RequestSpec::chat("m:7b"));
     t.dispatch();
     let r3 = t.request(secs(1), RequestSpec::chat("m:7b"));
-    t.node(secs(10), h);
+    t.node(secs(10), h.clone());
     t.take();
     assert!(t.r.handle_report(secs(12), Report::Drain { node_id: "zzz".into(), fleet_key: None }).is_err());
+    t.drain();
+    let cmds = t.take();
+    assert_eq!(cmds.len(), 2, "both attempts cancelled, their slots held: {cmds:?}");
+    t.node(secs(16), h);
+    t.take();
+    // No report from the adapter: the grace runs out inside the refused report's advance.
+    assert!(t.r.handle_report(secs(18), Report::Drain { node_id: "zzz".into(), fleet_key: None }).is_err());
     t.drain();
     let cmds = t.take();
     assert!(dispatched_for(&cmds, r3).is_some(), "reaped slots free but r3 still queued: {cmds:?}");

@@ -14,7 +14,15 @@ pub enum Command {
     Dispatch(Dispatch),
     /// The attempt's first byte arrived: answer the client now. No retry after this.
     Commit(Commit),
-    /// Abort this attempt's upstream call (reaped, client gone). Inputs for it are ignored after.
+    /// Abort this attempt's upstream call (reaped, client gone).
+    ///
+    /// For [`CancelReason::FirstByteTimeout`] the attempt is not over yet: the adapter aborts the
+    /// call and reports `handle_failed` (any failure; it counts as a timeout), and only then is
+    /// the request retried or refused. If the first byte had already arrived and the adapter is
+    /// answering the client (its first byte crossed this command), it ignores the cancel, and
+    /// its `handle_first_byte` commits the attempt. An adapter that reports nothing within
+    /// [`CANCEL_GRACE`](crate::router::CANCEL_GRACE) has the attempt failed for it. For the
+    /// other reasons the attempt already ended: inputs for it are ignored.
     Cancel {
         /// The request.
         request: RequestId,
@@ -60,6 +68,28 @@ pub struct Dispatch {
     pub context: ContextAction,
     /// The attempt's first-byte deadline (core enforces it; the adapter may use it as a hint).
     pub first_byte_deadline: crate::time::Instant,
+    /// How the model was chosen.
+    pub route: RouteKind,
+    /// The node's score when it was chosen.
+    pub score: f64,
+}
+
+impl Dispatch {
+    /// The [`Commit`] core emits when this attempt's first byte is reported. An adapter may
+    /// answer the client from it at the first byte without waiting for the command: once the
+    /// attempt was dispatched, a first byte reported for it always commits it, even when it
+    /// crosses a first-byte-timeout [`Command::Cancel`] (see there).
+    pub fn commit(&self) -> Commit {
+        Commit {
+            request: self.request,
+            attempt: self.attempt,
+            node: self.node,
+            model: self.model.clone(),
+            attempts: self.attempt_no,
+            score: self.score,
+            route: self.route,
+        }
+    }
 }
 
 /// Start answering the client. Carries what the `X-Herd-*` headers say, true after retries.
