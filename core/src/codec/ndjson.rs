@@ -73,30 +73,50 @@ impl LineSplitter {
     /// [`NdjsonError::LineTooLong`] as soon as a line is known to exceed the limit; lines completed
     /// before it are already in `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<Vec<u8>>) -> Result<usize, NdjsonError> {
+        self.feed_with(input, |line| out.push(line.to_vec()))
+    }
+
+    /// As [`LineSplitter::feed`], but hands each completed line to `on_line` as a borrowed
+    /// slice: a line that lies whole inside `input` is not copied.
+    ///
+    /// # Errors
+    ///
+    /// As [`LineSplitter::feed`]; lines completed before the error were handed over.
+    pub fn feed_with(&mut self, input: &[u8], mut on_line: impl FnMut(&[u8])) -> Result<usize, NdjsonError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let before = out.len();
+        let mut count = 0;
         let mut rest = input;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
             let (segment, tail) = (&rest[..pos], &rest[pos + 1..]);
             rest = tail;
             let ends_cr = segment.last().or(self.partial.last()) == Some(&b'\r');
-            self.check(self.partial.len() + segment.len() - usize::from(ends_cr))?;
+            let len = self.partial.len() + segment.len() - usize::from(ends_cr);
+            self.check(len)?;
+            if self.partial.is_empty() {
+                if len > 0 {
+                    on_line(&segment[..len]);
+                    count += 1;
+                }
+                continue;
+            }
             let mut line = std::mem::take(&mut self.partial);
             line.extend_from_slice(segment);
-            if ends_cr {
-                line.pop();
-            }
+            line.truncate(len);
             if !line.is_empty() {
-                out.push(line);
+                on_line(&line);
+                count += 1;
             }
+            // Keep the buffer's room for the next line that spans pieces.
+            line.clear();
+            self.partial = line;
         }
         // A trailing CR may be the first half of CRLF, so it does not count yet.
         let partial_len = self.partial.len() + rest.len();
         self.check(partial_len - usize::from(rest.last().or(self.partial.last()) == Some(&b'\r')))?;
         self.partial.extend_from_slice(rest);
-        Ok(out.len() - before)
+        Ok(count)
     }
 
     /// Ends the stream: returns the last line if it was not terminated by `\n` (Ollama always

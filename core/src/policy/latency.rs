@@ -10,10 +10,11 @@ pub struct Latency {
     samples: BTreeMap<NodeId, BTreeMap<ModelName, Ring>>,
 }
 
-/// Samples of one node+model.
+/// Samples of one node+model: in arrival order, and the same samples kept sorted.
 #[derive(Clone, Debug, Default)]
 pub struct Ring {
     ms: VecDeque<f64>,
+    sorted: Vec<f64>,
     p75: f64,
 }
 
@@ -28,16 +29,26 @@ impl Latency {
         if !ms.is_finite() || ms < 0.0 {
             return;
         }
-        let ring = self.samples.entry(node).or_default().entry(model.clone()).or_default();
+        let models = self.samples.entry(node).or_default();
+        let ring = match models.get_mut(model) {
+            Some(r) => r,
+            None => models.entry(model.clone()).or_default(),
+        };
         if ring.ms.len() == self.cap {
-            ring.ms.pop_front();
+            if let Some(old) = ring.ms.pop_front() {
+                // Every sample is finite, so the old one is found by its exact value.
+                if let Ok(i) = ring.sorted.binary_search_by(|x| x.total_cmp(&old)) {
+                    ring.sorted.remove(i);
+                }
+            }
         }
         ring.ms.push_back(ms);
-        // Recompute once per sample so scoring reads a cached figure (cap is small).
-        let mut sorted: Vec<f64> = ring.ms.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        let idx = ((sorted.len() as f64) * 0.75).ceil() as usize;
-        ring.p75 = sorted[idx.clamp(1, sorted.len()) - 1];
+        let at = ring.sorted.partition_point(|x| x.total_cmp(&ms).is_le());
+        ring.sorted.insert(at, ms);
+        // Kept current on every sample so scoring reads a cached figure.
+        let n = ring.sorted.len();
+        let idx = ((n as f64) * 0.75).ceil() as usize;
+        ring.p75 = ring.sorted[idx.clamp(1, n) - 1];
     }
 
     /// The 75th percentile, if anything was recorded.
@@ -90,5 +101,28 @@ mod tests {
         assert_eq!(l.p75_ms(NodeId(0), &m), Some(400.0));
         l.forget(NodeId(0));
         assert_eq!(l.p75_ms(NodeId(0), &m), None);
+    }
+
+    /// The kept-sorted window always gives what sorting the window afresh gives.
+    #[test]
+    fn p75_matches_a_fresh_sort() {
+        let mut l = Latency::new(7);
+        let m = ModelName::new("m");
+        let mut window: VecDeque<f64> = VecDeque::new();
+        let mut x: u64 = 12345;
+        for _ in 0..500 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            // Few distinct values, so duplicates leave and enter the window often.
+            let ms = ((x >> 33) % 9) as f64 * 10.0;
+            l.record(NodeId(1), &m, ms);
+            if window.len() == 7 {
+                window.pop_front();
+            }
+            window.push_back(ms);
+            let mut sorted: Vec<f64> = window.iter().copied().collect();
+            sorted.sort_by(f64::total_cmp);
+            let idx = ((sorted.len() as f64) * 0.75).ceil() as usize;
+            assert_eq!(l.p75_ms(NodeId(1), &m), Some(sorted[idx.clamp(1, sorted.len()) - 1]));
+        }
     }
 }

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::chunk::{ndjson_input, parse_chunk, saturate, Chunk};
+use super::chunk::{ndjson_input, parse_chunk, saturate, Chunk, Plain};
 use super::shape::{
     tool_call, ChatChoiceOut, ChatMessageOut, LogprobsOut, ObjectOut, Reasoning, TextChoiceOut, UsageOut,
 };
@@ -49,10 +49,26 @@ impl Sum {
     }
 
     fn add(&mut self, value: &Value) {
-        if self.finished() {
-            return;
+        if !self.finished() {
+            self.add_read(parse_chunk(value, self.endpoint), || value.as_object().cloned().unwrap_or_default());
         }
-        match parse_chunk(value, self.endpoint) {
+    }
+
+    /// As [`Sum::add`], keeping the value itself as the done chunk (no copy).
+    fn add_owned(&mut self, value: Value) {
+        if !self.finished() {
+            let read = parse_chunk(&value, self.endpoint);
+            let raw = || match value {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            self.add_read(read, raw);
+        }
+    }
+
+    /// Adds a chunk as read; `raw` gives the value as sent, kept when it is the done chunk.
+    fn add_read(&mut self, read: Result<Chunk, ResponseError>, raw: impl FnOnce() -> Map<String, Value>) {
+        match read {
             Err(err) => self.error = Some(err),
             Ok(mut chunk) => {
                 self.content.push_str(&chunk.content);
@@ -60,18 +76,17 @@ impl Sum {
                 self.tool_calls.append(&mut chunk.tool_calls);
                 self.logprobs.append(&mut chunk.logprobs);
                 if chunk.done {
-                    let raw = value.as_object().cloned().unwrap_or_default();
-                    self.done = Some((chunk, raw));
+                    self.done = Some((chunk, raw()));
                 }
             }
         }
     }
 
     /// Adds an ordinary chunk read on the fast path (text only, never the done chunk).
-    fn add_plain(&mut self, chunk: Chunk) {
+    fn add_plain(&mut self, plain: &Plain<'_>) {
         if !self.finished() {
-            self.content.push_str(&chunk.content);
-            self.thinking.push_str(&chunk.thinking);
+            self.content.push_str(&plain.content);
+            self.thinking.push_str(&plain.thinking);
         }
     }
 
@@ -109,8 +124,12 @@ macro_rules! aggregator_inputs {
             self.sum.endpoint
         }
 
-        fn handle_plain(&mut self, chunk: Chunk) {
-            self.sum.add_plain(chunk);
+        fn handle_plain(&mut self, plain: Plain<'_>) {
+            self.sum.add_plain(&plain);
+        }
+
+        fn handle_value(&mut self, value: Value) {
+            self.sum.add_owned(value);
         }
 
         ndjson_input!(sum.lines);

@@ -42,13 +42,28 @@ struct PlainText<'a> {
 }
 
 /// One NDJSON line of a native answer, read for translation.
-pub(crate) enum Line {
+pub(crate) enum Line<'a> {
     /// Blank: skipped.
     Blank,
-    /// An ordinary chunk, read without a [`Value`]: exactly what [`parse_chunk`] would give.
-    Plain(Chunk),
+    /// An ordinary chunk, read without a [`Value`]: exactly the text [`parse_chunk`] would give
+    /// (its other fields empty), borrowed from the line where it has no escapes.
+    Plain(Plain<'a>),
     /// Anything else (the done chunk, tool calls, logprobs, an error, odd types): the whole value.
     Value(Value),
+}
+
+/// The text of an ordinary chunk: `message.content` / `response` and the thinking.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Plain<'a> {
+    pub content: Cow<'a, str>,
+    pub thinking: Cow<'a, str>,
+}
+
+impl Plain<'_> {
+    /// The chunk [`parse_chunk`] reads from the same line.
+    pub fn into_chunk(self) -> Chunk {
+        Chunk { content: self.content.into_owned(), thinking: self.thinking.into_owned(), ..Chunk::default() }
+    }
 }
 
 /// Reads one NDJSON line. Most chunks of a stream only add text; those take the fast path.
@@ -57,26 +72,26 @@ pub(crate) enum Line {
 ///
 /// # Errors
 /// As [`parse_line`].
-pub(crate) fn read_line(line: &[u8], endpoint: NativeEndpoint) -> Result<Line, ResponseError> {
+pub(crate) fn read_line<'a>(line: &'a [u8], endpoint: NativeEndpoint) -> Result<Line<'a>, ResponseError> {
     // Only an object may take the fast path: serde reads a struct from a JSON array too, and an
     // array is not a chunk (the slow path refuses it).
     let object = line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if let Some(p) = object.then(|| serde_json::from_slice::<PlainChunk<'_>>(line).ok()).flatten() {
-        let msg = p.message.as_ref();
         let plain = p.done != Some(true)
             && p.error.is_none()
             && p.logprobs.is_none()
             && p.tool_calls.is_none()
-            && msg.is_none_or(|m| m.tool_calls.is_none());
+            && p.message.as_ref().is_none_or(|m| m.tool_calls.is_none());
         if plain {
-            let text = |c: Option<&Cow<'_, str>>| c.map_or_else(String::new, |c| c.to_string());
+            let text = |c: Option<Cow<'a, str>>| c.unwrap_or(Cow::Borrowed(""));
             let (content, thinking) = match endpoint {
-                NativeEndpoint::Chat => {
-                    (text(msg.and_then(|m| m.content.as_ref())), text(msg.and_then(|m| m.thinking.as_ref())))
-                }
-                NativeEndpoint::Generate => (text(p.response.as_ref()), text(p.thinking.as_ref())),
+                NativeEndpoint::Chat => match p.message {
+                    Some(m) => (text(m.content), text(m.thinking)),
+                    None => (Cow::Borrowed(""), Cow::Borrowed("")),
+                },
+                NativeEndpoint::Generate => (text(p.response), text(p.thinking)),
             };
-            return Ok(Line::Plain(Chunk { content, thinking, ..Chunk::default() }));
+            return Ok(Line::Plain(Plain { content, thinking }));
         }
     }
     Ok(match parse_line(line)? {
@@ -158,10 +173,11 @@ pub(crate) fn saturate(n: u64) -> u32 {
 /// Adds `handle_line` and `handle_bytes` to a type with a
 /// [`LineSplitter`](crate::codec::ndjson::LineSplitter) at `self.$field` and
 /// `handle_chunk(&Value)` / `handle_failure(ResponseError)` methods, and private
-/// `line_endpoint()` / `handle_plain(Chunk)` for the fast path of [`read_line`], plus a private
-/// `flush_lines` that feeds the unterminated last line at the end of the body. A line over the
-/// splitter's limit fails the answer with [`ResponseError::LineTooLong`]; the splitter then
-/// refuses everything, and `handle_failure` ignores the repeats (the answer already failed).
+/// `line_endpoint()`, `handle_plain(Plain)` for the fast path of [`read_line`] and
+/// `handle_value(Value)` for the rest, plus a private `flush_lines` that feeds the unterminated
+/// last line at the end of the body. A line over the splitter's limit fails the answer with
+/// [`ResponseError::LineTooLong`]; the splitter then refuses everything, and `handle_failure`
+/// ignores the repeats (the answer already failed).
 macro_rules! ndjson_input {
     ($($field:ident).+) => {
         /// Feeds one NDJSON line (without its `\n`). Blank lines are skipped; a line that is not
@@ -169,20 +185,20 @@ macro_rules! ndjson_input {
         pub fn handle_line(&mut self, line: &[u8]) {
             use $crate::translate::chunk::{read_line, Line};
             match read_line(line, self.line_endpoint()) {
-                Ok(Line::Plain(chunk)) => self.handle_plain(chunk),
-                Ok(Line::Value(value)) => self.handle_chunk(&value),
+                Ok(Line::Plain(plain)) => self.handle_plain(plain),
+                Ok(Line::Value(value)) => self.handle_value(value),
                 Ok(Line::Blank) => {}
                 Err(err) => self.handle_failure(err),
             }
         }
 
-        /// Feeds body bytes as they arrive, split anywhere; whole lines are handled at once.
+        /// Feeds body bytes as they arrive, split anywhere; whole lines are handled at once,
+        /// without copying those that lie whole inside `data`.
         pub fn handle_bytes(&mut self, data: &[u8]) {
-            let mut lines = Vec::new();
-            let split = self.$($field).+.feed(data, &mut lines);
-            for line in &lines {
-                self.handle_line(line);
-            }
+            // The splitter is lent out while its lines are handled (they borrow from it).
+            let mut lines = std::mem::take(&mut self.$($field).+);
+            let split = lines.feed_with(data, |line| self.handle_line(line));
+            self.$($field).+ = lines;
             if let Err(err) = split {
                 self.handle_failure(err.into());
             }
@@ -233,7 +249,7 @@ mod tests {
                 let full = parse_line(line).map(|v| v.map(|v| parse_chunk(&v, endpoint)));
                 match read_line(line, endpoint) {
                     Ok(Line::Plain(c)) => {
-                        assert_eq!(full, Ok(Some(Ok(c))), "{}", String::from_utf8_lossy(line));
+                        assert_eq!(full, Ok(Some(Ok(c.into_chunk()))), "{}", String::from_utf8_lossy(line));
                     }
                     Ok(Line::Value(v)) => assert_eq!(full, Ok(Some(parse_chunk(&v, endpoint)))),
                     Ok(Line::Blank) => assert_eq!(full, Ok(None)),

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::chunk::{ndjson_input, parse_chunk, saturate, Chunk};
+use super::chunk::{ndjson_input, parse_chunk, saturate, Chunk, Plain};
 use super::shape::{
     error_payload, to_json, tool_call, ChatChoiceOut, ChatMessageOut, LogprobsOut, ObjectOut, Reasoning, TextChoiceOut,
     UsageOut,
@@ -208,11 +208,15 @@ impl OpenAiChatStream {
         NativeEndpoint::Chat
     }
 
-    fn handle_plain(&mut self, chunk: Chunk) {
+    fn handle_plain(&mut self, plain: Plain<'_>) {
         let open = self.begin();
         if self.core.accept_plain(open) {
-            self.deltas(&chunk);
+            self.deltas(&plain.into_chunk());
         }
+    }
+
+    fn handle_value(&mut self, value: Value) {
+        self.handle_chunk(&value);
     }
 
     ndjson_input!(core.lines);
@@ -309,11 +313,15 @@ impl OpenAiCompletionStream {
         NativeEndpoint::Generate
     }
 
-    fn handle_plain(&mut self, chunk: Chunk) {
+    fn handle_plain(&mut self, plain: Plain<'_>) {
         let open = self.begin();
         if self.core.accept_plain(open) {
-            self.texts(&chunk);
+            self.texts(&plain.into_chunk());
         }
+    }
+
+    fn handle_value(&mut self, value: Value) {
+        self.handle_chunk(&value);
     }
 
     ndjson_input!(core.lines);
