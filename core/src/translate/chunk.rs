@@ -4,42 +4,10 @@
 //! `/api/chat` or `/api/generate` (wire-api.md §3.1, §3.2). Missing or mistyped fields read as
 //! empty; only a line that is not a JSON object, or one with an `error`, fails.
 
-use serde::de::IgnoredAny;
-use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
 
 use super::{NativeEndpoint, ResponseError};
-
-/// The fields of an ordinary streamed chunk (text or thinking, not done, no tool calls, logprobs
-/// or error), read straight from the line's bytes without building a [`Value`] tree.
-#[derive(Deserialize)]
-struct PlainChunk<'a> {
-    #[serde(borrow, default)]
-    message: Option<PlainText<'a>>,
-    #[serde(borrow, default)]
-    response: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    thinking: Option<Cow<'a, str>>,
-    #[serde(default)]
-    done: Option<bool>,
-    #[serde(default)]
-    error: Option<IgnoredAny>,
-    #[serde(default)]
-    logprobs: Option<IgnoredAny>,
-    #[serde(default)]
-    tool_calls: Option<IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct PlainText<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    thinking: Option<Cow<'a, str>>,
-    #[serde(default)]
-    tool_calls: Option<IgnoredAny>,
-}
 
 /// One NDJSON line of a native answer, read for translation.
 pub(crate) enum Line<'a> {
@@ -73,26 +41,8 @@ impl Plain<'_> {
 /// # Errors
 /// As [`parse_line`].
 pub(crate) fn read_line<'a>(line: &'a [u8], endpoint: NativeEndpoint) -> Result<Line<'a>, ResponseError> {
-    // Only an object may take the fast path: serde reads a struct from a JSON array too, and an
-    // array is not a chunk (the slow path refuses it).
-    let object = line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    if let Some(p) = object.then(|| serde_json::from_slice::<PlainChunk<'_>>(line).ok()).flatten() {
-        let plain = p.done != Some(true)
-            && p.error.is_none()
-            && p.logprobs.is_none()
-            && p.tool_calls.is_none()
-            && p.message.as_ref().is_none_or(|m| m.tool_calls.is_none());
-        if plain {
-            let text = |c: Option<Cow<'a, str>>| c.unwrap_or(Cow::Borrowed(""));
-            let (content, thinking) = match endpoint {
-                NativeEndpoint::Chat => match p.message {
-                    Some(m) => (text(m.content), text(m.thinking)),
-                    None => (Cow::Borrowed(""), Cow::Borrowed("")),
-                },
-                NativeEndpoint::Generate => (text(p.response), text(p.thinking)),
-            };
-            return Ok(Line::Plain(Plain { content, thinking }));
-        }
+    if let Some(plain) = super::scan::plain(line, endpoint) {
+        return Ok(Line::Plain(plain));
     }
     Ok(match parse_line(line)? {
         Some(v) => Line::Value(v),

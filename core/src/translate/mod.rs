@@ -50,6 +50,7 @@ mod error;
 pub mod fuzz;
 mod messages;
 pub mod request;
+mod scan;
 mod shape;
 pub mod stream;
 
