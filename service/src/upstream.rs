@@ -77,6 +77,12 @@ pub trait Upstream: Send + Sync {
 const MAX_IDLE_PER_ADDR: usize = 256;
 /// An idle connection older than this is closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// A connection returned more recently than this is reused without first checking that the
+/// node has not closed it: a node closes an idle connection after its own idle timeout (seconds),
+/// and one that said it would close was never pooled. Under load nearly every reuse is this
+/// fresh, and the check costs a system call. Should the node have closed it anyway, the send
+/// fails before any answer and is made once more on a fresh connection.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
 /// Longest a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the whole pool is swept of expired connections (on a return).
@@ -241,15 +247,15 @@ impl<T: Transport> Pool<T> {
     /// The most recently used live idle connection to `addr`, if any.
     pub fn checkout(&self, addr: &str) -> Option<T> {
         loop {
+            let now = Instant::now();
             let idle = {
                 let mut idles = self.idle.lock().unwrap_or_else(|p| p.into_inner());
                 let list = idles.by_addr.get_mut(addr)?;
-                expire(list, Instant::now());
+                expire(list, now);
                 list.pop()?
             };
-            // Closed by the node, or something unasked for arrived: not reusable. (Without a
-            // readiness event this reads nothing and costs no system call.)
-            if idle.stream.idle_ok() {
+            // Closed by the node, or something unasked for arrived: not reusable.
+            if now.duration_since(idle.since) < CHECK_IDLE_AFTER || idle.stream.idle_ok() {
                 return Some(idle.stream);
             }
         }
