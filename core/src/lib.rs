@@ -45,18 +45,16 @@
 //!                 now = Instant::from_millis(40);
 //!                 router.handle_connected(now, d.attempt);
 //!                 now = Instant::from_millis(250);
-//!                 router.handle_first_byte(now, d.attempt); // → Command::Commit
-//!             }
-//!             Command::Commit(c) => {
-//!                 // Send the client its status line and X-Herd-Node / X-Herd-Attempts headers,
-//!                 // then stream the body; report the end.
-//!                 assert_eq!(c.attempts, 1);
+//!                 // The first byte commits: the adapter may answer the client at once from
+//!                 // `d.commit()` (headers: node, model, attempts, score) and report it.
+//!                 router.handle_first_byte(now, d.attempt); // → Command::Commit, the same
+//!                 assert_eq!(router.poll_command(), Some(Command::Commit(d.commit())));
 //!                 now = Instant::from_millis(900);
-//!                 router.handle_finished(now, c.attempt, Usage { prompt_tokens: 12, completion_tokens: 40 });
+//!                 router.handle_finished(now, d.attempt, Usage { prompt_tokens: 12, completion_tokens: 40 });
 //!                 answered = true;
 //!             }
 //!             Command::Reject { rejection, .. } => panic!("refused: {}", rejection.http_status()),
-//!             Command::Cancel { .. } | Command::Pull { .. } => {}
+//!             Command::Commit(_) | Command::Cancel { .. } | Command::Pull { .. } => {}
 //!         }
 //!     }
 //!     if let Some(deadline) = router.poll_timeout() {

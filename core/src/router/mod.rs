@@ -93,8 +93,10 @@ pub(crate) struct Req {
 ///
 /// ```text
 ///  Dispatched ──connected──▶ Connected ──first byte (Commit)──▶ Streaming ──finished──▶ (done)
-///      │                        │                                 │
-///      └──fail / first-byte deadline (retry allowed)──┘            └──fail / stall deadline (no retry)
+///      │                        │                                 ▲  │
+///      ├────────fail (retry allowed)────────┘                     │  └──fail / stall deadline (no retry)
+///      └──first-byte deadline: Cancel──▶ Cancelling ──first byte──┘
+///                                          └──adapter's failure, or CANCEL_GRACE──▶ fail (retry allowed)
 /// ```
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum AttState {
