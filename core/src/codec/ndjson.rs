@@ -88,7 +88,7 @@ impl LineSplitter {
         }
         let mut count = 0;
         let mut rest = input;
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
             let (segment, tail) = (&rest[..pos], &rest[pos + 1..]);
             rest = tail;
             let ends_cr = segment.last().or(self.partial.last()) == Some(&b'\r');

@@ -151,6 +151,13 @@ impl<'a> Scan<'a> {
         let start = self.i;
         let mut escaped = false;
         loop {
+            // Straight to the next quote or backslash; nothing before it may be a control byte.
+            let rest = &self.b[self.i..];
+            let at = memchr::memchr2(b'"', b'\\', rest)?;
+            if rest[..at].iter().any(|&c| c < 0x20) {
+                return None;
+            }
+            self.i += at;
             match self.peek()? {
                 b'"' => {
                     let end = self.i;
@@ -175,8 +182,8 @@ impl<'a> Scan<'a> {
                         _ => return None,
                     }
                 }
-                0..=0x1f => return None,
-                _ => self.i += 1,
+                // memchr2 stops only at a quote or a backslash.
+                _ => return None,
             }
         }
     }
