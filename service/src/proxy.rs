@@ -514,7 +514,7 @@ async fn aggregate(
     let json_type = || JSON.to_string();
     let result: Result<(Bytes, String, herd_core::router::Usage), String> = match agg {
         _ if failed => Err("the node's connection failed mid-answer".to_string()),
-        Agg::Native(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
+        Agg::Native(a) => a.finish_json().map(|(b, u)| (Bytes::from(b), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Chat(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Text(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Raw(v) => {

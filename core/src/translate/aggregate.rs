@@ -6,7 +6,9 @@
 //! [`ResponseError::Truncated`] or the upstream's own error instead.
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 use super::chunk::{ndjson_input, parse_chunk, saturate, Chunk, Plain};
 use super::shape::{
@@ -25,9 +27,13 @@ struct Sum {
     thinking: String,
     tool_calls: Vec<Value>,
     logprobs: Vec<Value>,
-    /// The done chunk, read and as sent.
+    /// The done chunk, read and as sent (an empty map when `rendered` holds the answer).
     done: Option<(Chunk, Map<String, Value>)>,
     error: Option<ResponseError>,
+    /// Render the native final object straight from the done chunk's bytes where it can.
+    render: bool,
+    /// The native final object, rendered when the done chunk arrived.
+    rendered: Option<Vec<u8>>,
 }
 
 impl Sum {
@@ -41,7 +47,98 @@ impl Sum {
             logprobs: Vec::new(),
             done: None,
             error: None,
+            render: false,
+            rendered: None,
         }
+    }
+
+    /// Takes a done chunk without building a [`Value`] of it, and renders the native final
+    /// object (what [`NativeAggregator::finish`] builds) as bytes at once: the chunk's members as
+    /// sent, with the text, thinking, tool calls and logprobs of the whole answer, `done` and
+    /// both counts. `None` (nothing changed) for any other line, and for a done chunk with
+    /// anything unusual (a `message` that is not an object, an escaped key, an error); the line
+    /// is then read whole as usual.
+    fn render_done(&mut self, line: &[u8]) -> Option<()> {
+        if self.finished() {
+            return None;
+        }
+        let top: BTreeMap<&str, &RawValue> = serde_json::from_slice(line).ok()?;
+        if top.get("error").is_some_and(|e| e.get() != "null") || top.get("done")?.get() != "true" {
+            return None;
+        }
+        let message: Option<BTreeMap<&str, &RawValue>> = match (self.endpoint, top.get("message")) {
+            (NativeEndpoint::Chat, Some(m)) => Some(serde_json::from_str(m.get()).ok()?),
+            (NativeEndpoint::Chat, None) => Some(BTreeMap::new()),
+            (NativeEndpoint::Generate, _) => None,
+        };
+        let body = message.as_ref().unwrap_or(&top);
+        // What `parse_chunk` reads from the same chunk.
+        let text = |key: &str| -> Option<String> {
+            match body.get(key) {
+                Some(v) if v.get().starts_with('"') => serde_json::from_str(v.get()).ok(),
+                _ => Some(String::new()),
+            }
+        };
+        let list = |v: Option<&&RawValue>| -> Option<Vec<Value>> {
+            match v {
+                Some(v) if v.get().starts_with('[') => serde_json::from_str(v.get()).ok(),
+                _ => Some(Vec::new()),
+            }
+        };
+        let count = |key: &str| top.get(key).and_then(|v| serde_json::from_str::<u64>(v.get()).ok()).unwrap_or(0);
+        let content_key = match self.endpoint {
+            NativeEndpoint::Chat => "content",
+            NativeEndpoint::Generate => "response",
+        };
+        let chunk = Chunk {
+            content: text(content_key)?,
+            thinking: text("thinking")?,
+            tool_calls: list(body.get("tool_calls"))?,
+            logprobs: list(top.get("logprobs"))?,
+            done: true,
+            done_reason: top.get("done_reason").and_then(|v| serde_json::from_str::<String>(v.get()).ok()),
+            prompt_tokens: count("prompt_eval_count"),
+            completion_tokens: count("eval_count"),
+        };
+        let (prompt, completion) = (chunk.prompt_tokens, chunk.completion_tokens);
+        self.add_read(Ok(chunk), Map::new);
+        // The answer's own pieces, in place of the chunk's.
+        let string = |s: &str| serde_json::to_vec(s).unwrap_or_default();
+        let values = |v: &[Value]| serde_json::to_vec(v).unwrap_or_default();
+        let mut texts: Vec<(&str, Piece<'_>)> = vec![(content_key, Piece::Owned(string(&self.content)))];
+        if !self.thinking.is_empty() {
+            texts.push(("thinking", Piece::Owned(string(&self.thinking))));
+        }
+        if !self.tool_calls.is_empty() {
+            texts.push(("tool_calls", Piece::Owned(values(&self.tool_calls))));
+        }
+        let replaced = [content_key, "thinking", "tool_calls"];
+        let mut out: Vec<(&str, Piece<'_>)> = Vec::new();
+        match &message {
+            Some(m) => {
+                let mut members: Vec<(&str, Piece<'_>)> =
+                    m.iter().filter(|(k, _)| !replaced.contains(k)).map(|(k, v)| (*k, Piece::Raw(v.get()))).collect();
+                if !m.get("role").is_some_and(|r| r.get().starts_with('"')) {
+                    members.retain(|(k, _)| *k != "role");
+                    members.push(("role", Piece::Raw("\"assistant\"")));
+                }
+                members.extend(texts);
+                out.push(("message", Piece::Owned(object(members))));
+            }
+            None => out.extend(texts),
+        }
+        // Chat replaces `message`; generate the text members at the top.
+        let skipped = ["logprobs", "done", "prompt_eval_count", "eval_count"];
+        let own = |k: &str| if message.is_some() { k == "message" } else { replaced.contains(&k) };
+        out.extend(top.iter().filter(|(k, _)| !skipped.contains(k) && !own(k)).map(|(k, v)| (*k, Piece::Raw(v.get()))));
+        if !self.logprobs.is_empty() {
+            out.push(("logprobs", Piece::Owned(values(&self.logprobs))));
+        }
+        out.push(("done", Piece::Raw("true")));
+        out.push(("prompt_eval_count", Piece::Owned(prompt.to_string().into_bytes())));
+        out.push(("eval_count", Piece::Owned(completion.to_string().into_bytes())));
+        self.rendered = Some(object(out));
+        Some(())
     }
 
     fn finished(&self) -> bool {
@@ -106,6 +203,34 @@ impl Sum {
     }
 }
 
+/// A member's value: as sent, or written here.
+enum Piece<'a> {
+    Raw(&'a str),
+    Owned(Vec<u8>),
+}
+
+/// A JSON object of `members`, in key order (as a [`Map`] writes them). Keys are as read from
+/// the chunk, where serde_json only borrows keys without escapes, or this module's own.
+fn object(mut members: Vec<(&str, Piece<'_>)>) -> Vec<u8> {
+    members.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::with_capacity(256);
+    out.push(b'{');
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        match value {
+            Piece::Raw(raw) => out.extend_from_slice(raw.as_bytes()),
+            Piece::Owned(bytes) => out.extend_from_slice(bytes),
+        }
+    }
+    out.push(b'}');
+    out
+}
+
 /// The methods the three aggregators share; `self.sum` is their [`Sum`].
 macro_rules! aggregator_inputs {
     () => {
@@ -130,6 +255,10 @@ macro_rules! aggregator_inputs {
 
         fn handle_value(&mut self, value: Value) {
             self.sum.add_owned(value);
+        }
+
+        fn handle_raw(&mut self, line: &[u8]) -> bool {
+            self.sum.render && self.sum.render_done(line).is_some()
         }
 
         ndjson_input!(sum.lines);
@@ -257,7 +386,25 @@ pub struct NativeAggregator {
 impl NativeAggregator {
     /// An empty aggregate of a stream from `endpoint`.
     pub fn new(endpoint: NativeEndpoint) -> Self {
-        NativeAggregator { sum: Sum::new(endpoint) }
+        let mut sum = Sum::new(endpoint);
+        sum.render = true;
+        NativeAggregator { sum }
+    }
+
+    /// [`NativeAggregator::finish`]'s object as JSON bytes, and the token counts. The same
+    /// object (up to the order of keys inside members passed through as sent), usually written
+    /// straight from the done chunk's bytes without building a [`Value`].
+    ///
+    /// # Errors
+    /// As [`NativeAggregator::finish`].
+    pub fn finish_json(mut self) -> Result<(Vec<u8>, Usage), ResponseError> {
+        self.flush_lines();
+        if self.sum.error.is_none() {
+            if let (Some(bytes), Some((done, _))) = (self.sum.rendered.take(), &self.sum.done) {
+                return Ok((bytes, usage(done)));
+            }
+        }
+        self.finish().map(|(v, u)| (serde_json::to_vec(&v).unwrap_or_default(), u))
     }
 
     aggregator_inputs!();
@@ -270,6 +417,13 @@ impl NativeAggregator {
     /// for a whole one).
     pub fn finish(mut self) -> Result<(Value, Usage), ResponseError> {
         self.flush_lines();
+        if let Some(bytes) = self.sum.rendered.take() {
+            if self.sum.error.is_none() {
+                let (done, _) = self.sum.result()?;
+                let value = serde_json::from_slice(&bytes).map_err(|e| ResponseError::malformed(&e))?;
+                return Ok((value, usage(&done)));
+            }
+        }
         let (done, mut out) = self.sum.result()?;
         let sum = &mut self.sum;
         let thinking = (!sum.thinking.is_empty()).then(|| Value::String(std::mem::take(&mut sum.thinking)));
@@ -312,5 +466,73 @@ fn set_or_remove(map: &mut Map<String, Value>, key: &str, value: Option<Value>) 
         None => {
             map.remove(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LINES: &[&str] = &[
+        r#"{"model":"m","created_at":"t","message":{"role":"assistant","content":"A"},"done":false}"#,
+        r#"{"model":"m","message":{"role":"assistant","content":"b","thinking":"hm"},"done":false}"#,
+        r#"{"model":"m","response":"r","thinking":"t","done":false}"#,
+        r#"{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"b":1,"a":2}}}]},"done":false}"#,
+        r#"{"response":"x","tool_calls":[{"function":{"name":"g"}}],"done":false}"#,
+        r#"{"response":"x","message":{"content":"y"},"logprobs":[{"token":"x","logprob":-0.5}],"done":false}"#,
+        r#"{"error":"boom"}"#,
+        r#"{not json"#,
+        r#"{"model":"m","created_at":"t","message":{"role":"assistant","content":"Z"},"done_reason":"stop","done":true,"total_duration":5,"prompt_eval_count":10,"eval_count":3}"#,
+        r#"{"model":"m","response":"R","done_reason":"length","done":true,"context":[1,2,3],"prompt_eval_count":4,"eval_count":2}"#,
+        r#"{"message":null,"done":true,"eval_count":1}"#,
+        r#"{"done":true}"#,
+        r#"{"message":{"content":"c"},"done":true,"error":null,"prompt_eval_count":-1,"eval_count":1.5}"#,
+        r#"{"message":{"role":5,"content":7,"thinking":"th","images":null},"done":true,"eval_count":1e2}"#,
+        r#"{"message":{"role":"assistant","content":"\u003cp\u003e\n\"q\" é","tool_calls":"x"},"done":true,"prompt_eval_count":99999999999999999999}"#,
+        r#"{"message":{"content":"c","tool_calls":[{"function":{"name":"h","arguments":{}}}]},"logprobs":[{"token":"c"}],"done":true,"done_reason":5}"#,
+        r#"{"eval_count":1,"eval_count":2,"done":true,"extra":{"z":1,"a":[{"y":2,"b":3}]},"response":"r","thinking":""}"#,
+        r#"{"mod\u0065l":"x","done":true,"message":{"content":"k"}}"#,
+        r#"{"message":{"content":"a","content":"b"},"done":true,"response":"top","tool_calls":[1]}"#,
+        r#"{"error":"late","done":true}"#,
+        r#"{"done":true,"response":5,"thinking":null,"logprobs":"no"}"#,
+        "   ",
+    ];
+
+    /// The object written from the done chunk's bytes is the object built from its value, for
+    /// any sequence of lines, on both endpoints.
+    #[test]
+    fn rendered_done_matches_the_built_object() {
+        let lines = proptest::collection::vec(0..LINES.len(), 0..7);
+        let mut runner =
+            proptest::test_runner::TestRunner::new(proptest::test_runner::Config { cases: 3000, ..Default::default() });
+        let rendered = std::cell::Cell::new(0);
+        runner
+            .run(&(lines, any::<bool>(), any::<bool>()), |(picks, chat, unterminated)| {
+                let endpoint = if chat { NativeEndpoint::Chat } else { NativeEndpoint::Generate };
+                let mut body: Vec<u8> = picks.iter().flat_map(|&i| [LINES[i].as_bytes(), b"\n"].concat()).collect();
+                if unterminated {
+                    body.pop();
+                }
+                let mut fast = NativeAggregator::new(endpoint);
+                let mut built = NativeAggregator { sum: Sum::new(endpoint) };
+                fast.handle_bytes(&body);
+                built.handle_bytes(&body);
+                rendered.set(rendered.get() + usize::from(fast.sum.rendered.is_some()));
+                let fast_value = fast.clone().finish();
+                match (fast.finish_json(), built.finish()) {
+                    (Ok((bytes, u1)), Ok((value, u2))) => {
+                        let read: Value = serde_json::from_slice(&bytes).expect("valid JSON");
+                        prop_assert_eq!(&read, &value, "{}", String::from_utf8_lossy(&body));
+                        prop_assert_eq!(u1, u2);
+                        prop_assert_eq!(fast_value.map(|(v, _)| v), Ok(value));
+                    }
+                    (Err(e1), Err(e2)) => prop_assert_eq!(e1, e2),
+                    (a, b) => prop_assert!(false, "{:?} vs {:?} for {}", a, b, String::from_utf8_lossy(&body)),
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert!(rendered.get() > 500, "the rendered path ran {} times", rendered.get());
     }
 }

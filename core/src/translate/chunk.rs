@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use super::{NativeEndpoint, ResponseError};
 
 /// One NDJSON line of a native answer, read for translation.
+#[cfg(test)]
 pub(crate) enum Line<'a> {
     /// Blank: skipped.
     Blank,
@@ -40,6 +41,7 @@ impl Plain<'_> {
 ///
 /// # Errors
 /// As [`parse_line`].
+#[cfg(test)]
 pub(crate) fn read_line<'a>(line: &'a [u8], endpoint: NativeEndpoint) -> Result<Line<'a>, ResponseError> {
     if let Some(plain) = super::scan::plain(line, endpoint) {
         return Ok(Line::Plain(plain));
@@ -123,8 +125,9 @@ pub(crate) fn saturate(n: u64) -> u32 {
 /// Adds `handle_line` and `handle_bytes` to a type with a
 /// [`LineSplitter`](crate::codec::ndjson::LineSplitter) at `self.$field` and
 /// `handle_chunk(&Value)` / `handle_failure(ResponseError)` methods, and private
-/// `line_endpoint()`, `handle_plain(Plain)` for the fast path of [`read_line`] and
-/// `handle_value(Value)` for the rest, plus a private `flush_lines` that feeds the unterminated
+/// `line_endpoint()`, `handle_plain(Plain)` for the lines [`scan::plain`](super::scan::plain)
+/// reads, `handle_raw(&[u8]) -> bool` for a type's own reading of the other lines (true: taken)
+/// and `handle_value(Value)` for the rest, plus a private `flush_lines` that feeds the unterminated
 /// last line at the end of the body. A line over the splitter's limit fails the answer with
 /// [`ResponseError::LineTooLong`]; the splitter then refuses everything, and `handle_failure`
 /// ignores the repeats (the answer already failed).
@@ -133,11 +136,17 @@ macro_rules! ndjson_input {
         /// Feeds one NDJSON line (without its `\n`). Blank lines are skipped; a line that is not
         /// JSON fails the answer with [`ResponseError::Malformed`](crate::translate::ResponseError).
         pub fn handle_line(&mut self, line: &[u8]) {
-            use $crate::translate::chunk::{read_line, Line};
-            match read_line(line, self.line_endpoint()) {
-                Ok(Line::Plain(plain)) => self.handle_plain(plain),
-                Ok(Line::Value(value)) => self.handle_value(value),
-                Ok(Line::Blank) => {}
+            // Most lines only add text: read them in one pass, without building a value.
+            if let Some(plain) = $crate::translate::scan::plain(line, self.line_endpoint()) {
+                self.handle_plain(plain);
+                return;
+            }
+            if self.handle_raw(line) {
+                return;
+            }
+            match $crate::translate::chunk::parse_line(line) {
+                Ok(Some(value)) => self.handle_value(value),
+                Ok(None) => {}
                 Err(err) => self.handle_failure(err),
             }
         }

@@ -219,6 +219,10 @@ impl OpenAiChatStream {
         self.handle_chunk(&value);
     }
 
+    fn handle_raw(&mut self, _line: &[u8]) -> bool {
+        false
+    }
+
     ndjson_input!(core.lines);
     stream_outputs!();
 
@@ -322,6 +326,10 @@ impl OpenAiCompletionStream {
 
     fn handle_value(&mut self, value: Value) {
         self.handle_chunk(&value);
+    }
+
+    fn handle_raw(&mut self, _line: &[u8]) -> bool {
+        false
     }
 
     ndjson_input!(core.lines);
