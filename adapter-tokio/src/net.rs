@@ -44,11 +44,25 @@ impl Transport for TokioTcp {
         if buf.capacity() - buf.len() < MIN_READ_ROOM {
             buf.reserve(READ_ROOM);
         }
+        let room = buf.capacity() - buf.len();
         loop {
             ready!(self.0.poll_read_ready(cx))?;
-            match self.0.try_read_buf(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => return Poll::Ready(r),
+            // A read that leaves room unfilled drained the socket: clear the readiness then, as
+            // tokio's own `AsyncRead` does, so the next poll waits for the next arrival instead
+            // of asking the kernel once more for an EAGAIN (one system call per streamed chunk).
+            // try_io clears it only if no new readiness came in the meantime.
+            let mut got = None;
+            let read = self.0.try_io(tokio::io::Interest::READABLE, || match self.0.try_read_buf(buf) {
+                Ok(n) if n > 0 && n < room => {
+                    got = Some(n);
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                r => r,
+            });
+            match (got, read) {
+                (Some(n), _) => return Poll::Ready(Ok(n)),
+                (None, Err(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                (None, r) => return Poll::Ready(r),
             }
         }
     }
