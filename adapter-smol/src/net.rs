@@ -7,6 +7,7 @@ use herd_service::upstream::Transport;
 use herd_service::{BoxFuture, Runtime};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -78,8 +79,8 @@ pub async fn write_all(stream: &Async<TcpStream>, mut data: &[u8]) -> io::Result
     Ok(())
 }
 
-/// An async-io TCP connection to a node.
-pub struct SmolTcp(Async<TcpStream>);
+/// An async-io TCP connection to a node, and whether its last read drained it.
+pub struct SmolTcp(Async<TcpStream>, AtomicBool);
 
 impl Transport for SmolTcp {
     fn connect(target: String) -> BoxFuture<'static, io::Result<Self>> {
@@ -96,7 +97,7 @@ impl Transport for SmolTcp {
                 match Async::<TcpStream>::connect(addr).await {
                     Ok(s) => {
                         s.get_ref().set_nodelay(true)?;
-                        return Ok(SmolTcp(s));
+                        return Ok(SmolTcp(s, AtomicBool::new(false)));
                     }
                     Err(e) => last = e,
                 }
@@ -106,7 +107,18 @@ impl Transport for SmolTcp {
     }
 
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        poll_read_into(&self.0, cx, buf)
+        // A read that left room unfilled drained the socket: wait for the next arrival before
+        // reading again, instead of asking the kernel for an EAGAIN first (one system call per
+        // streamed chunk). Arming the interest reports data that came in meanwhile at once.
+        if self.1.load(Ordering::Relaxed) {
+            ready!(self.0.poll_readable(cx))?;
+            self.1.store(false, Ordering::Relaxed);
+        }
+        let read = poll_read_into(&self.0, cx, buf);
+        if let Poll::Ready(Ok(n)) = read {
+            self.1.store(n > 0 && n < SCRATCH, Ordering::Relaxed);
+        }
+        read
     }
 
     fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
