@@ -63,7 +63,7 @@ impl Sum {
             return None;
         }
         let top: BTreeMap<&str, &RawValue> = serde_json::from_slice(line).ok()?;
-        if top.get("error").is_some_and(|e| e.get() != "null") || top.get("done")?.get() != "true" {
+        if top.get("done").map(|d| d.get()) != Some("true") {
             return None;
         }
         let message: Option<BTreeMap<&str, &RawValue>> = match (self.endpoint, top.get("message")) {
@@ -71,34 +71,29 @@ impl Sum {
             (NativeEndpoint::Chat, None) => Some(BTreeMap::new()),
             (NativeEndpoint::Generate, _) => None,
         };
-        let body = message.as_ref().unwrap_or(&top);
-        // What `parse_chunk` reads from the same chunk.
-        let text = |key: &str| -> Option<String> {
-            match body.get(key) {
-                Some(v) if v.get().starts_with('"') => serde_json::from_str(v.get()).ok(),
-                _ => Some(String::new()),
+        // `parse_chunk` reads the chunk, from a value of only the members it reads (an error
+        // steps aside: the whole-value path reports it).
+        let values = |map: &BTreeMap<&str, &RawValue>, keys: &[&str]| -> Option<Map<String, Value>> {
+            let mut out = Map::new();
+            for &key in keys {
+                if let Some(v) = map.get(key) {
+                    out.insert(key.to_string(), serde_json::from_str(v.get()).ok()?);
+                }
             }
+            Some(out)
         };
-        let list = |v: Option<&&RawValue>| -> Option<Vec<Value>> {
-            match v {
-                Some(v) if v.get().starts_with('[') => serde_json::from_str(v.get()).ok(),
-                _ => Some(Vec::new()),
+        let text_keys = ["content", "response", "thinking", "tool_calls"];
+        let mut read = values(&top, &["error", "done", "done_reason", "prompt_eval_count", "eval_count", "logprobs"])?;
+        match &message {
+            Some(m) => {
+                read.insert("message".into(), Value::Object(values(m, &text_keys)?));
             }
-        };
-        let count = |key: &str| top.get(key).and_then(|v| serde_json::from_str::<u64>(v.get()).ok()).unwrap_or(0);
+            None => read.extend(values(&top, &text_keys)?),
+        }
+        let chunk = parse_chunk(&Value::Object(read), self.endpoint).ok()?;
         let content_key = match self.endpoint {
             NativeEndpoint::Chat => "content",
             NativeEndpoint::Generate => "response",
-        };
-        let chunk = Chunk {
-            content: text(content_key)?,
-            thinking: text("thinking")?,
-            tool_calls: list(body.get("tool_calls"))?,
-            logprobs: list(top.get("logprobs"))?,
-            done: true,
-            done_reason: top.get("done_reason").and_then(|v| serde_json::from_str::<String>(v.get()).ok()),
-            prompt_tokens: count("prompt_eval_count"),
-            completion_tokens: count("eval_count"),
         };
         let (prompt, completion) = (chunk.prompt_tokens, chunk.completion_tokens);
         self.add_read(Ok(chunk), Map::new);
@@ -399,12 +394,11 @@ impl NativeAggregator {
     /// As [`NativeAggregator::finish`].
     pub fn finish_json(mut self) -> Result<(Vec<u8>, Usage), ResponseError> {
         self.flush_lines();
-        if self.sum.error.is_none() {
-            if let (Some(bytes), Some((done, _))) = (self.sum.rendered.take(), &self.sum.done) {
-                return Ok((bytes, usage(done)));
-            }
+        // Rendered only as the done chunk ended the answer: no failure can come before or after.
+        match self.sum.rendered.take() {
+            Some(bytes) => self.sum.result().map(|(done, _)| (bytes, usage(&done))),
+            None => self.build().map(|(v, u)| (serde_json::to_vec(&v).unwrap_or_default(), u)),
         }
-        self.finish().map(|(v, u)| (serde_json::to_vec(&v).unwrap_or_default(), u))
     }
 
     aggregator_inputs!();
@@ -417,13 +411,18 @@ impl NativeAggregator {
     /// for a whole one).
     pub fn finish(mut self) -> Result<(Value, Usage), ResponseError> {
         self.flush_lines();
-        if let Some(bytes) = self.sum.rendered.take() {
-            if self.sum.error.is_none() {
+        match self.sum.rendered.take() {
+            Some(bytes) => {
                 let (done, _) = self.sum.result()?;
                 let value = serde_json::from_slice(&bytes).map_err(|e| ResponseError::malformed(&e))?;
-                return Ok((value, usage(&done)));
+                Ok((value, usage(&done)))
             }
+            None => self.build(),
         }
+    }
+
+    /// The final object built from the done chunk's value.
+    fn build(mut self) -> Result<(Value, Usage), ResponseError> {
         let (done, mut out) = self.sum.result()?;
         let sum = &mut self.sum;
         let thinking = (!sum.thinking.is_empty()).then(|| Value::String(std::mem::take(&mut sum.thinking)));
