@@ -27,53 +27,36 @@ pub(crate) fn plain(line: &[u8], endpoint: NativeEndpoint) -> Option<Plain<'_>> 
     let mut seen = Seen::default();
     let (mut message, mut response, mut thinking) = (None, None, None);
     s.ws();
-    s.eat(b'{')?;
-    s.ws();
-    if !s.eat_if(b'}') {
-        loop {
-            s.ws();
-            let key = s.key()?;
-            s.ws();
-            s.eat(b':')?;
-            s.ws();
-            match key {
-                b"message" => {
-                    seen.first(0)?;
-                    message = s.message()?;
-                }
-                b"response" => {
-                    seen.first(1)?;
-                    response = s.text()?;
-                }
-                b"thinking" => {
-                    seen.first(2)?;
-                    thinking = s.text()?;
-                }
-                b"done" => {
-                    seen.first(3)?;
-                    // `false` or `null`: not the done chunk.
-                    if !s.literal(b"false") {
-                        s.null()?;
-                    }
-                }
-                b"error" | b"logprobs" | b"tool_calls" => {
-                    seen.first(match key {
-                        b"error" => 4,
-                        b"logprobs" => 5,
-                        _ => 6,
-                    })?;
-                    s.null()?;
-                }
-                _ => s.skip(0)?,
-            }
-            s.ws();
-            if s.eat_if(b',') {
-                continue;
-            }
-            s.eat(b'}')?;
-            break;
+    s.object(|s, key| match key? {
+        b"message" => {
+            seen.first(0)?;
+            message = s.message()?;
+            Some(())
         }
-    }
+        b"response" => {
+            seen.first(1)?;
+            response = s.text()?;
+            Some(())
+        }
+        b"thinking" => {
+            seen.first(2)?;
+            thinking = s.text()?;
+            Some(())
+        }
+        // `false` or `null`: not the done chunk.
+        b"done" => {
+            seen.first(3)?;
+            if s.literal(b"false") {
+                Some(())
+            } else {
+                s.null()
+            }
+        }
+        b"error" => seen.first(4).and_then(|()| s.null()),
+        b"logprobs" => seen.first(5).and_then(|()| s.null()),
+        b"tool_calls" => seen.first(6).and_then(|()| s.null()),
+        _ => s.skip(0),
+    })?;
     s.ws();
     if s.i != s.b.len() {
         return None;
@@ -188,10 +171,27 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// An object key, which must have no escapes.
-    fn key(&mut self) -> Option<&'a [u8]> {
-        let (start, end, escaped) = self.string()?;
-        (!escaped).then(|| &self.b[start..end])
+    /// An object at the cursor, whose members' values `member` reads, given each key's raw bytes
+    /// (`None` for a key with escapes).
+    fn object(&mut self, mut member: impl FnMut(&mut Self, Option<&'a [u8]>) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        self.ws();
+        if self.eat_if(b'}') {
+            return Some(());
+        }
+        loop {
+            self.ws();
+            let (start, end, escaped) = self.string()?;
+            let b = self.b;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            member(self, (!escaped).then(|| &b[start..end]))?;
+            self.ws();
+            if !self.eat_if(b',') {
+                return self.eat(b'}');
+            }
+        }
     }
 
     /// A string or `null`.
@@ -214,41 +214,23 @@ impl<'a> Scan<'a> {
         if self.peek()? != b'{' {
             return self.null().map(|()| None);
         }
-        self.i += 1;
         let mut seen = Seen::default();
         let (mut content, mut thinking) = (None, None);
-        self.ws();
-        if self.eat_if(b'}') {
-            return Some(Some((None, None)));
-        }
-        loop {
-            self.ws();
-            let key = self.key()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            match key {
-                b"content" => {
-                    seen.first(0)?;
-                    content = self.text()?;
-                }
-                b"thinking" => {
-                    seen.first(1)?;
-                    thinking = self.text()?;
-                }
-                b"tool_calls" => {
-                    seen.first(2)?;
-                    self.null()?;
-                }
-                _ => self.skip(1)?,
+        self.object(|s, key| match key? {
+            b"content" => {
+                seen.first(0)?;
+                content = s.text()?;
+                Some(())
             }
-            self.ws();
-            if self.eat_if(b',') {
-                continue;
+            b"thinking" => {
+                seen.first(1)?;
+                thinking = s.text()?;
+                Some(())
             }
-            self.eat(b'}')?;
-            return Some(Some((content, thinking)));
-        }
+            b"tool_calls" => seen.first(2).and_then(|()| s.null()),
+            _ => s.skip(1),
+        })?;
+        Some(Some((content, thinking)))
     }
 
     /// Any JSON value, checked and passed over.
@@ -258,26 +240,7 @@ impl<'a> Scan<'a> {
         }
         match self.peek()? {
             b'"' => self.string().map(|_| ()),
-            b'{' => {
-                self.i += 1;
-                self.ws();
-                if self.eat_if(b'}') {
-                    return Some(());
-                }
-                loop {
-                    self.ws();
-                    self.string()?;
-                    self.ws();
-                    self.eat(b':')?;
-                    self.ws();
-                    self.skip(depth + 1)?;
-                    self.ws();
-                    if self.eat_if(b',') {
-                        continue;
-                    }
-                    return self.eat(b'}');
-                }
-            }
+            b'{' => self.object(|s, _| s.skip(depth + 1)),
             b'[' => {
                 self.i += 1;
                 self.ws();
