@@ -325,10 +325,9 @@ fn reaper_cancels_hung_and_stalled_attempts() {
     assert_eq!(t.r.stats().counters.reaped, 2);
 }
 
-/// A first byte that crosses the first-byte-timeout cancel commits the attempt: the adapter
-/// answered the client from `Dispatch::commit` before the cancel reached it.
-#[test]
-fn first_byte_crossing_the_reaper_commits() {
+/// Two nodes with `m:7b` and one request whose first attempt reached its first-byte deadline:
+/// the reaper's cancel was sent (and taken), and core waits for the adapter's report.
+fn reaped_first_attempt() -> (T, RequestId, Dispatch) {
     let mut c = RouterConfig::default();
     c.retry.first_byte_timeout = Duration::from_secs(10);
     let mut t = T::new(c);
@@ -336,10 +335,18 @@ fn first_byte_crossing_the_reaper_commits() {
     t.node(secs(0), loaded("b", "m:7b"));
     let id = t.request(secs(0), RequestSpec::chat("m:7b"));
     let d1 = t.dispatch();
-    let t0 = d1.first_byte_deadline;
-    t.r.handle_timeout(t0);
+    t.r.handle_timeout(d1.first_byte_deadline);
     t.drain();
     assert!(matches!(t.take().as_slice(), [Command::Cancel { reason: CancelReason::FirstByteTimeout, .. }]));
+    (t, id, d1)
+}
+
+/// A first byte that crosses the first-byte-timeout cancel commits the attempt: the adapter
+/// answered the client from `Dispatch::commit` before the cancel reached it.
+#[test]
+fn first_byte_crossing_the_reaper_commits() {
+    let (mut t, id, d1) = reaped_first_attempt();
+    let t0 = d1.first_byte_deadline;
     t.r.handle_first_byte(t0 + Duration::from_millis(1), d1.attempt);
     t.drain();
     let cmds = t.take();
@@ -355,17 +362,8 @@ fn first_byte_crossing_the_reaper_commits() {
 /// `CANCEL_GRACE` core fails the attempt itself and retries.
 #[test]
 fn cancel_grace_fails_a_silent_attempt() {
-    let mut c = RouterConfig::default();
-    c.retry.first_byte_timeout = Duration::from_secs(10);
-    let mut t = T::new(c);
-    t.node(secs(0), loaded("a", "m:7b"));
-    t.node(secs(0), loaded("b", "m:7b"));
-    t.request(secs(0), RequestSpec::chat("m:7b"));
-    let d1 = t.dispatch();
+    let (mut t, _, d1) = reaped_first_attempt();
     let t0 = d1.first_byte_deadline;
-    t.r.handle_timeout(t0);
-    t.drain();
-    t.take();
     assert_eq!(t.r.poll_timeout(), Some(t0 + crate::router::CANCEL_GRACE));
     t.r.handle_timeout(t0 + crate::router::CANCEL_GRACE);
     t.drain();
