@@ -210,6 +210,11 @@ impl Conn {
         let (path, query) = head.target.split_once('?').unwrap_or((head.target.as_str(), ""));
         let is_head = head.method == "HEAD";
         let mut keep_alive = head.keep_alive;
+        let hosts = head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).count();
+        if let Err(e) = http1::host_rule(head.version, hosts) {
+            self.write(head_error(&e), is_head, false).await?;
+            return Ok(false);
+        }
         let admitted = match service::admit(&self.app, &head.method, path, &HeadHeaders(&head.headers)) {
             Ok(a) => a,
             Err(refused) => {
@@ -221,16 +226,16 @@ impl Conn {
             }
         };
         if let (Framing::Length(n), true) = (head.framing, head.expects_continue) {
-            if n > self.app.max_body_bytes as u64 {
+            if n > admitted.body_limit as u64 {
                 // Refused before `100 Continue`: the client need not send the body at all.
-                self.write(too_large(admitted.proto, self.app.max_body_bytes), is_head, false).await?;
+                self.write(too_large(admitted.proto, admitted.body_limit), is_head, false).await?;
                 return Ok(false);
             }
         }
         if head.expects_continue && head.framing.has_body() {
             write_all(&self.stream, b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
-        let body = match self.read_body(head.framing, admitted.proto).await {
+        let body = match self.read_body(head.framing, admitted.proto, admitted.body_limit).await {
             Ok(b) => b,
             Err(None) => return Ok(false),
             Err(Some(answer)) => {
@@ -256,8 +261,7 @@ impl Conn {
     }
 
     /// Reads a whole body within the size and time limits.
-    async fn read_body(&mut self, framing: Framing, proto: Proto) -> Result<Bytes, Option<Answer>> {
-        let max = self.app.max_body_bytes;
+    async fn read_body(&mut self, framing: Framing, proto: Proto, max: usize) -> Result<Bytes, Option<Answer>> {
         // The whole body within the read timeout, as `herd`.
         let deadline = Instant::now() + self.app.read_timeout;
         if framing == Framing::CloseDelimited {

@@ -15,7 +15,7 @@ pub mod net;
 pub mod server;
 pub mod store;
 
-pub use herd_service::{driver, errors, fleet as fleet_api, proxy, relay, resolve, static_nodes, upstream};
+pub use herd_service::{driver, errors, fleet as fleet_api, proxy, relay, static_nodes, upstream};
 
 use app::{App, Args};
 use std::net::SocketAddr;

@@ -3,7 +3,8 @@
 //! it turns into hyper's response.
 
 use bytes::Bytes;
-use herd_service::errors::{body_timeout, body_unreadable, too_large, Proto};
+use herd_core::codec::http1::{host_rule, Version};
+use herd_service::errors::{body_timeout, body_unreadable, error_answer, too_large, Proto};
 use herd_service::{http as service, Answer, AnswerBody, App, BodyStream, Headers};
 use http_body::{Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -116,21 +117,33 @@ impl Headers for HyperHeaders<'_> {
     }
 }
 
-/// Reads a whole body within the size and time limits.
-/// With `expects_continue` (the client waits for `100 Continue` before sending), a declared
-/// length over the limit is refused before the body is polled, so hyper sends no `100 Continue`;
-/// a client that is already sending gets its answer after the limit, as it reads.
-pub async fn read_body(app: &App, body: Incoming, proto: Proto, expects_continue: bool) -> Result<Bytes, Answer> {
+/// Reads a whole body within the size and time limits (`limit`: the admitted path's).
+/// A declared length over the limit is refused from the head, before anything is buffered: with
+/// `expects_continue` (the client waits for `100 Continue` before sending) the body is not polled
+/// at all, so hyper sends no `100 Continue`; a client that is already sending has what it sends
+/// read and dropped within the read timeout, so it reads the 413 rather than a reset. A chunked
+/// body is cut off at the limit as it arrives.
+pub async fn read_body(
+    app: &App,
+    mut body: Incoming,
+    proto: Proto,
+    limit: usize,
+    expects_continue: bool,
+) -> Result<Bytes, Answer> {
     use http_body::Body as _;
-    if expects_continue && body.size_hint().lower() > app.max_body_bytes as u64 {
-        return Err(too_large(proto, app.max_body_bytes));
+    if body.size_hint().lower() > limit as u64 {
+        if !expects_continue {
+            let discard = async { while let Some(Ok(_)) = body.frame().await {} };
+            let _ = tokio::time::timeout(app.read_timeout, discard).await;
+        }
+        let mut answer = too_large(proto, limit);
+        answer.headers.push(("connection", "close".to_string()));
+        return Err(answer);
     }
-    let limited = http_body_util::Limited::new(body, app.max_body_bytes);
+    let limited = http_body_util::Limited::new(body, limit);
     match tokio::time::timeout(app.read_timeout, limited.collect()).await {
         Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(too_large(proto, app.max_body_bytes))
-        }
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large(proto, limit)),
         Ok(Err(_)) => Err(body_unreadable(proto)),
         Err(_) => Err(body_timeout(proto)),
     }
@@ -139,6 +152,12 @@ pub async fn read_body(app: &App, body: Incoming, proto: Proto, expects_continue
 async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str();
+    let version = if parts.version == hyper::Version::HTTP_11 { Version::Http11 } else { Version::Http10 };
+    if let Err(e) = host_rule(version, parts.headers.get_all(hyper::header::HOST).iter().count()) {
+        let mut refused = error_answer(Proto::Ollama, 400, &e.to_string(), None);
+        refused.headers.push(("connection", "close".to_string()));
+        return response(refused, false);
+    }
     let admitted = match service::admit(&app, method, parts.uri.path(), &HyperHeaders(&parts.headers)) {
         Ok(a) => a,
         Err(refused) => return response(refused, false),
@@ -146,7 +165,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp
     let head = method == "HEAD";
     let expects_continue =
         parts.headers.get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let body = match read_body(&app, body, admitted.proto, expects_continue).await {
+    let body = match read_body(&app, body, admitted.proto, admitted.body_limit, expects_continue).await {
         Ok(b) => b,
         Err(refused) => return response(refused, head),
     };

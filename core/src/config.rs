@@ -60,6 +60,33 @@ pub struct FleetConfig {
     /// each sends its next heartbeat. 0 = off. Default 10 s, two heartbeat periods.
     #[serde(with = "secs")]
     pub startup_grace: Duration,
+    /// Largest heartbeat body, bytes. Default 512 KiB.
+    pub max_report_bytes: usize,
+    /// Most models a heartbeat may list in each of its lists. Default 2048.
+    pub max_models_per_node: usize,
+    /// Longest model name a heartbeat may carry, bytes. Default 256.
+    pub max_model_name_bytes: usize,
+    /// When not empty, an agent's node must be reached at an IP address inside one of these
+    /// networks (CIDR, `10.0.0.0/8`); link-local and metadata addresses are refused always.
+    /// Default empty (any other address).
+    pub node_networks: Vec<String>,
+}
+
+impl FleetConfig {
+    /// The parsed [`FleetConfig::node_networks`]; entries that do not parse are refused by
+    /// [`RouterConfig::validate`], so none is dropped here once validated.
+    pub fn node_networks(&self) -> Vec<crate::fleet::address::Network> {
+        self.node_networks.iter().filter_map(|n| n.parse().ok()).collect()
+    }
+
+    /// The bounds on one report.
+    pub fn report_limits(&self) -> crate::fleet::heartbeat::ReportLimits {
+        crate::fleet::heartbeat::ReportLimits {
+            max_bytes: self.max_report_bytes,
+            max_models: self.max_models_per_node,
+            max_name_bytes: self.max_model_name_bytes,
+        }
+    }
 }
 
 impl Default for FleetConfig {
@@ -73,6 +100,10 @@ impl Default for FleetConfig {
             default_max_loaded_models: 3,
             fleet_key: None,
             startup_grace: Duration::from_secs(10),
+            max_report_bytes: 512 * 1024,
+            max_models_per_node: 2048,
+            max_model_name_bytes: 256,
+            node_networks: Vec::new(),
         }
     }
 }
@@ -322,6 +353,14 @@ pub enum ConfigError {
         /// The one that must be larger.
         larger: &'static str,
     },
+    /// A value that cannot be read.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl RouterConfig {
@@ -337,6 +376,13 @@ impl RouterConfig {
         order("fleet.degraded_after", f.degraded_after, "fleet.offline_after", f.offline_after)?;
         order("fleet.offline_after", f.offline_after, "fleet.forget_after", f.forget_after)?;
         count("fleet.max_nodes", f.max_nodes)?;
+        count("fleet.max_report_bytes", f.max_report_bytes)?;
+        count("fleet.max_models_per_node", f.max_models_per_node)?;
+        count("fleet.max_model_name_bytes", f.max_model_name_bytes)?;
+        for n in &f.node_networks {
+            n.parse::<crate::fleet::address::Network>()
+                .map_err(|e| ConfigError::Invalid { field: "fleet.node_networks", reason: e.to_string() })?;
+        }
         let s = &self.score;
         for (name, v) in [
             ("score.model_hot", s.model_hot),

@@ -212,7 +212,10 @@ impl Harness {
                 let _ = r.handle_report(now, Report::Heartbeat(Box::new(hb)));
             }
             Op::Drain { node } => {
-                let _ = r.handle_report(now, Report::Drain { node_id: format!("n{}", node % NODES), fleet_key: None });
+                let _ = r.handle_report(
+                    now,
+                    Report::Drain { node_id: format!("n{}", node % NODES), fleet_key: None, machine_id: None },
+                );
             }
             Op::Request { model, fallback, client, session, images, strict, embed, num_ctx } => {
                 let mut spec = RequestSpec::chat(MODELS[usize::from(model) % MODELS.len()]);

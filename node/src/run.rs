@@ -216,6 +216,9 @@ pub struct Identity {
     pub lan_ip: String,
     /// Fleet key.
     pub fleet_key: Option<String>,
+    /// This machine's identity, sent with the drain (a router refuses a drain without it for a
+    /// node that registered with it).
+    pub machine_id: Option<String>,
 }
 
 /// The heartbeat for one router: ollama-herd's schema (so its router accepts it) plus herd's
@@ -363,6 +366,9 @@ async fn send_drain(shared: Arc<Shared>, router: RouterIdx, url: RouterUrl, time
     if let Some(k) = &shared.identity.fleet_key {
         body["fleet_key"] = k.clone().into();
     }
+    if let Some(m) = &shared.identity.machine_id {
+        body["machine_id"] = m.clone().into();
+    }
     let body = body.to_string();
     let outcome = match Endpoint::parse(url.as_str(), 11435) {
         Err(_) => SendOutcome::Failed(SendFailure::Connect),
@@ -431,6 +437,7 @@ pub async fn setup(args: &Args) -> Result<Setup, StartError> {
         ollama_host,
         lan_ip: lan.map(|ip| ip.to_string()).unwrap_or_default(),
         fleet_key: args.fleet_key.clone().filter(|k| !k.is_empty()),
+        machine_id: crate::probe::machine_id(),
     };
     let mdns_service = routers.is_empty().then(|| args.mdns_service.clone());
     Ok(Setup { interval, routers, ollama, proxy, identity, models_dir: args.models_dir(), mdns_service })

@@ -76,6 +76,12 @@ pub struct RouterArgs {
     /// only join a fleet without one.
     #[arg(long, env = "HERD_FLEET_KEY", hide_env_values = true)]
     pub fleet_key: Option<String>,
+    /// Networks agents' nodes must be reached in (comma-separated CIDR, e.g.
+    /// `10.0.0.0/8,192.168.1.0/24`): a heartbeat whose Ollama address lies elsewhere, or is a host
+    /// name, is refused. Empty = any address but link-local and cloud-metadata ones, which are
+    /// always refused.
+    #[arg(long, env = "HERD_NODE_NETWORKS", value_delimiter = ',')]
+    pub node_networks: Vec<String>,
     /// Seed of the router's tie-breaks (default: from the clock).
     #[arg(long, env = "HERD_SEED")]
     pub seed: Option<u64>,
@@ -88,7 +94,13 @@ impl RouterArgs {
     ///
     /// The file cannot be read or parsed, or the configuration is invalid.
     pub fn router_config(&self) -> Result<herd_core::config::RouterConfig, String> {
-        crate::load_config(self.config.as_deref(), self.fleet_key.as_deref())
+        let mut config = crate::load_config(self.config.as_deref(), self.fleet_key.as_deref())?;
+        let networks: Vec<String> =
+            self.node_networks.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+        if !networks.is_empty() {
+            config.fleet.node_networks = networks;
+        }
+        config.validate().map_err(|e| format!("invalid configuration: {e}"))
     }
 
     /// The seed for core's randomness: `--seed`, else from the clock.
@@ -127,11 +139,12 @@ impl RouterArgs {
             driver,
             upstream,
             runtime,
-            api_keys: self.api_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
-            admin_key: self.admin_key.clone().filter(|k| !k.is_empty()),
+            api_keys: self.api_keys.iter().map(|k| k.trim()).filter(|k| !k.is_empty()).map(str::to_string).collect(),
+            admin_key: self.admin_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string),
             max_body_bytes: (self.max_body_mb.max(1) as usize) << 20,
             read_timeout: Duration::from_secs(self.read_timeout_secs.max(1)),
-            fleet_key: self.fleet_key.clone().filter(|k| !k.is_empty()),
+            fleet_key: self.fleet_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string),
+            max_report_bytes: herd_core::config::FleetConfig::default().max_report_bytes,
             traces,
         }
     }
@@ -150,11 +163,12 @@ impl RouterArgs {
         log: Option<Arc<dyn TraceLog>>,
     ) -> Result<Arc<App>, String> {
         let config = self.router_config()?;
+        let max_report_bytes = config.fleet.max_report_bytes;
         let epoch = std::time::Instant::now();
         let router = herd_core::router::Router::new(config, self.seed(), crate::driver::core_now(epoch))
             .map_err(|e| format!("invalid configuration: {e}"))?;
         let (driver, pulls) = crate::driver::spawn(router, epoch, sink, rt.clone());
-        let app = Arc::new(self.app(driver, upstream, rt, log));
+        let app = Arc::new(App { max_report_bytes, ..self.app(driver, upstream, rt, log) });
         crate::start_background(&app, pulls, self.static_nodes());
         if !self.host.is_loopback() && app.api_keys.is_empty() && app.admin_key.is_none() {
             tracing::warn!(

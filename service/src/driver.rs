@@ -5,6 +5,7 @@
 
 use crate::Runtime;
 use herd_core::api::Surface;
+use herd_core::fleet::address;
 use herd_core::fleet::heartbeat::{Heartbeat, Report};
 use herd_core::fleet::Registered;
 use herd_core::ids::{AttemptId, ModelName, NodeId, RequestId};
@@ -271,6 +272,8 @@ pub struct Driver {
     epoch: Instant,
     traces: Option<Box<dyn TraceSink>>,
     pulls: mpsc::UnboundedSender<(NodeId, ModelName, Arc<NodeAddr>)>,
+    /// Where agents' nodes may be reached (`--node-networks`).
+    node_networks: Vec<address::Network>,
 }
 
 /// The auto-pull orders the driver hands out: pull this model onto this node.
@@ -286,7 +289,8 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
     let (urgent, urgent_rx) = mpsc::unbounded_channel();
     let (pulls, pull_rx) = mpsc::unbounded_channel();
-    let driver = Driver { router, nodes: Nodes::default(), live: BTreeMap::new(), epoch, traces, pulls };
+    let node_networks = router.config().fleet.node_networks();
+    let driver = Driver { router, nodes: Nodes::default(), live: BTreeMap::new(), epoch, traces, pulls, node_networks };
     let rx = DriverRx { rx, urgent: urgent_rx, stash: None };
     let timers = rt.clone();
     rt.spawn(Box::pin(driver.run(rx, timers)));
@@ -363,21 +367,24 @@ impl Driver {
             }
             Input::ClientGone(id) => self.router.handle_client_gone(now, id),
             Input::Heartbeat { body, peer, reply } => {
-                let result = match Heartbeat::parse(&body) {
+                let limits = self.router.config().fleet.report_limits();
+                let result = match Heartbeat::parse_within(&body, &limits) {
                     Ok(report) => self.report(now, report, peer, None),
                     Err(e) => Err(ReportError::Invalid(e)),
                 };
+                if let Err(e) = &result {
+                    let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+                    tracing::warn!(peer = peer.as_str(), status = e.http_status(), "heartbeat refused: {e}");
+                }
                 let _ = reply.send(result);
             }
             Input::Static(hb, url) => {
-                let _ = self.report(now, Report::Heartbeat(hb), None, Some(url));
+                if let Err(e) = self.report(now, Report::Static(hb), None, Some(url.clone())) {
+                    tracing::warn!(node = url.as_str(), "static node report refused: {e}");
+                }
             }
             Input::Drain(name, reply) => {
-                let found = self.router.fleet().by_name(&name).is_some();
-                if found {
-                    let key = self.router.config().fleet.fleet_key.clone();
-                    let _ = self.router.handle_report(now, Report::Drain { node_id: name, fleet_key: key });
-                }
+                let found = self.router.handle_report(now, Report::AdminDrain { node_id: name }).is_ok();
                 let _ = reply.send(found);
             }
             Input::PullResult(node, model, ok) => self.router.handle_pull_result(now, node, model, ok),
@@ -393,11 +400,14 @@ impl Driver {
         url: Option<String>,
     ) -> Result<Registered, ReportError> {
         let resolved = match &report {
-            Report::Heartbeat(hb) => Some((
-                hb.node_id.clone(),
-                url.unwrap_or_else(|| crate::resolve::backend_url(&hb.ollama_host, &hb.lan_ip, peer)),
-            )),
-            Report::Drain { .. } => None,
+            // The router's own static nodes are where the operator said.
+            Report::Static(hb) => Some((hb.node_id.clone(), url.unwrap_or_default())),
+            Report::Heartbeat(hb) => {
+                let url = url.unwrap_or_else(|| address::backend_url(&hb.ollama_host, &hb.lan_ip, peer));
+                address::check_node_url(&url, &self.node_networks)?;
+                Some((hb.node_id.clone(), url))
+            }
+            Report::Drain { .. } | Report::AdminDrain { .. } => None,
         };
         let registered = self.router.handle_report(now, report)?;
         if let Some((name, url)) = resolved {

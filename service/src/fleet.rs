@@ -54,10 +54,6 @@ pub async fn route(app: Arc<App>, call: Call<'_>) -> Answer {
 
 async fn post_route(app: Arc<App>, call: Call<'_>) -> Answer {
     let path = call.path;
-    let known_get = matches!(
-        path,
-        "/" | "/api/version" | "/api/tags" | "/api/ps" | "/v1/models" | "/fleet/status" | "/fleet/explain"
-    );
     match (path, call.method) {
         ("/heartbeat", "POST") => heartbeat(&app, call.body, call.peer).await,
         ("/api/show", "POST") => show(&app, call.body).await,
@@ -67,14 +63,7 @@ async fn post_route(app: Arc<App>, call: Call<'_>) -> Answer {
         ("/api/create", "POST") => admin_forward(&app, &call, "/api/create", false).await,
         ("/api/push", "POST") => admin_forward(&app, &call, "/api/push", false).await,
         (p, "POST") if p.starts_with("/fleet/drain/") => drain(&app, &p["/fleet/drain/".len()..]).await,
-        _ if known_get
-            || matches!(
-                path,
-                "/heartbeat" | "/api/show" | "/api/pull" | "/api/delete" | "/api/copy" | "/api/create" | "/api/push"
-            ) =>
-        {
-            text_answer(405, "405 method not allowed")
-        }
+        _ if crate::http::allowed_methods(path).is_some() => crate::http::method_not_allowed(path),
         _ => text_answer(404, "404 page not found"),
     }
 }
@@ -378,13 +367,10 @@ async fn heartbeat(app: &App, body: Bytes, peer: SocketAddr) -> Answer {
         Ok(Ok(Registered { status, .. })) => {
             json_answer(200, &json!({ "status": "ok", "node_status": status.as_str() }))
         }
-        Ok(Err(herd_core::router::ReportError::Invalid(e))) => {
-            error_answer(Proto::Ollama, 422, &format!("invalid heartbeat: {e}"), None)
+        Ok(Err(e @ herd_core::router::ReportError::Invalid(_))) => {
+            error_answer(Proto::Ollama, e.http_status(), &format!("invalid heartbeat: {e}"), None)
         }
-        Ok(Err(herd_core::router::ReportError::Refused(e))) => {
-            let status = if e.to_string().contains("key") { 401 } else { 409 };
-            error_answer(Proto::Ollama, status, &format!("heartbeat refused: {e}"), None)
-        }
+        Ok(Err(e)) => error_answer(Proto::Ollama, e.http_status(), &format!("heartbeat refused: {e}"), None),
         Err(_) => unavailable(),
     }
 }

@@ -29,6 +29,36 @@ pub struct Admitted {
     pub surface: Option<Surface>,
     /// What its headers tell the router (inference only).
     pub hints: Hints,
+    /// The largest body this path accepts, bytes (heartbeats have their own, smaller limit).
+    pub body_limit: usize,
+}
+
+/// The methods a known path answers, as an `Allow` header value; `None` for an unknown path.
+/// The one table of paths and methods: `admit` and the fleet routes both read it.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    if Surface::from_path(path).is_some() {
+        return Some("POST");
+    }
+    match path {
+        "/" | "/api/version" | "/api/tags" | "/api/ps" | "/v1/models" => Some("GET, HEAD"),
+        "/fleet/status" | "/fleet/explain" | "/fleet/traces" | "/fleet/usage" => Some("GET, HEAD"),
+        p if p.starts_with("/v1/models/") => Some("GET, HEAD"),
+        "/heartbeat" | "/api/show" | "/api/pull" | "/api/copy" | "/api/create" | "/api/push" => Some("POST"),
+        p if p.starts_with("/fleet/drain/") => Some("POST"),
+        "/api/delete" => Some("DELETE"),
+        _ => None,
+    }
+}
+
+/// The answer to a known path asked with a method it does not answer: 405 with `Allow` (RFC 9110
+/// §15.5.6), in the protocol's error shape on `/v1/*` and as Ollama's plain text elsewhere.
+pub fn method_not_allowed(path: &str) -> Answer {
+    let mut answer = match proto_of_path(path) {
+        Proto::Ollama => text_answer(405, "405 method not allowed"),
+        proto => error_answer(proto, 405, "method not allowed", None),
+    };
+    answer.headers.push(("allow", allowed_methods(path).unwrap_or("GET, HEAD").to_string()));
+    answer
 }
 
 /// The envelope errors on `path` use.
@@ -44,9 +74,12 @@ pub fn proto_of_path(path: &str) -> Proto {
 
 fn presented_key(headers: &dyn Headers) -> Option<&str> {
     if let Some(v) = headers.get("authorization") {
+        // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`, `BEARER`.
         let v = v.trim();
-        if let Some(k) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
-            return Some(k.trim());
+        if let Some((scheme, k)) = v.split_once(' ') {
+            if scheme.eq_ignore_ascii_case("bearer") {
+                return Some(k.trim());
+            }
         }
     }
     headers.get("x-api-key").map(str::trim)
@@ -83,12 +116,18 @@ pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Resu
     let proto = proto_of_path(path);
     if let Some(surface) = Surface::from_path(path) {
         if method != "POST" {
-            return Err(text_answer(405, "405 method not allowed"));
+            return Err(method_not_allowed(path));
         }
         if let Some(refused) = check(app, Guard::Api, headers, proto) {
             return Err(refused);
         }
-        return Ok(Admitted { path: path.to_string(), proto, surface: Some(surface), hints: Hints::of(headers) });
+        return Ok(Admitted {
+            path: path.to_string(),
+            proto,
+            surface: Some(surface),
+            hints: Hints::of(headers),
+            body_limit: app.max_body_bytes,
+        });
     }
     let guard = match path {
         "/" | "/api/version" | "/heartbeat" => Guard::Open,
@@ -99,7 +138,8 @@ pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Resu
     if let Some(refused) = check(app, guard, headers, proto) {
         return Err(refused);
     }
-    Ok(Admitted { path: path.to_string(), proto, surface: None, hints: Hints::default() })
+    let body_limit = if path == "/heartbeat" { app.max_report_bytes } else { app.max_body_bytes };
+    Ok(Admitted { path: path.to_string(), proto, surface: None, hints: Hints::default(), body_limit })
 }
 
 /// Serves an admitted request whose body has been read.

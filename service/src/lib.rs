@@ -22,7 +22,6 @@ pub mod fleet;
 pub mod http;
 pub mod proxy;
 pub mod relay;
-pub mod resolve;
 pub mod ring;
 pub mod static_nodes;
 pub mod upstream;
@@ -138,6 +137,8 @@ pub struct App {
     pub admin_key: Option<String>,
     /// Largest body, bytes.
     pub max_body_bytes: usize,
+    /// Largest heartbeat body, bytes (core's `fleet.max_report_bytes`).
+    pub max_report_bytes: usize,
     /// Longest wait for a request's head or body.
     pub read_timeout: Duration,
     /// The fleet key, presented to every node in `X-Herd-Fleet-Key` (a `herd-node` proxy refuses
@@ -171,7 +172,7 @@ pub fn load_config(
         }
         None => herd_core::config::RouterConfig::default(),
     };
-    if let Some(k) = fleet_key.filter(|k| !k.is_empty()) {
+    if let Some(k) = fleet_key.map(str::trim).filter(|k| !k.is_empty()) {
         config.fleet.fleet_key = Some(k.to_string());
     }
     config.validate().map_err(|e| format!("invalid configuration: {e}"))

@@ -6,12 +6,16 @@
 //!
 //! `cargo test -p herd-sim --test conformance herd_` runs the `herd` half, `lite_` the other.
 
+#[path = "conformance/hardening.rs"]
+mod hardening;
 #[path = "conformance/harness.rs"]
 mod harness;
 #[path = "conformance/http.rs"]
 mod http;
 #[path = "conformance/python.rs"]
 mod python;
+
+use hardening::*;
 
 use harness::{FakeSpec, Fleet, Router};
 use http::{Ending, Reply};
@@ -62,6 +66,15 @@ conformance! {
     expect_continue => herd_expect_continue, lite_expect_continue;
     client_that_leaves_while_queued_ends_once => herd_client_that_leaves_while_queued_ends_once, lite_client_that_leaves_while_queued_ends_once;
     dripping_client_is_cut_off => herd_dripping_client_is_cut_off, lite_dripping_client_is_cut_off;
+    heartbeat_cannot_take_over_a_static_node => herd_heartbeat_cannot_take_over_a_static_node, lite_heartbeat_cannot_take_over_a_static_node;
+    static_nodes_join_with_a_fleet_key => herd_static_nodes_join_with_a_fleet_key, lite_static_nodes_join_with_a_fleet_key;
+    machine_id_cannot_be_omitted => herd_machine_id_cannot_be_omitted, lite_machine_id_cannot_be_omitted;
+    heartbeats_are_bounded => herd_heartbeats_are_bounded, lite_heartbeats_are_bounded;
+    node_addresses_are_checked => herd_node_addresses_are_checked, lite_node_addresses_are_checked;
+    method_not_allowed_says_allow => herd_method_not_allowed_says_allow, lite_method_not_allowed_says_allow;
+    host_header_is_required => herd_host_header_is_required, lite_host_header_is_required;
+    bearer_scheme_and_keys_are_lenient => herd_bearer_scheme_and_keys_are_lenient, lite_bearer_scheme_and_keys_are_lenient;
+    oversized_body_is_not_buffered => herd_oversized_body_is_not_buffered, lite_oversized_body_is_not_buffered;
 }
 
 // ---------------------------------------------------------------------------------------------

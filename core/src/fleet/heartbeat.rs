@@ -9,17 +9,51 @@ use std::collections::BTreeMap;
 /// Longest accepted node id, in bytes.
 pub const MAX_NODE_ID_LEN: usize = 256;
 
+/// Most GPUs one report may list.
+pub const MAX_GPUS: usize = 64;
+
+/// Bounds on one report, so a node (a machine the router does not control) cannot make the
+/// router hold, or answer `/api/tags` with, more than a real machine ever has. The defaults are far
+/// above any real machine: a node with 300 models and their metadata sends about 100 KB.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ReportLimits {
+    /// Largest report body, bytes.
+    pub max_bytes: usize,
+    /// Most models in each list (`models_loaded`, `models_available`, their metadata and sizes).
+    pub max_models: usize,
+    /// Longest model name, bytes.
+    pub max_name_bytes: usize,
+}
+
+impl Default for ReportLimits {
+    fn default() -> Self {
+        ReportLimits { max_bytes: 512 * 1024, max_models: 2048, max_name_bytes: 256 }
+    }
+}
+
 /// A parsed report from a node.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Report {
-    /// A regular heartbeat.
+    /// A regular heartbeat from an agent.
     Heartbeat(Box<Heartbeat>),
+    /// A report the router built itself for one of its static nodes (`--node`): trusted by
+    /// construction (no fleet key needed), and the only report that may change that node.
+    Static(Box<Heartbeat>),
     /// `{"node_id": .., "draining": true}`: the node is shutting down.
     Drain {
         /// The node.
         node_id: String,
         /// The fleet key it presents, if any.
         fleet_key: Option<String>,
+        /// The machine identity it presents, if any (herd-node sends it; a node that registered
+        /// with one is drained only by a report that carries the same).
+        machine_id: Option<String>,
+    },
+    /// The operator drains a node (`POST /fleet/drain/{node}` with the admin key): no key or
+    /// identity to check, any node.
+    AdminDrain {
+        /// The node.
+        node_id: String,
     },
 }
 
@@ -45,6 +79,50 @@ pub enum HeartbeatError {
     /// `node_id` is empty, too long, or has control characters.
     #[error("invalid node_id")]
     InvalidNodeId,
+    /// The body is larger than [`ReportLimits::max_bytes`].
+    #[error("heartbeat is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// A list holds more entries than [`ReportLimits::max_models`] (or [`MAX_GPUS`]).
+    #[error("heartbeat field `{field}` lists {count} entries; the limit is {limit}")]
+    TooManyEntries {
+        /// The field.
+        field: &'static str,
+        /// How many it lists.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A model name longer than [`ReportLimits::max_name_bytes`].
+    #[error("heartbeat field `{field}` has a model name longer than {limit} bytes")]
+    NameTooLong {
+        /// The field.
+        field: &'static str,
+        /// The limit.
+        limit: usize,
+    },
+    /// A field of the wrong JSON shape (`"memory": [1]`), which would otherwise be read
+    /// positionally as if it were an object.
+    #[error("heartbeat field `{field}` must be {expected}")]
+    WrongShape {
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+}
+
+impl HeartbeatError {
+    /// The HTTP status a report refused for this reason is answered with: 413 for a body over
+    /// the limit, 422 for everything else.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            HeartbeatError::TooLarge { .. } => 413,
+            _ => 422,
+        }
+    }
 }
 
 /// CPU figures.
@@ -304,11 +382,23 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// Parses a report body.
+    /// Parses a report body within the default [`ReportLimits`].
     ///
     /// # Errors
     /// [`HeartbeatError`] for anything that is not a usable report; never panics.
     pub fn parse(body: &[u8]) -> Result<Report, HeartbeatError> {
+        Heartbeat::parse_within(body, &ReportLimits::default())
+    }
+
+    /// Parses a report body within `limits`: a body over the size limit is refused before it is
+    /// parsed, and lists and names over theirs before anything is kept.
+    ///
+    /// # Errors
+    /// [`HeartbeatError`] for anything that is not a usable report; never panics.
+    pub fn parse_within(body: &[u8], limits: &ReportLimits) -> Result<Report, HeartbeatError> {
+        if body.len() > limits.max_bytes {
+            return Err(HeartbeatError::TooLarge { limit: limits.max_bytes });
+        }
         let value: serde_json::Value = serde_json::from_slice(body).map_err(json_error)?;
         let obj = value.as_object().ok_or(HeartbeatError::NotAnObject)?;
         let node_id = match obj.get("node_id") {
@@ -320,14 +410,15 @@ impl Heartbeat {
             return Err(HeartbeatError::InvalidNodeId);
         }
         if obj.get("draining") == Some(&serde_json::Value::Bool(true)) {
-            let fleet_key = obj.get("fleet_key").and_then(|k| k.as_str()).map(str::to_string);
-            return Ok(Report::Drain { node_id, fleet_key });
+            let text = |k: &str| obj.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            return Ok(Report::Drain { node_id, fleet_key: text("fleet_key"), machine_id: text("machine_id") });
         }
         for field in ["cpu", "memory", "ollama"] {
             if !obj.contains_key(field) {
                 return Err(HeartbeatError::MissingField(field));
             }
         }
+        check_shape(obj, limits)?;
         let mut hb: Heartbeat = serde_json::from_value(value).map_err(json_error)?;
         hb.sanitize();
         Ok(Report::Heartbeat(Box::new(hb)))
@@ -355,6 +446,77 @@ impl Heartbeat {
             g.vram_free_bytes = g.vram_free_bytes.min(g.vram_total_bytes.max(g.vram_free_bytes));
         }
     }
+}
+
+/// Checks what serde would otherwise accept too loosely (a struct from an array, read by
+/// position) and the sizes of the lists and names, before anything is kept.
+fn check_shape(obj: &serde_json::Map<String, serde_json::Value>, limits: &ReportLimits) -> Result<(), HeartbeatError> {
+    use serde_json::Value;
+    const OBJECT: &str = "an object or null";
+    fn object<'a>(
+        map: &'a serde_json::Map<String, Value>,
+        field: &'static str,
+    ) -> Result<Option<&'a serde_json::Map<String, Value>>, HeartbeatError> {
+        match map.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(o)) => Ok(Some(o)),
+            Some(_) => Err(HeartbeatError::WrongShape { field, expected: OBJECT }),
+        }
+    }
+    fn list<'a>(
+        map: &'a serde_json::Map<String, Value>,
+        field: &'static str,
+        limit: usize,
+    ) -> Result<&'a [Value], HeartbeatError> {
+        match map.get(field) {
+            None | Some(Value::Null) => Ok(&[]),
+            Some(Value::Array(a)) if a.len() > limit => {
+                Err(HeartbeatError::TooManyEntries { field, count: a.len(), limit })
+            }
+            Some(Value::Array(a)) => Ok(a),
+            Some(_) => Err(HeartbeatError::WrongShape { field, expected: "an array or null" }),
+        }
+    }
+    let name_ok = |field: &'static str, name: &str| {
+        if name.len() > limits.max_name_bytes {
+            Err(HeartbeatError::NameTooLong { field, limit: limits.max_name_bytes })
+        } else {
+            Ok(())
+        }
+    };
+    for field in ["cpu", "memory", "capacity", "thermal", "disk"] {
+        object(obj, field)?;
+    }
+    for gpu in list(obj, "gpus", MAX_GPUS)? {
+        if !gpu.is_object() {
+            return Err(HeartbeatError::WrongShape { field: "gpus", expected: "an array of objects" });
+        }
+    }
+    let Some(ollama) = object(obj, "ollama")? else { return Ok(()) };
+    let max = limits.max_models;
+    for m in list(ollama, "models_loaded", max)? {
+        let Value::Object(m) = m else {
+            return Err(HeartbeatError::WrongShape { field: "models_loaded", expected: "an array of objects" });
+        };
+        name_ok("models_loaded", m.get("name").and_then(Value::as_str).unwrap_or(""))?;
+    }
+    for name in list(ollama, "models_available", max)? {
+        name_ok("models_available", name.as_str().unwrap_or(""))?;
+    }
+    for field in ["models_available_meta", "models_available_sizes"] {
+        if let Some(map) = object(ollama, field)? {
+            if map.len() > max {
+                return Err(HeartbeatError::TooManyEntries { field, count: map.len(), limit: max });
+            }
+            for (name, v) in map {
+                name_ok(field, name)?;
+                if field == "models_available_meta" && !(v.is_object() || v.is_null()) {
+                    return Err(HeartbeatError::WrongShape { field, expected: "an object of objects" });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads `null` as the field's default: agents in the wild send `null` for values they could
@@ -433,7 +595,7 @@ mod tests {
     fn drain_message_needs_only_node_id() {
         assert_eq!(
             Heartbeat::parse(br#"{"node_id":"a","draining":true}"#),
-            Ok(Report::Drain { node_id: "a".into(), fleet_key: None })
+            Ok(Report::Drain { node_id: "a".into(), fleet_key: None, machine_id: None })
         );
     }
 
@@ -447,6 +609,43 @@ mod tests {
         assert_eq!(Heartbeat::parse(br#"{"node_id":"a","cpu":{}}"#), Err(HeartbeatError::MissingField("memory")));
         let wrong_type = br#"{"node_id":"a","cpu":{},"memory":{"total_gb":"lots"},"ollama":{}}"#;
         assert!(matches!(Heartbeat::parse(wrong_type), Err(HeartbeatError::Json { .. })));
+    }
+
+    #[test]
+    fn sub_objects_given_as_arrays_are_refused() {
+        for field in ["cpu", "memory", "capacity"] {
+            let body = format!(r#"{{"node_id":"a","cpu":{{}},"memory":{{}},"ollama":{{}},"{field}":[1]}}"#);
+            assert_eq!(
+                Heartbeat::parse(body.as_bytes()),
+                Err(HeartbeatError::WrongShape { field, expected: "an object or null" }),
+                "{field}"
+            );
+        }
+        let ollama = br#"{"node_id":"a","cpu":{},"memory":{},"ollama":[1]}"#;
+        assert!(matches!(Heartbeat::parse(ollama), Err(HeartbeatError::WrongShape { field: "ollama", .. })));
+        let gpus = br#"{"node_id":"a","cpu":{},"memory":{},"ollama":{},"gpus":[[1,2]]}"#;
+        assert!(matches!(Heartbeat::parse(gpus), Err(HeartbeatError::WrongShape { field: "gpus", .. })));
+        let loaded = br#"{"node_id":"a","cpu":{},"memory":{},"ollama":{"models_loaded":[["m",1]]}}"#;
+        assert!(matches!(Heartbeat::parse(loaded), Err(HeartbeatError::WrongShape { field: "models_loaded", .. })));
+    }
+
+    #[test]
+    fn lists_names_and_bodies_are_bounded() {
+        let limits = ReportLimits { max_bytes: 4096, max_models: 3, max_name_bytes: 8 };
+        let many = br#"{"node_id":"a","cpu":{},"memory":{},"ollama":{"models_available":["a","b","c","d"]}}"#;
+        assert_eq!(
+            Heartbeat::parse_within(many, &limits),
+            Err(HeartbeatError::TooManyEntries { field: "models_available", count: 4, limit: 3 })
+        );
+        let long = br#"{"node_id":"a","cpu":{},"memory":{},"ollama":{"models_available_sizes":{"123456789":1}}}"#;
+        let e = Heartbeat::parse_within(long, &limits).unwrap_err();
+        assert_eq!(e, HeartbeatError::NameTooLong { field: "models_available_sizes", limit: 8 });
+        assert_eq!(e.http_status(), 422);
+        let ok = br#"{"node_id":"a","cpu":{},"memory":{},"ollama":{"models_available":["a","b","c"]}}"#;
+        assert!(Heartbeat::parse_within(ok, &limits).is_ok());
+        let big = vec![b' '; 5000];
+        let e = Heartbeat::parse_within(&big, &limits).unwrap_err();
+        assert_eq!((e.clone(), e.http_status()), (HeartbeatError::TooLarge { limit: 4096 }, 413));
     }
 
     #[test]

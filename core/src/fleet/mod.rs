@@ -2,6 +2,7 @@
 //! since the last report. It owns node status transitions, the "warm" tier (when a model left a
 //! node's memory) and forgetting nodes that have been offline too long.
 
+pub mod address;
 pub mod heartbeat;
 pub mod ollama_state;
 
@@ -112,6 +113,17 @@ pub struct Node {
     /// Sorted by (key, name): one binary search over integers per lookup.
     models: Vec<(u64, ModelName, ModelEntry)>,
     free_gb: f64,
+    origin: Origin,
+}
+
+/// Who reports a node.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// An agent on the machine, over `POST /heartbeat`.
+    Agent,
+    /// The router's own poller of a `--node` URL: trusted by construction, and the only source
+    /// that may change the node.
+    Static,
 }
 
 impl Node {
@@ -139,6 +151,11 @@ impl Node {
     pub fn report(&self) -> &Heartbeat {
         &self.report
     }
+    /// Who reports this node.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
     /// Whether new work may go here (status and Ollama reachability; the breaker is separate).
     pub fn routable(&self) -> bool {
         matches!(self.status, NodeStatus::Online | NodeStatus::Degraded) && self.report.ollama.reachable != Some(false)
@@ -306,6 +323,14 @@ pub enum FleetError {
     /// Another live machine already uses this node id.
     #[error("node id {0:?} is in use by another machine")]
     NodeIdConflict(String),
+    /// The node id belongs to a live machine that identified itself (`machine_id`); a report
+    /// without an identity cannot take it over.
+    #[error("node id {0:?} is in use by a machine that sends a machine_id; this report has none")]
+    MissingMachineId(String),
+    /// The node id is one of the router's own static nodes (`--node`), which only the router's
+    /// poller reports.
+    #[error("node id {0:?} is a static node of this router (--node); heartbeats cannot change it")]
+    StaticNode(String),
     /// The registry is full.
     #[error("the fleet already has {0} nodes")]
     TooManyNodes(usize),
@@ -315,6 +340,19 @@ pub enum FleetError {
     /// A drain for a node the registry does not know.
     #[error("unknown node {0:?}")]
     UnknownNode(String),
+}
+
+impl FleetError {
+    /// The HTTP status a refused report is answered with: 401 without the fleet key, 409 for a
+    /// node id that belongs to someone else, 404 for a drain of an unknown node, 503 when full.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            FleetError::BadFleetKey(_) => 401,
+            FleetError::NodeIdConflict(_) | FleetError::MissingMachineId(_) | FleetError::StaticNode(_) => 409,
+            FleetError::UnknownNode(_) => 404,
+            FleetError::TooManyNodes(_) => 503,
+        }
+    }
 }
 
 /// The registry.
@@ -354,19 +392,43 @@ impl Fleet {
 
     fn apply_report(&mut self, now: Instant, report: Report) -> Result<Registered, FleetError> {
         match report {
-            Report::Drain { node_id, fleet_key } => {
+            Report::Drain { node_id, fleet_key, machine_id } => {
                 if !self.key_ok(fleet_key.as_deref()) {
                     return Err(FleetError::BadFleetKey(node_id));
                 }
-                let id = *self.by_name.get(&node_id).ok_or(FleetError::UnknownNode(node_id))?;
+                let id = *self.by_name.get(&node_id).ok_or_else(|| FleetError::UnknownNode(node_id.clone()))?;
                 let node = self.nodes.get_mut(&id).expect("by_name and nodes agree");
-                let previous = node.status;
-                node.status = NodeStatus::Draining;
-                node.last_report = now;
-                Ok(Registered { node: id, new: false, previous: Some(previous), status: NodeStatus::Draining })
+                if node.origin == Origin::Static {
+                    return Err(FleetError::StaticNode(node_id));
+                }
+                match (&node.report.machine_id, &machine_id) {
+                    (Some(old), Some(new)) if old != new => return Err(FleetError::NodeIdConflict(node_id)),
+                    (Some(_), None) => return Err(FleetError::MissingMachineId(node_id)),
+                    _ => {}
+                }
+                Ok(self.set_draining(now, id))
             }
-            Report::Heartbeat(hb) => self.heartbeat(now, *hb),
+            Report::AdminDrain { node_id } => {
+                let id = *self.by_name.get(&node_id).ok_or(FleetError::UnknownNode(node_id))?;
+                Ok(self.set_draining(now, id))
+            }
+
+            Report::Heartbeat(hb) => {
+                if !self.key_ok(hb.fleet_key.as_deref()) {
+                    return Err(FleetError::BadFleetKey(hb.node_id));
+                }
+                self.heartbeat(now, *hb, Origin::Agent)
+            }
+            Report::Static(hb) => self.heartbeat(now, *hb, Origin::Static),
         }
+    }
+
+    fn set_draining(&mut self, now: Instant, id: NodeId) -> Registered {
+        let node = self.nodes.get_mut(&id).expect("by_name and nodes agree");
+        let previous = node.status;
+        node.status = NodeStatus::Draining;
+        node.last_report = now;
+        Registered { node: id, new: false, previous: Some(previous), status: NodeStatus::Draining }
     }
 
     /// Whether a presented fleet key is acceptable: any when none is configured, else equal
@@ -377,10 +439,8 @@ impl Fleet {
         crate::secret::same_secret(got.as_bytes(), want.as_bytes())
     }
 
-    fn heartbeat(&mut self, now: Instant, mut hb: Heartbeat) -> Result<Registered, FleetError> {
-        if !self.key_ok(hb.fleet_key.as_deref()) {
-            return Err(FleetError::BadFleetKey(hb.node_id));
-        }
+    /// Applies a heartbeat whose key (if any is needed) was checked.
+    fn heartbeat(&mut self, now: Instant, mut hb: Heartbeat, origin: Origin) -> Result<Registered, FleetError> {
         let meta_update = hb.ollama.models_available_meta.take();
         let Some(&id) = self.by_name.get(&hb.node_id) else {
             if self.nodes.len() >= self.config.max_nodes {
@@ -399,6 +459,7 @@ impl Fleet {
                 unloaded_at: BTreeMap::new(),
                 models: Vec::new(),
                 free_gb: 0.0,
+                origin,
             };
             let mut node = node;
             node.reindex();
@@ -406,12 +467,22 @@ impl Fleet {
             return Ok(Registered { node: id, new: true, previous: None, status: NodeStatus::Online });
         };
         let node = self.nodes.get_mut(&id).expect("by_name and nodes agree");
-        let claimed = (&node.report.machine_id, &hb.machine_id);
-        if let (Some(old), Some(new)) = claimed {
-            if old != new && node.status != NodeStatus::Offline {
-                return Err(FleetError::NodeIdConflict(hb.node_id));
-            }
+        match (origin, node.origin) {
+            // The router's own poller always wins: a static node is trusted by construction,
+            // even over an agent that claimed its id first.
+            (Origin::Static, _) => {}
+            (Origin::Agent, Origin::Static) => return Err(FleetError::StaticNode(hb.node_id)),
+            // Another machine may take an id over only once its holder is offline; a report with
+            // no identity never takes over an id that was registered with one.
+            (Origin::Agent, Origin::Agent) => match (&node.report.machine_id, &hb.machine_id) {
+                (Some(old), Some(new)) if old != new && node.status != NodeStatus::Offline => {
+                    return Err(FleetError::NodeIdConflict(hb.node_id))
+                }
+                (Some(_), None) => return Err(FleetError::MissingMachineId(hb.node_id)),
+                _ => {}
+            },
         }
+        node.origin = origin;
         // Warm tier: every model that left memory since the last report.
         for old in &node.report.ollama.models_loaded {
             if !hb.ollama.models_loaded.iter().any(|m| m.name == old.name) {

@@ -68,11 +68,15 @@ fn long_offline_nodes_are_forgotten_and_stop_counting_models() {
 fn drain_stops_routing_until_next_heartbeat() {
     let mut f = Fleet::new(FleetConfig::default());
     f.handle_report(Instant::ZERO, report(hb("a", &[], &[]))).unwrap();
-    f.handle_report(Instant::from_secs(1), Report::Drain { node_id: "a".into(), fleet_key: None }).unwrap();
+    f.handle_report(Instant::from_secs(1), Report::Drain { node_id: "a".into(), fleet_key: None, machine_id: None })
+        .unwrap();
     assert_eq!(f.by_name("a").unwrap().status(), NodeStatus::Draining);
     assert!(!f.by_name("a").unwrap().routable());
     assert_eq!(
-        f.handle_report(Instant::from_secs(1), Report::Drain { node_id: "zz".into(), fleet_key: None }),
+        f.handle_report(
+            Instant::from_secs(1),
+            Report::Drain { node_id: "zz".into(), fleet_key: None, machine_id: None }
+        ),
         Err(FleetError::UnknownNode("zz".into()))
     );
     f.handle_report(Instant::from_secs(2), report(hb("a", &[], &[]))).unwrap();
@@ -150,8 +154,73 @@ fn fleet_key_is_required_when_configured() {
     assert_eq!(f.handle_report(Instant::ZERO, report(h.clone())), Err(FleetError::BadFleetKey("a".into())));
     h.fleet_key = Some("s3cret".into());
     assert!(f.handle_report(Instant::ZERO, report(h)).is_ok());
-    let drain = |k: Option<&str>| Report::Drain { node_id: "a".into(), fleet_key: k.map(str::to_string) };
+    let drain =
+        |k: Option<&str>| Report::Drain { node_id: "a".into(), fleet_key: k.map(str::to_string), machine_id: None };
     assert_eq!(f.handle_report(Instant::ZERO, drain(None)), Err(FleetError::BadFleetKey("a".into())));
     assert!(f.handle_report(Instant::ZERO, drain(Some("s3cret"))).is_ok());
     assert_eq!(f.by_name("a").unwrap().status(), NodeStatus::Draining);
+}
+
+#[test]
+fn static_nodes_need_no_key_and_agents_cannot_change_them() {
+    let mut f = Fleet::new(FleetConfig { fleet_key: Some("k".into()), ..FleetConfig::default() });
+    let t = Instant::ZERO;
+    // The router's own poller: trusted, no key.
+    let r = f.handle_report(t, Report::Static(Box::new(hb("10.0.0.5:11434", &[], &["m"])))).unwrap();
+    assert_eq!(f.node(r.node).unwrap().origin(), Origin::Static);
+    // An agent with the right key still cannot take the static node's id, nor drain it.
+    let mut attacker = hb("10.0.0.5:11434", &[], &["m"]);
+    attacker.fleet_key = Some("k".into());
+    attacker.ollama_host = "http://10.9.9.9:11434".into();
+    let refused = f.handle_report(t, report(attacker)).unwrap_err();
+    assert_eq!((refused.clone(), refused.http_status()), (FleetError::StaticNode("10.0.0.5:11434".into()), 409));
+    let drain = Report::Drain { node_id: "10.0.0.5:11434".into(), fleet_key: Some("k".into()), machine_id: None };
+    assert_eq!(f.handle_report(t, drain), Err(FleetError::StaticNode("10.0.0.5:11434".into())));
+    assert_eq!(f.by_name("10.0.0.5:11434").unwrap().report().ollama_host, "");
+    // The operator may drain it.
+    let admin = f.handle_report(t, Report::AdminDrain { node_id: "10.0.0.5:11434".into() }).unwrap();
+    assert_eq!(admin.status, NodeStatus::Draining);
+}
+
+#[test]
+fn static_report_takes_back_an_id_an_agent_claimed_first() {
+    let mut f = Fleet::new(FleetConfig::default());
+    f.handle_report(Instant::ZERO, report(hb("box:11434", &[], &[]))).unwrap();
+    let r = f.handle_report(Instant::from_secs(1), Report::Static(Box::new(hb("box:11434", &[], &[])))).unwrap();
+    assert_eq!(f.node(r.node).unwrap().origin(), Origin::Static);
+    assert!(f.handle_report(Instant::from_secs(2), report(hb("box:11434", &[], &[]))).is_err());
+}
+
+#[test]
+fn a_report_without_identity_cannot_take_an_identified_node() {
+    let mut f = Fleet::new(FleetConfig::default());
+    let mut owner = hb("studio", &[], &[]);
+    owner.machine_id = Some("m-1".into());
+    f.handle_report(Instant::ZERO, report(owner.clone())).unwrap();
+    let anonymous = hb("studio", &[], &[]);
+    let e = f.handle_report(Instant::from_secs(1), report(anonymous.clone())).unwrap_err();
+    assert_eq!((e.clone(), e.http_status()), (FleetError::MissingMachineId("studio".into()), 409));
+    let mut other = hb("studio", &[], &[]);
+    other.machine_id = Some("m-2".into());
+    assert_eq!(
+        f.handle_report(Instant::from_secs(1), report(other.clone())),
+        Err(FleetError::NodeIdConflict("studio".into()))
+    );
+    // Drains too: only with the same identity.
+    let drain =
+        |m: Option<&str>| Report::Drain { node_id: "studio".into(), fleet_key: None, machine_id: m.map(Into::into) };
+    assert_eq!(f.handle_report(Instant::from_secs(1), drain(None)), Err(FleetError::MissingMachineId("studio".into())));
+    assert_eq!(
+        f.handle_report(Instant::from_secs(1), drain(Some("m-2"))),
+        Err(FleetError::NodeIdConflict("studio".into()))
+    );
+    // Offline: another machine may take the id over, a report without identity still may not.
+    f.handle_timeout(Instant::from_secs(40));
+    assert_eq!(
+        f.handle_report(Instant::from_secs(41), report(anonymous)),
+        Err(FleetError::MissingMachineId("studio".into()))
+    );
+    assert!(f.handle_report(Instant::from_secs(41), report(other)).is_ok());
+    assert!(f.handle_report(Instant::from_secs(42), drain(Some("m-2"))).is_ok());
+    assert_eq!(FleetError::BadFleetKey("x".into()).http_status(), 401);
 }

@@ -43,6 +43,20 @@ pub enum ReportError {
     /// The registry refused it.
     #[error(transparent)]
     Refused(#[from] FleetError),
+    /// The address the node would be reached at is one no node may use.
+    #[error(transparent)]
+    Address(#[from] crate::fleet::address::AddressError),
+}
+
+impl ReportError {
+    /// The HTTP status the report is answered with, from the error's type.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ReportError::Invalid(e) => e.http_status(),
+            ReportError::Refused(e) => e.http_status(),
+            ReportError::Address(_) => 403,
+        }
+    }
 }
 
 /// A request's life in the router.
@@ -296,7 +310,7 @@ impl Router {
     /// # Errors
     /// [`ReportError`] when the body is not a report or the registry refuses it; nothing changes.
     pub fn handle_heartbeat(&mut self, now: Instant, body: &[u8]) -> Result<Registered, ReportError> {
-        match Heartbeat::parse(body) {
+        match Heartbeat::parse_within(body, &self.config.fleet.report_limits()) {
             Ok(report) => self.handle_report(now, report),
             Err(e) => {
                 self.advance(now);
@@ -312,7 +326,7 @@ impl Router {
     /// [`ReportError::Refused`] when the registry refuses it.
     pub fn handle_report(&mut self, now: Instant, report: Report) -> Result<Registered, ReportError> {
         self.advance(now);
-        let draining = matches!(report, Report::Drain { .. });
+        let draining = matches!(report, Report::Drain { .. } | Report::AdminDrain { .. });
         let reg = match self.fleet.handle_report(self.now, report) {
             Ok(reg) => reg,
             Err(e) => {

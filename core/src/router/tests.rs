@@ -497,7 +497,7 @@ fn queued_work_moves_when_its_node_drains() {
     assert_eq!(d1.node, a);
     let r2 = t.request(secs(1), RequestSpec::chat("m:7b"));
     assert!(t.take().is_empty());
-    t.r.handle_report(secs(2), Report::Drain { node_id: "a".into(), fleet_key: None }).unwrap();
+    t.r.handle_report(secs(2), Report::Drain { node_id: "a".into(), fleet_key: None, machine_id: None }).unwrap();
     t.drain();
     assert_eq!(t.r.stats().holding, 1, "nowhere to go yet: held, not lost");
     let b = t.node(secs(3), loaded("b", "m:7b"));
@@ -858,14 +858,20 @@ fn refused_report_still_pumps() {
     let r3 = t.request(secs(1), RequestSpec::chat("m:7b"));
     t.node(secs(10), h.clone());
     t.take();
-    assert!(t.r.handle_report(secs(12), Report::Drain { node_id: "zzz".into(), fleet_key: None }).is_err());
+    assert!(t
+        .r
+        .handle_report(secs(12), Report::Drain { node_id: "zzz".into(), fleet_key: None, machine_id: None })
+        .is_err());
     t.drain();
     let cmds = t.take();
     assert_eq!(cmds.len(), 2, "both attempts cancelled, their slots held: {cmds:?}");
     t.node(secs(16), h);
     t.take();
     // No report from the adapter: the grace runs out inside the refused report's advance.
-    assert!(t.r.handle_report(secs(18), Report::Drain { node_id: "zzz".into(), fleet_key: None }).is_err());
+    assert!(t
+        .r
+        .handle_report(secs(18), Report::Drain { node_id: "zzz".into(), fleet_key: None, machine_id: None })
+        .is_err());
     t.drain();
     let cmds = t.take();
     assert!(dispatched_for(&cmds, r3).is_some(), "reaped slots free but r3 still queued: {cmds:?}");

@@ -124,7 +124,7 @@ impl MachineProbe {
             arch: arch_label(std::env::consts::OS, std::env::consts::ARCH),
             chip,
             cores_physical: u32::try_from(cores_physical).unwrap_or(u32::MAX),
-            machine_id: os_machine_id().as_deref().and_then(machine_id_hash),
+            machine_id: machine_id(),
         }
     }
 
@@ -216,6 +216,11 @@ fn cpu_name(system: &System) -> Option<String> {
         None
     };
     os_name.or_else(|| system.cpus().first().map(|c| c.brand().trim().to_string()).filter(|b| !b.is_empty()))
+}
+
+/// This machine's identity as heartbeats report it (a keyed hash of the OS's machine id).
+pub fn machine_id() -> Option<String> {
+    os_machine_id().as_deref().and_then(machine_id_hash)
 }
 
 /// The OS's stable machine identity, raw (never reported as is).

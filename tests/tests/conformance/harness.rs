@@ -310,6 +310,17 @@ impl Fleet {
         self.addr.expect("the router is not started")
     }
 
+    /// The router's resident memory, KiB (Linux `/proc/<pid>/status`).
+    pub fn router_rss_kb(&self) -> u64 {
+        let pid = self.router.as_ref().expect("the router is not started").child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The router's base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr())

@@ -182,6 +182,12 @@ pub enum HeadError {
     /// The head is not valid HTTP/1.x.
     #[error("malformed head: {0}")]
     Syntax(SyntaxError),
+    /// An HTTP/1.1 request without exactly one `Host` field (RFC 9112 §3.2: answer 400).
+    #[error("an HTTP/1.1 request must carry exactly one Host header ({count} given)")]
+    Host {
+        /// How many `Host` fields it carried.
+        count: usize,
+    },
     /// More header fields than [`Limits::max_headers`].
     #[error("more than {limit} header fields")]
     TooManyHeaders {
@@ -272,6 +278,19 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Status<RequestHead>,
         expects_continue,
         head_len,
     }))
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host` field (an HTTP/1.0 one at most
+/// one). [`parse_request`] parses any head, so a server calls this on each request it accepts
+/// (`herd-lite` with the parsed head, `herd` with what hyper saw).
+///
+/// # Errors
+/// [`HeadError::Host`] when the count breaks the rule.
+pub fn host_rule(version: Version, count: usize) -> Result<(), HeadError> {
+    match (version, count) {
+        (_, 2..) | (Version::Http11, 0) => Err(HeadError::Host { count }),
+        _ => Ok(()),
+    }
 }
 
 /// Parses a response head from the start of `buf`, for a request made with the method `to`
