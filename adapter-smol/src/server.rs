@@ -232,6 +232,25 @@ impl Conn {
                 return Ok(false);
             }
         }
+        // A declared length is taken from the budget of bodies in flight before reading (and
+        // before `100 Continue`); a chunked body once read.
+        let declared = match head.framing {
+            // Over the limit: refused by `read_body`, which reads none of it.
+            Framing::Length(n) => Some(n.min(admitted.body_limit as u64) as usize),
+            _ => None,
+        };
+        let mut permit = match service::reserve_body(&self.app, admitted.proto, declared.unwrap_or(0)) {
+            Ok(p) => p,
+            Err(refused) => {
+                if let (Some(n), false) = (declared, head.expects_continue) {
+                    // Read and drop what the client is sending, so it reads the 503.
+                    let deadline = Instant::now() + self.app.read_timeout;
+                    self.discard(n as u64, deadline).await;
+                }
+                self.write(refused, is_head, false).await?;
+                return Ok(false);
+            }
+        };
         if head.expects_continue && head.framing.has_body() {
             write_all(&self.stream, b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
@@ -243,6 +262,10 @@ impl Conn {
                 return Ok(false);
             }
         };
+        if declared.is_none() && !permit.grow(body.len()) {
+            self.write(service::budget_full(&self.app, admitted.proto), is_head, keep_alive).await?;
+            return Ok(keep_alive);
+        }
         let (method, query) = (head.method.clone(), query.to_string());
         let answer = {
             let serve = service::serve(self.app.clone(), admitted, &method, &query, body, self.peer);
@@ -252,6 +275,7 @@ impl Conn {
                 Either::Right(()) => return Ok(false),
             }
         };
+        drop(permit);
         if answer.header("connection") == Some("close") {
             keep_alive = false;
         }

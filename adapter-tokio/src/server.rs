@@ -149,6 +149,18 @@ pub async fn read_body(
     }
 }
 
+/// Refuses a request without reading its body: a client that waits for `100 Continue` never
+/// sends it; one already sending has it read and dropped within the read timeout (never
+/// buffered), so it reads the refusal rather than a reset. The connection is closed after.
+async fn refuse_unread(app: &App, mut body: Incoming, mut answer: Answer, expects_continue: bool) -> Answer {
+    if !expects_continue {
+        let discard = async { while let Some(Ok(_)) = body.frame().await {} };
+        let _ = tokio::time::timeout(app.read_timeout, discard).await;
+    }
+    answer.headers.push(("connection", "close".to_string()));
+    answer
+}
+
 async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str();
@@ -165,11 +177,23 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp
     let head = method == "HEAD";
     let expects_continue =
         parts.headers.get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    // A declared length is taken from the budget of bodies in flight before reading; a chunked
+    // body once read.
+    let declared = http_body::Body::size_hint(&body).exact().filter(|&n| n <= admitted.body_limit as u64);
+    let mut permit = match service::reserve_body(&app, admitted.proto, declared.unwrap_or(0) as usize) {
+        Ok(p) => p,
+        Err(refused) => return response(refuse_unread(&app, body, refused, expects_continue).await, head),
+    };
     let body = match read_body(&app, body, admitted.proto, admitted.body_limit, expects_continue).await {
         Ok(b) => b,
         Err(refused) => return response(refused, head),
     };
-    response(service::serve(app, admitted, method, parts.uri.query().unwrap_or(""), body, peer).await, head)
+    if declared.is_none() && !permit.grow(body.len()) {
+        return response(service::budget_full(&app, admitted.proto), head);
+    }
+    let answer = service::serve(app, admitted, method, parts.uri.query().unwrap_or(""), body, peer).await;
+    drop(permit);
+    response(answer, head)
 }
 
 /// hyper's response for an answer (no body for `HEAD`).

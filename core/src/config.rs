@@ -326,6 +326,8 @@ pub struct RouterConfig {
     pub retry: RetryConfig,
     /// Fallbacks and request shaping.
     pub policy: PolicyConfig,
+    /// What one request body may hold.
+    pub body: crate::api::body::BodyLimits,
 }
 
 /// A configuration value that cannot work.
@@ -377,6 +379,9 @@ impl RouterConfig {
         order("fleet.offline_after", f.offline_after, "fleet.forget_after", f.forget_after)?;
         count("fleet.max_nodes", f.max_nodes)?;
         count("fleet.max_report_bytes", f.max_report_bytes)?;
+        count("body.max_messages", self.body.max_messages)?;
+        count("body.max_parts", self.body.max_parts)?;
+        count("body.max_values", self.body.max_values)?;
         count("fleet.max_models_per_node", f.max_models_per_node)?;
         count("fleet.max_model_name_bytes", f.max_model_name_bytes)?;
         for n in &f.node_networks {

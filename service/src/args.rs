@@ -55,6 +55,19 @@ pub struct RouterArgs {
     /// Largest request body, MiB (base64 images make vision requests large).
     #[arg(long, env = "HERD_MAX_BODY_MB", default_value_t = 64)]
     pub max_body_mb: u64,
+    /// Bytes of request bodies the router holds at once over all requests, MiB; a request that
+    /// would go over waits for none: it is answered 503 with Retry-After. At least the body limit.
+    #[arg(long, env = "HERD_MAX_INFLIGHT_BODY_MB", default_value_t = 256)]
+    pub max_inflight_body_mb: u64,
+    /// Most messages in one request (over it: 413).
+    #[arg(long, env = "HERD_MAX_MESSAGES")]
+    pub max_messages: Option<usize>,
+    /// Most content parts (content array entries and images) over all messages of one request.
+    #[arg(long, env = "HERD_MAX_PARTS")]
+    pub max_parts: Option<usize>,
+    /// Most JSON values in one request body.
+    #[arg(long, env = "HERD_MAX_JSON_VALUES")]
+    pub max_json_values: Option<usize>,
     /// Longest a client may take to send its headers or its body, and longest an idle keep-alive
     /// connection is kept, seconds.
     #[arg(long, env = "HERD_READ_TIMEOUT_SECS", default_value_t = 30)]
@@ -99,6 +112,16 @@ impl RouterArgs {
             self.node_networks.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
         if !networks.is_empty() {
             config.fleet.node_networks = networks;
+        }
+        let body = &mut config.body;
+        for (flag, field) in [
+            (self.max_messages, &mut body.max_messages),
+            (self.max_parts, &mut body.max_parts),
+            (self.max_json_values, &mut body.max_values),
+        ] {
+            if let Some(v) = flag {
+                *field = v;
+            }
         }
         config.validate().map_err(|e| format!("invalid configuration: {e}"))
     }
@@ -145,6 +168,10 @@ impl RouterArgs {
             read_timeout: Duration::from_secs(self.read_timeout_secs.max(1)),
             fleet_key: self.fleet_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string),
             max_report_bytes: herd_core::config::FleetConfig::default().max_report_bytes,
+            body_limits: herd_core::api::body::BodyLimits::default(),
+            body_budget: crate::BodyBudget::new(
+                ((self.max_inflight_body_mb.max(self.max_body_mb).max(1)) as usize) << 20,
+            ),
             traces,
         }
     }
@@ -163,12 +190,12 @@ impl RouterArgs {
         log: Option<Arc<dyn TraceLog>>,
     ) -> Result<Arc<App>, String> {
         let config = self.router_config()?;
-        let max_report_bytes = config.fleet.max_report_bytes;
+        let (max_report_bytes, body_limits) = (config.fleet.max_report_bytes, config.body);
         let epoch = std::time::Instant::now();
         let router = herd_core::router::Router::new(config, self.seed(), crate::driver::core_now(epoch))
             .map_err(|e| format!("invalid configuration: {e}"))?;
         let (driver, pulls) = crate::driver::spawn(router, epoch, sink, rt.clone());
-        let app = Arc::new(App { max_report_bytes, ..self.app(driver, upstream, rt, log) });
+        let app = Arc::new(App { max_report_bytes, body_limits, ..self.app(driver, upstream, rt, log) });
         crate::start_background(&app, pulls, self.static_nodes());
         if !self.host.is_loopback() && app.api_keys.is_empty() && app.admin_key.is_none() {
             tracing::warn!(

@@ -142,6 +142,22 @@ pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Resu
     Ok(Admitted { path: path.to_string(), proto, surface: None, hints: Hints::default(), body_limit })
 }
 
+/// Takes `bytes` of a request's body from the router's budget of bodies in flight (a declared
+/// `Content-Length` before reading, a chunked body's length once read); the permit is held until
+/// the request is answered. `Err` is the 503 to answer instead.
+pub fn reserve_body(app: &App, proto: Proto, bytes: usize) -> Result<crate::BodyPermit, Answer> {
+    app.body_budget.reserve(bytes).ok_or_else(|| budget_full(app, proto))
+}
+
+/// The 503 for a body that does not fit the budget of bodies in flight.
+pub fn budget_full(app: &App, proto: Proto) -> Answer {
+    let message = format!(
+        "the router holds its limit of request bodies in flight ({} MiB); try again shortly",
+        app.body_budget.max() >> 20
+    );
+    error_answer(proto, 503, &message, Some(std::time::Duration::from_secs(1)))
+}
+
 /// Serves an admitted request whose body has been read.
 pub async fn serve(
     app: Arc<App>,

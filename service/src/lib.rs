@@ -139,6 +139,10 @@ pub struct App {
     pub max_body_bytes: usize,
     /// Largest heartbeat body, bytes (core's `fleet.max_report_bytes`).
     pub max_report_bytes: usize,
+    /// What one inference body may hold (core's `body` limits).
+    pub body_limits: herd_core::api::body::BodyLimits,
+    /// Bytes of request bodies held at once, over every request.
+    pub body_budget: Arc<BodyBudget>,
     /// Longest wait for a request's head or body.
     pub read_timeout: Duration,
     /// The fleet key, presented to every node in `X-Herd-Fleet-Key` (a `herd-node` proxy refuses
@@ -199,6 +203,72 @@ pub fn start_background(app: &Arc<App>, mut pulls: driver::PullOrders, nodes: Ve
     }));
 }
 
+/// The bytes of request bodies the router holds at once, over every request: a request whose
+/// body would take the total over the budget is refused (503 with `Retry-After`) instead of read,
+/// so a flood of large uploads cannot take the router's memory.
+#[derive(Debug)]
+pub struct BodyBudget {
+    held: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl BodyBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: usize) -> Arc<BodyBudget> {
+        Arc::new(BodyBudget { held: std::sync::atomic::AtomicUsize::new(0), max })
+    }
+
+    /// The budget, bytes.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` from the budget until the permit is dropped; `None` when they do not fit.
+    pub fn reserve(self: &Arc<Self>, bytes: usize) -> Option<BodyPermit> {
+        use std::sync::atomic::Ordering;
+        if bytes == 0 {
+            return Some(BodyPermit { budget: self.clone(), bytes: 0 });
+        }
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|&total| total <= self.max)
+            })
+            .ok()
+            .map(|_| BodyPermit { budget: self.clone(), bytes })
+    }
+}
+
+/// Bytes taken from a [`BodyBudget`], given back on drop.
+#[derive(Debug)]
+pub struct BodyPermit {
+    budget: Arc<BodyBudget>,
+    bytes: usize,
+}
+
+impl BodyPermit {
+    /// Takes `more` bytes for the same request (a chunked body, known once read).
+    pub fn grow(&mut self, more: usize) -> bool {
+        match self.budget.reserve(more) {
+            Some(mut extra) => {
+                self.bytes += std::mem::take(&mut extra.bytes);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for BodyPermit {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Constant-time comparison of a presented key with the configured ones.
 pub fn key_matches(presented: &str, keys: &[String]) -> bool {
     // Every key is compared, so the time taken does not say which one matched.
@@ -243,6 +313,22 @@ pub fn unix_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_budget_refuses_beyond_and_returns_on_drop() {
+        let budget = BodyBudget::new(100);
+        let a = budget.reserve(60).expect("fits");
+        assert!(budget.reserve(50).is_none(), "60 + 50 > 100");
+        let mut b = budget.reserve(40).expect("fits exactly");
+        assert_eq!(budget.held(), 100);
+        assert!(!b.grow(1));
+        drop(a);
+        assert!(b.grow(10));
+        assert_eq!(budget.held(), 50);
+        drop(b);
+        assert_eq!(budget.held(), 0);
+        assert!(budget.reserve(0).is_some());
+    }
 
     #[test]
     fn keys() {

@@ -7,8 +7,9 @@ use crate::errors::{error_answer, Proto, JSON};
 use crate::relay::{cancel_message, EndGuard, Orders, Relay, Shaper, Tail};
 use crate::{next_chunk, race, Answer, AnswerBody, App, BodyStream, Either, Headers};
 use bytes::Bytes;
-use herd_core::api::patch::{apply_patch, BodyPatch, NumCtxPatch};
-use herd_core::api::{describe_object, parse_body, DescribeContext, Surface};
+use herd_core::api::body::{BodyIndex, BodyLimits};
+use herd_core::api::patch::{BodyPatch, NumCtxPatch};
+use herd_core::api::{describe_indexed, DescribeContext, Surface};
 use herd_core::policy::retry::{is_saturation, UpstreamFailure};
 use herd_core::request::RequestSpec;
 use herd_core::router::{CancelReason, Commit, Dispatch, Rejection};
@@ -16,7 +17,7 @@ use herd_core::translate::{
     chat_request, completion_request, ChatCompletionAggregator, NativeAggregator, NativeEndpoint, OpenAiChatStream,
     OpenAiCompletionStream, OpenAiResponseConfig, SamplingDefaults, TextCompletionAggregator,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -78,7 +79,8 @@ struct Request {
     surface: Surface,
     proto: Proto,
     spec: RequestSpec,
-    body: Map<String, Value>,
+    /// The top-level fields of `raw`: attempts splice what they change into the client's bytes.
+    index: BodyIndex,
     /// The body as the client sent it, forwarded as is when nothing needs changing.
     raw: Bytes,
     /// The model string as the client sent it (answers echo it).
@@ -109,8 +111,8 @@ impl Hints {
 /// Serves one inference request on `surface`.
 pub async fn serve(app: Arc<App>, surface: Surface, hints: Hints, body: Bytes, client: Option<String>) -> Answer {
     let proto = proto_of(surface);
-    let obj = match parse_body(&body) {
-        Ok(o) => o,
+    let index = match BodyIndex::new(&body, &app.body_limits) {
+        Ok(i) => i,
         Err(e) => return error_answer(proto, e.http_status(), &e.to_string(), None),
     };
     let ctx = DescribeContext {
@@ -119,12 +121,12 @@ pub async fn serve(app: Arc<App>, surface: Surface, hints: Hints, body: Bytes, c
         fallback_header: hints.no_fallback,
         ..DescribeContext::default()
     };
-    let spec = match describe_object(surface, &obj, &ctx) {
+    let spec = match describe_indexed(surface, &body, &index, &ctx) {
         Ok(s) => s,
         Err(e) => return error_answer(proto, e.http_status(), &e.to_string(), None),
     };
-    let client_model = obj.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
-    let mut req = Request { surface, proto, spec, body: obj, raw: body, client_model, last_error: None };
+    let client_model = index.value(&body, "model").and_then(|m| m.as_str().map(str::to_string)).unwrap_or_default();
+    let mut req = Request { surface, proto, spec, index, raw: body, client_model, last_error: None };
     run(app, &mut req).await
 }
 
@@ -200,55 +202,49 @@ fn attempt_body(req: &Request, d: &Dispatch, plan: Plan) -> Result<(Bytes, bool)
     let model = (d.model != req.spec.model).then(|| d.model.clone());
     let mut patch = BodyPatch { model, strip_herd_fields: true, ..BodyPatch::default() };
     let mut include_usage = false;
-    let mut body = match plan {
+    let body = match plan {
         Plan::Native { .. } => {
             patch.num_ctx = d.num_ctx.map(NumCtxPatch::Set);
             patch.num_predict = d.num_predict;
             patch.force_stream = Some(true);
-            req.body.clone()
+            req.index.patched(&req.raw, &patch)
         }
         Plan::Pass { .. } => {
-            if patch.model.is_none() && !has_herd_fields(&req.body) {
+            if patch.model.is_none() && !req.index.has_herd_fields(&req.raw) {
                 // Nothing to change: forward the client's own bytes.
                 return Ok((req.raw.clone(), false));
             }
-            req.body.clone()
+            req.index.patched(&req.raw, &patch)
         }
         Plan::Translate { endpoint, .. } => {
             patch.num_ctx = d.num_ctx.map(NumCtxPatch::Set);
             patch.num_predict = d.num_predict;
             patch.force_stream = Some(true);
+            // The client's request, decoded from its bytes, becomes the native one, written
+            // once and patched like a native body.
             let native = match endpoint {
                 NativeEndpoint::Chat => {
-                    let parsed = herd_core::api::decode(&req.body).map_err(|e| (400, e.to_string()))?;
+                    let parsed = req.index.decode(&req.raw).map_err(|e| (400, e.to_string()))?;
                     let t = chat_request(parsed, SamplingDefaults::OllamaV1)
                         .map_err(|e| (e.http_status(), e.to_string()))?;
                     include_usage = t.include_usage();
                     let body = t.into_body().map_err(|e| (e.http_status(), e.to_string()))?;
-                    serde_json::to_value(body)
+                    serde_json::to_vec(&body)
                 }
                 NativeEndpoint::Generate => {
-                    let parsed = herd_core::api::decode(&req.body).map_err(|e| (400, e.to_string()))?;
+                    let parsed = req.index.decode(&req.raw).map_err(|e| (400, e.to_string()))?;
                     let t = completion_request(parsed, SamplingDefaults::OllamaV1)
                         .map_err(|e| (e.http_status(), e.to_string()))?;
                     include_usage = t.include_usage;
-                    serde_json::to_value(t.body)
+                    serde_json::to_vec(&t.body)
                 }
             };
-            match native {
-                Ok(Value::Object(m)) => m,
-                _ => return Err((500, "translation failed".into())),
-            }
+            let native = native.map_err(|_| (500, "translation failed".to_string()))?;
+            let index = BodyIndex::new(&native, &BodyLimits::UNLIMITED).map_err(|e| (500, e.to_string()))?;
+            index.patched(&native, &patch)
         }
     };
-    apply_patch(&mut body, &patch);
-    serde_json::to_vec(&body).map(|b| (Bytes::from(b), include_usage)).map_err(|e| (500, e.to_string()))
-}
-
-fn has_herd_fields(body: &Map<String, Value>) -> bool {
-    body.contains_key("fallback_models")
-        || body.contains_key("fallback")
-        || body.get("metadata").and_then(|m| m.get("tags")).is_some()
+    Ok((Bytes::from(body), include_usage))
 }
 
 /// Runs one attempt. `Ok` when the client has its answer; `Err(guard)` to wait for core's next

@@ -75,6 +75,8 @@ conformance! {
     host_header_is_required => herd_host_header_is_required, lite_host_header_is_required;
     bearer_scheme_and_keys_are_lenient => herd_bearer_scheme_and_keys_are_lenient, lite_bearer_scheme_and_keys_are_lenient;
     oversized_body_is_not_buffered => herd_oversized_body_is_not_buffered, lite_oversized_body_is_not_buffered;
+    request_bodies_are_bounded_by_count => herd_request_bodies_are_bounded_by_count, lite_request_bodies_are_bounded_by_count;
+    bodies_in_flight_are_budgeted => herd_bodies_in_flight_are_budgeted, lite_bodies_in_flight_are_budgeted;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -68,6 +68,14 @@ pub enum ApiError {
         /// The empty field.
         field: &'static str,
     },
+    /// The body holds more of something than the router's limits allow (`body::BodyLimits`).
+    #[error("the request body holds more than {limit} {what}, the router's limit")]
+    TooMany {
+        /// What: `messages`, `content parts` or `JSON values`.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
     /// A field holds a value outside the set the upstream accepts (`think`, `reasoning_effort`,
     /// Anthropic `max_tokens: 0`).
     #[error("invalid value {value:?} for {field}")]
@@ -81,10 +89,12 @@ pub enum ApiError {
 
 impl ApiError {
     /// The HTTP status to answer with. Every variant is a client error and maps to 400, except an
-    /// empty model name, which Ollama answers with 404 (`model '' not found`).
+    /// empty model name, which Ollama answers with 404 (`model '' not found`), and a body over one
+    /// of the router's limits, 413.
     pub fn http_status(&self) -> u16 {
         match self {
             ApiError::EmptyModel => 404,
+            ApiError::TooMany { .. } => 413,
             _ => 400,
         }
     }

@@ -38,6 +38,7 @@
 //!   [`DescribeContext::prefix_min_tokens`].
 
 pub mod anthropic;
+pub mod body;
 mod error;
 pub mod estimate;
 pub mod ollama;
@@ -232,6 +233,36 @@ pub fn describe_object(
         Surface::OpenAiCompletions => run::<openai::CompletionRequest>(body, ctx),
         Surface::OpenAiEmbeddings => run::<openai::EmbeddingRequest>(body, ctx),
         Surface::AnthropicMessages => run::<anthropic::MessagesRequest>(body, ctx),
+    }
+}
+
+/// Describes a body held as sent, indexed by [`body::BodyIndex::new`]: each request type is
+/// decoded straight from the bytes, and dropped once described.
+///
+/// # Errors
+/// As [`describe_object`].
+pub fn describe_indexed(
+    surface: Surface,
+    body: &[u8],
+    index: &body::BodyIndex,
+    ctx: &DescribeContext,
+) -> Result<RequestSpec, ApiError> {
+    fn run<T: WireRequest>(
+        body: &[u8],
+        index: &body::BodyIndex,
+        ctx: &DescribeContext,
+    ) -> Result<RequestSpec, ApiError> {
+        index.decode::<T>(body)?.describe(ctx)
+    }
+    match surface {
+        Surface::OllamaChat => run::<ollama::ChatRequest>(body, index, ctx),
+        Surface::OllamaGenerate => run::<ollama::GenerateRequest>(body, index, ctx),
+        Surface::OllamaEmbed => run::<ollama::EmbedRequest>(body, index, ctx),
+        Surface::OllamaEmbeddings => run::<ollama::EmbeddingsRequest>(body, index, ctx),
+        Surface::OpenAiChat => run::<openai::ChatRequest>(body, index, ctx),
+        Surface::OpenAiCompletions => run::<openai::CompletionRequest>(body, index, ctx),
+        Surface::OpenAiEmbeddings => run::<openai::EmbeddingRequest>(body, index, ctx),
+        Surface::AnthropicMessages => run::<anthropic::MessagesRequest>(body, index, ctx),
     }
 }
 

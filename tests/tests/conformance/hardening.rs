@@ -181,3 +181,75 @@ pub(crate) fn oversized_body_is_not_buffered(r: Router) {
     assert!(grown_mb < 24, "the router grew by {grown_mb} MB for a refused body");
     assert_eq!(f.get("/api/version").status, 200);
 }
+
+/// `messages` entries and content parts are capped (413 in each protocol, naming what is over),
+/// and a 32 MB body of a million one-letter messages is refused without the router's memory
+/// growing with what its JSON would expand to.
+pub(crate) fn request_bodies_are_bounded_by_count(r: Router) {
+    let f = one_node(r, &["--max-messages", "100", "--max-parts", "10"]);
+    let message = json!({"role": "user", "content": "a"});
+    for proto in PROTOCOLS {
+        let mut body = proto.chat_body("qwen3:8b");
+        body["messages"] = Value::Array(vec![message.clone(); 101]);
+        let text = proto.assert_error(&f.post(proto.chat_path(), &body), 413, "invalid_request_error");
+        assert!(text.contains("100 messages"), "{proto:?}: {text}");
+        body["messages"] = Value::Array(vec![message.clone(); 100]);
+        assert_eq!(f.post(proto.chat_path(), &body).status, 200, "{proto:?}: 100 messages are fine");
+    }
+    let parts: Vec<Value> = (0..11).map(|_| json!({"type": "text", "text": "a"})).collect();
+    let body = json!({"model": "qwen3:8b", "messages": [{"role": "user", "content": parts}]});
+    let text = Proto::OpenAi.assert_error(&f.post("/v1/chat/completions", &body), 413, "invalid_request_error");
+    assert!(text.contains("10 content parts"), "{text}");
+    drop(f);
+
+    let f = one_node(r, &[]);
+    let before = f.router_rss_kb();
+    let mut flood = String::with_capacity(33 << 20);
+    flood.push_str(r#"{"model":"qwen3:8b","stream":false,"messages":["#);
+    for i in 0..1_000_000 {
+        flood.push_str(if i == 0 { r#"{"role":"user","content":"a"}"# } else { r#",{"role":"user","content":"a"}"# });
+    }
+    flood.push_str("]}");
+    let text = Proto::Ollama.assert_error(&post_raw(&f, "/api/chat", &flood), 413, "");
+    assert!(text.contains("messages"), "{text}");
+    let grown_mb = f.router_rss_kb().saturating_sub(before) / 1024;
+    assert!(grown_mb < 4 * 32 + 16, "the router grew by {grown_mb} MB for a 32 MB body");
+    assert_eq!(f.post("/api/chat", &Proto::Ollama.chat_body("qwen3:8b")).status, 200);
+}
+
+/// The bytes of bodies in flight are budgeted over all requests: while one client holds a
+/// declared 6 MiB body open, another 5 MiB body is 503 with `Retry-After` (in its protocol's
+/// envelope), and once the first leaves it is served.
+pub(crate) fn bodies_in_flight_are_budgeted(r: Router) {
+    let f = one_node(r, &["--max-body-mb", "8", "--max-inflight-body-mb", "8"]);
+    let mut holder = TcpStream::connect(f.addr()).unwrap();
+    let head = format!(
+        "POST /api/chat HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{{",
+        6 << 20
+    );
+    holder.write_all(head.as_bytes()).unwrap();
+    let mut body = Proto::OpenAi.chat_body("qwen3:8b");
+    body["messages"][0]["content"] = json!("a".repeat(5 << 20));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let reply = f.post("/v1/chat/completions", &body);
+        if reply.status == 503 {
+            break reply;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert!(Instant::now() < deadline, "the held body never counted against the budget");
+    };
+    assert_eq!(refused.header("retry-after"), "1");
+    let text = Proto::OpenAi.assert_error(&refused, 503, "api_error");
+    assert!(text.contains("in flight"), "{text}");
+    drop(holder);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = f.post("/v1/chat/completions", &body);
+        if reply.status == 200 {
+            break;
+        }
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert!(Instant::now() < deadline, "the budget was not given back when the client left");
+    }
+}
