@@ -90,3 +90,16 @@ pub fn start(args: &Args) -> Result<Running, String> {
     smol::spawn(server::serve(listener, app.clone(), draining.clone())).detach();
     Ok(Running { addr, app, traces, draining })
 }
+
+/// Gives memory freed inside glibc's heaps back to the system (`malloc_trim`), after a request
+/// with a large body: its typed copy was many small blocks, which glibc keeps otherwise, and a
+/// small device should not hold a large request's memory until the next one.
+#[allow(unsafe_code)]
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes an integer and only returns free memory of the allocator's own
+    // heaps to the system; no live allocation is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -7,7 +7,23 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// glibc serves a freed large block's size from the heap from then on (its mmap threshold follows
+/// the largest block freed, up to 32 MiB), and a heap with one live block near its top is never
+/// trimmed: after one 32 MB request herd-lite kept 40 MB, after eight 270 MB. A fixed threshold
+/// keeps every block of 256 KiB or more in its own mapping, returned to the system when freed;
+/// the router's per-request buffers are far smaller, so nothing on the hot path changes.
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes two integers and changes a setting of glibc's allocator, before any
+    // thread is started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let args = Args::parse();
     herd_service::args::init_logging();
     if args.threads > 0 && std::env::var_os("SMOL_THREADS").is_none() {

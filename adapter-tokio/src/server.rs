@@ -140,11 +140,28 @@ pub async fn read_body(
         answer.headers.push(("connection", "close".to_string()));
         return Err(answer);
     }
-    let limited = http_body_util::Limited::new(body, limit);
-    match tokio::time::timeout(app.read_timeout, limited.collect()).await {
-        Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large(proto, limit)),
-        Ok(Err(_)) => Err(body_unreadable(proto)),
+    // Gathered into one buffer of the declared size as frames arrive: the body is held once, not
+    // once in frames and again when joined.
+    let declared = body.size_hint().exact().unwrap_or(0).min(limit as u64) as usize;
+    let read = async {
+        let mut out = Vec::with_capacity(declared);
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(|_| false)?.into_data() else { continue };
+            if out.len() + data.len() > limit {
+                return Err(true);
+            }
+            if out.is_empty() && declared > 0 && data.len() == declared {
+                // The whole body in one frame: keep it as is.
+                return Ok(data);
+            }
+            out.extend_from_slice(&data);
+        }
+        Ok(Bytes::from(out))
+    };
+    match tokio::time::timeout(app.read_timeout, read).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(true)) => Err(too_large(proto, limit)),
+        Ok(Err(false)) => Err(body_unreadable(proto)),
         Err(_) => Err(body_timeout(proto)),
     }
 }

@@ -251,6 +251,11 @@ pub struct BodyPermit {
 }
 
 impl BodyPermit {
+    /// Bytes it holds.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Takes `more` bytes for the same request (a chunked body, known once read).
     pub fn grow(&mut self, more: usize) -> bool {
         match self.budget.reserve(more) {

@@ -221,7 +221,8 @@ fn attempt_body(req: &Request, d: &Dispatch, plan: Plan) -> Result<(Bytes, bool)
             patch.num_predict = d.num_predict;
             patch.force_stream = Some(true);
             // The client's request, decoded from its bytes, becomes the native one, written
-            // once and patched like a native body.
+            // once (each typed copy is dropped as soon as the next exists) and patched like a
+            // native body.
             let native = match endpoint {
                 NativeEndpoint::Chat => {
                     let parsed = req.index.decode(&req.raw).map_err(|e| (400, e.to_string()))?;
