@@ -133,9 +133,15 @@ pub(crate) fn saturate(n: u64) -> u32 {
 /// ignores the repeats (the answer already failed).
 macro_rules! ndjson_input {
     ($($field:ident).+) => {
-        /// Feeds one NDJSON line (without its `\n`). Blank lines are skipped; a line that is not
-        /// JSON fails the answer with [`ResponseError::Malformed`](crate::translate::ResponseError).
+        /// Feeds one NDJSON line (without its `\n`; the `\r` of a CRLF ending is dropped, as
+        /// [`handle_bytes`](Self::handle_bytes) drops it). Blank lines are skipped; a line that is
+        /// not JSON fails the answer with [`ResponseError::Malformed`](crate::translate::ResponseError).
         pub fn handle_line(&mut self, line: &[u8]) {
+            self.handle_split_line(line.strip_suffix(b"\r").unwrap_or(line));
+        }
+
+        /// Handles one line the splitter already cut (its CRLF's `\r` dropped).
+        fn handle_split_line(&mut self, line: &[u8]) {
             // Most lines only add text: read them in one pass, without building a value.
             if let Some(plain) = $crate::translate::scan::plain(line, self.line_endpoint()) {
                 self.handle_plain(plain);
@@ -156,7 +162,7 @@ macro_rules! ndjson_input {
         pub fn handle_bytes(&mut self, data: &[u8]) {
             // The splitter is lent out while its lines are handled (they borrow from it).
             let mut lines = std::mem::take(&mut self.$($field).+);
-            let split = lines.feed_with(data, |line| self.handle_line(line));
+            let split = lines.feed_with(data, |line| self.handle_split_line(line));
             self.$($field).+ = lines;
             if let Err(err) = split {
                 self.handle_failure(err.into());
@@ -166,7 +172,7 @@ macro_rules! ndjson_input {
         /// Handles the last line when the body did not end with `\n`.
         fn flush_lines(&mut self) {
             match self.$($field).+.finish() {
-                Ok(Some(rest)) => self.handle_line(&rest),
+                Ok(Some(rest)) => self.handle_split_line(&rest),
                 Ok(None) => {}
                 Err(err) => self.handle_failure(err.into()),
             }
