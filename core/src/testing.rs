@@ -521,6 +521,19 @@ pub fn fuzz_request_body(data: &[u8]) {
             assert!(!spec.model.as_str().is_empty(), "a described request names a model");
         }
     }
+    // The router reads bodies through the index: it must agree with the whole parse.
+    let patch = crate::api::patch::BodyPatch {
+        model: Some(crate::ids::ModelName::new("fuzz:1b")),
+        num_ctx: Some(crate::api::patch::NumCtxPatch::Set(4096)),
+        num_predict: Some(64),
+        keep_alive: Some(serde_json::Value::from(-1)),
+        force_stream: Some(true),
+        strip_herd_fields: true,
+    };
+    if let Err(e) = crate::api::body::check_index_agrees(data, &patch) {
+        panic!("body index disagrees: {e}");
+    }
+    let _ = crate::api::body::BodyIndex::new(data, &crate::api::body::BodyLimits::default());
 }
 
 #[cfg(any(test, feature = "testing"))]

@@ -141,9 +141,9 @@ impl BodyIndex {
                     one.push(b'}');
                     serde_json::from_slice::<T>(&one)
                         .err()
-                        .map(|e| ApiError::WrongFieldType { field: key.clone(), detail: e.to_string() })
+                        .map(|e| ApiError::WrongFieldType { field: key.clone(), detail: without_position(&e) })
                 })
-                .unwrap_or_else(|| ApiError::WrongFieldType { field: String::new(), detail: whole.to_string() })
+                .unwrap_or_else(|| ApiError::WrongFieldType { field: String::new(), detail: without_position(&whole) })
         })
     }
 
@@ -210,6 +210,14 @@ impl BodyIndex {
         out.push(b'}');
         out
     }
+}
+
+/// serde's description without its position (which would point into the one-field object built
+/// to find the field, not into the client's body).
+fn without_position(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    full.strip_suffix(&suffix).unwrap_or(&full).to_string()
 }
 
 /// Writes `"key":value`.
@@ -387,6 +395,35 @@ pub fn shape_of(body: &[u8]) -> Option<BodyShape> {
     let fields = FieldsSeed { max: usize::MAX }.deserialize(&mut serde_json::Deserializer::from_slice(body)).ok()?;
     tally.walk(&fields).ok()?;
     Some(tally.shape)
+}
+
+/// Checks that the index agrees with parsing the whole body into a `serde_json` object (the way
+/// the router read bodies before): whatever that parse accepts the index accepts, every surface
+/// describes the body the same way, and [`BodyIndex::patched`] gives the object [`apply_patch`]
+/// gives. For the fuzz target and the property tests.
+///
+/// # Errors
+/// The first disagreement, described.
+#[cfg(any(test, feature = "testing"))]
+pub fn check_index_agrees(data: &[u8], patch: &BodyPatch) -> Result<(), String> {
+    use super::{describe_indexed, describe_object, parse_body, DescribeContext, Surface};
+    let Ok(mut object) = parse_body(data) else { return Ok(()) };
+    let index =
+        BodyIndex::new(data, &BodyLimits::UNLIMITED).map_err(|e| format!("index refused a JSON object: {e}"))?;
+    let ctx = DescribeContext { client: Some("10.0.0.1".into()), ..DescribeContext::default() };
+    for surface in Surface::ALL {
+        let (a, b) = (describe_indexed(surface, data, &index, &ctx), describe_object(surface, &object, &ctx));
+        if a != b {
+            return Err(format!("{surface:?}: indexed {a:?} vs parsed {b:?}"));
+        }
+    }
+    let patched: Value =
+        serde_json::from_slice(&index.patched(data, patch)).map_err(|e| format!("patched body: {e}"))?;
+    apply_patch(&mut object, patch);
+    if patched != Value::Object(object.clone()) {
+        return Err(format!("patched {patched} vs {}", Value::Object(object)));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -402,6 +402,23 @@ proptest! {
     }
 
     #[test]
+    fn body_index_agrees_with_the_parsed_object(
+        body in prop_oneof![ollama_chat(), openai_chat(), anthropic_messages(), object().prop_map(Value::Object)],
+        patch in patch(),
+        duplicate in prop::option::of((key(), value())),
+    ) {
+        let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
+        if let (Some((k, v)), Some(b'}')) = (duplicate, bytes.last()) {
+            // A repeated name: the last one wins, for the index as for serde_json's object.
+            bytes.pop();
+            let sep = if bytes.len() > 1 { "," } else { "" };
+            bytes.extend_from_slice(format!("{sep}{}:{v}}}", Value::from(k)).as_bytes());
+        }
+        let checked = crate::api::body::check_index_agrees(&bytes, &patch);
+        prop_assert_eq!(checked, Ok(()), "{}", String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
     fn apply_patch_is_idempotent(body in object(), patch in patch()) {
         let mut once = body.clone();
         apply_patch(&mut once, &patch);
