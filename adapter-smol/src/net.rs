@@ -24,6 +24,9 @@ impl Runtime for SmolRuntime {
     fn spawn(&self, task: BoxFuture<'static, ()>) {
         smol::spawn(task).detach();
     }
+    fn release_memory(&self) {
+        crate::release_freed_memory();
+    }
 }
 
 /// Bytes read from a socket at once.

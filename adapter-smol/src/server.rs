@@ -20,9 +20,6 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// After a request whose body held at least this much, freed memory is given back to the system.
-const RELEASE_AFTER_BYTES: usize = 1 << 20;
-
 /// Most request headers accepted (as `herd`).
 pub const MAX_HEADERS: usize = 100;
 /// Largest request head, bytes (as `herd`).
@@ -278,7 +275,7 @@ impl Conn {
                 Either::Right(()) => return Ok(false),
             }
         };
-        let large = permit.bytes() >= RELEASE_AFTER_BYTES;
+        let large = permit.bytes() >= herd_service::RELEASE_AFTER_BYTES;
         drop(permit);
         if answer.header("connection") == Some("close") {
             keep_alive = false;
@@ -286,8 +283,7 @@ impl Conn {
         keep_alive &= !self.draining.is_draining();
         let written = self.write(answer, is_head, keep_alive).await;
         if large {
-            // Everything the request held is freed by now.
-            crate::release_freed_memory();
+            herd_service::release_after_large_request(&self.app.runtime);
         }
         written?;
         Ok(keep_alive)

@@ -13,20 +13,8 @@ use std::io::Write;
 /// 2 MiB page per touched region made the router's RSS jump under load (34 MB on the benchmark
 /// against 14 MB with glibc). Huge pages are turned off for this process before the first fault
 /// that could use one.
-///
-/// mimalloc also keeps freed memory committed for `purge_delay` (10 ms) and purges it only when
-/// the freeing thread allocates again: after a 32 MB request the router kept 110 MB until the next
-/// large one. Purging at once gives it back (RSS back to idle within the request) at no cost the
-/// S1 benchmark could see.
 #[allow(unsafe_code)]
 fn tune_allocator() {
-    /// `mi_option_purge_delay` in mimalloc.h (v2 and v3), which libmimalloc-sys does not name.
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: mi_option_set takes two integers and only changes an option of the allocator,
-    // which reads it when it purges; no memory of ours is touched.
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
-    }
     #[cfg(target_os = "linux")]
     // SAFETY: prctl(PR_SET_THP_DISABLE) takes integer arguments only and changes a flag of this
     // process; it touches no memory of ours.

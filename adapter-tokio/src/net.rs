@@ -25,6 +25,9 @@ impl Runtime for TokioRuntime {
     fn spawn(&self, task: BoxFuture<'static, ()>) {
         tokio::spawn(task);
     }
+    fn release_memory(&self) {
+        crate::server::release_freed_memory();
+    }
 }
 
 /// A tokio TCP connection to a node.

@@ -32,6 +32,20 @@ pub const MAX_HEADERS: usize = 100;
 /// Largest request head, bytes.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// Gives memory mimalloc holds freed back to the system at once. mimalloc purges freed memory
+/// only when the freeing thread allocates again (after `purge_delay`), so after one 32 MB request
+/// `herd` kept 110 MB until the next large one; purging on every free instead cost S1 about 8 %.
+/// Called after large requests only. (In a binary with another global allocator this only
+/// tidies mimalloc's own, unused heap.)
+#[allow(unsafe_code)]
+pub fn release_freed_memory() {
+    // SAFETY: mi_collect takes a flag and only frees memory mimalloc itself holds unused; no
+    // live allocation is touched.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
+}
+
 /// Accepts connections until the task is dropped.
 /// Stops the listener and lets open connections finish: [`Draining::begin`] closes idle
 /// keep-alive connections and lets every request in progress (streams included) end, and
@@ -208,8 +222,13 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp
     if declared.is_none() && !permit.grow(body.len()) {
         return response(service::budget_full(&app, admitted.proto), head);
     }
+    let app_runtime = app.runtime.clone();
     let answer = service::serve(app, admitted, method, parts.uri.query().unwrap_or(""), body, peer).await;
+    let large = permit.bytes() >= herd_service::RELEASE_AFTER_BYTES;
     drop(permit);
+    if large {
+        herd_service::release_after_large_request(&app_runtime);
+    }
     response(answer, head)
 }
 

@@ -43,7 +43,27 @@ pub trait Runtime: Send + Sync + 'static {
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
     /// Runs `task` to completion in the background.
     fn spawn(&self, task: BoxFuture<'static, ()>);
+    /// Gives memory the allocator holds freed back to the system. The service calls it after it
+    /// let go of a large body's copies ([`RELEASE_AFTER_BYTES`]): allocators keep freed memory
+    /// for reuse, so a router would otherwise sit on a large request's peak until the next one.
+    fn release_memory(&self) {}
 }
+
+/// After a request with a large body is answered: gives freed memory back now, and once more a
+/// second later, for buffers still held as the answer went out (the node connection's) and freed
+/// just after.
+pub fn release_after_large_request(rt: &Arc<dyn Runtime>) {
+    rt.release_memory();
+    let later = rt.clone();
+    rt.spawn(Box::pin(async move {
+        later.sleep(Duration::from_secs(1)).await;
+        later.release_memory();
+    }));
+}
+
+/// A body at least this large has its copies' memory given back (`Runtime::release_memory`) as
+/// soon as they are freed.
+pub const RELEASE_AFTER_BYTES: usize = 1 << 20;
 
 /// A body read as it is polled: `None` at its end, `Some(Err)` when it failed (its connection
 /// broke); it is not polled again after either.

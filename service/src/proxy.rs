@@ -126,6 +126,10 @@ pub async fn serve(app: Arc<App>, surface: Surface, hints: Hints, body: Bytes, c
         Err(e) => return error_answer(proto, e.http_status(), &e.to_string(), None),
     };
     let client_model = index.value(&body, "model").and_then(|m| m.as_str().map(str::to_string)).unwrap_or_default();
+    if body.len() >= crate::RELEASE_AFTER_BYTES {
+        // The typed copy that described it is gone.
+        app.runtime.release_memory();
+    }
     let mut req = Request { surface, proto, spec, index, raw: body, client_model, last_error: None };
     run(app, &mut req).await
 }
@@ -198,7 +202,9 @@ fn upstream_message(text: &str) -> String {
 }
 
 /// Builds the body for one attempt.
-fn attempt_body(req: &Request, d: &Dispatch, plan: Plan) -> Result<(Bytes, bool), (u16, String)> {
+/// Builds the body for one attempt; `release` gives freed memory back between the copies a large
+/// translated body goes through.
+fn attempt_body(req: &Request, d: &Dispatch, plan: Plan, release: &dyn Fn()) -> Result<(Bytes, bool), (u16, String)> {
     let model = (d.model != req.spec.model).then(|| d.model.clone());
     let mut patch = BodyPatch { model, strip_herd_fields: true, ..BodyPatch::default() };
     let mut include_usage = false;
@@ -230,22 +236,31 @@ fn attempt_body(req: &Request, d: &Dispatch, plan: Plan) -> Result<(Bytes, bool)
                         .map_err(|e| (e.http_status(), e.to_string()))?;
                     include_usage = t.include_usage();
                     let body = t.into_body().map_err(|e| (e.http_status(), e.to_string()))?;
-                    serde_json::to_vec(&body)
+                    write_sized(&body, req.raw.len())
                 }
                 NativeEndpoint::Generate => {
                     let parsed = req.index.decode(&req.raw).map_err(|e| (400, e.to_string()))?;
                     let t = completion_request(parsed, SamplingDefaults::OllamaV1)
                         .map_err(|e| (e.http_status(), e.to_string()))?;
                     include_usage = t.include_usage;
-                    serde_json::to_vec(&t.body)
+                    write_sized(&t.body, req.raw.len())
                 }
             };
             let native = native.map_err(|_| (500, "translation failed".to_string()))?;
+            release();
             let index = BodyIndex::new(&native, &BodyLimits::UNLIMITED).map_err(|e| (500, e.to_string()))?;
             index.patched(&native, &patch)
         }
     };
     Ok((Bytes::from(body), include_usage))
+}
+
+/// `value` as JSON in a buffer sized for `about` bytes up front: a large body is not copied
+/// through a doubling buffer (which held up to three times its size at once).
+fn write_sized<T: serde::Serialize>(value: &T, about: usize) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(about + 1024);
+    serde_json::to_writer(&mut out, value)?;
+    Ok(out)
 }
 
 /// Runs one attempt. `Ok` when the client has its answer; `Err(guard)` to wait for core's next
@@ -259,7 +274,13 @@ async fn attempt(
     guard: EndGuard,
 ) -> Result<Answer, EndGuard> {
     let plan = Plan::of(req.surface, &req.spec, d);
-    let (bytes, include_usage) = match attempt_body(req, d, plan) {
+    let large = req.raw.len() >= crate::RELEASE_AFTER_BYTES;
+    let release = || {
+        if large {
+            app.runtime.release_memory();
+        }
+    };
+    let (bytes, include_usage) = match attempt_body(req, d, plan, &release) {
         Ok(b) => b,
         Err((status, message)) => {
             // The body cannot be sent anywhere: the client's error. Tell core the node refused it.
@@ -268,6 +289,8 @@ async fn attempt(
             return Err(guard);
         }
     };
+    // What the attempt body was built from is gone.
+    release();
     let headers = app.node_headers();
     let call = app.upstream.send("POST", &addr.url, plan.path(), &headers, Some(bytes));
     let resp = match race(call, cancel_of(rx, d.attempt)).await {

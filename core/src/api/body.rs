@@ -80,20 +80,32 @@ impl BodyIndex {
             }
             _ => ApiError::from_body_error(&e),
         })?;
-        let mut tally = Tally { shape: BodyShape { values: 1, ..BodyShape::default() }, limits: *limits, over: None };
-        tally.walk(&fields).map_err(|e| tally.over.take().unwrap_or_else(|| ApiError::from_body_error(&e)))?;
-        // One entry per name, the last one sent, in the order sent.
-        let mut last = std::collections::BTreeMap::new();
-        for (i, (key, _)) in fields.0.iter().enumerate() {
-            last.insert(key.as_ref(), i);
+        // Every value, message or part takes at least two bytes (`1,`): a body shorter than twice
+        // the smallest limit cannot go over any, and is not counted.
+        let smallest = limits.max_values.min(limits.max_messages).min(limits.max_parts);
+        if body.len() / 2 >= smallest {
+            let mut tally =
+                Tally { shape: BodyShape { values: 1, ..BodyShape::default() }, limits: *limits, over: None };
+            tally.walk(&fields).map_err(|e| tally.over.take().unwrap_or_else(|| ApiError::from_body_error(&e)))?;
         }
+        // One entry per name, the last one sent, in the order sent (a sorted copy of the names
+        // finds repeats in n log n; bodies have a handful of fields).
+        let mut names: Vec<(&str, usize)> = fields.0.iter().enumerate().map(|(i, (k, _))| (k.as_ref(), i)).collect();
+        names.sort_unstable();
+        let duplicates = names.windows(2).any(|w| w[0].0 == w[1].0);
+        let keep = |i: usize| {
+            !duplicates || {
+                let name = fields.0[i].0.as_ref();
+                let at = names.partition_point(|(n, _)| *n <= name);
+                names[at - 1].1 == i
+            }
+        };
         let base = body.as_ptr() as usize;
-        let duplicates = last.len() != fields.0.len();
         let fields = fields
             .0
             .iter()
             .enumerate()
-            .filter(|(i, (key, _))| last.get(key.as_ref()) == Some(i))
+            .filter(|&(i, _)| keep(i))
             .map(|(_, (key, raw))| {
                 let start = raw.get().as_ptr() as usize - base;
                 (key.to_string(), start..start + raw.get().len())
@@ -189,7 +201,7 @@ impl BodyIndex {
                 out.push(b',');
             }
             first = false;
-            push_field(&mut out, k, serde_json::to_string(v).unwrap_or_default().as_bytes());
+            let _ = serde_json::to_writer(&mut *push_key(&mut out, k), v);
         }
         out.push(b'}');
         out
@@ -222,9 +234,14 @@ fn without_position(e: &serde_json::Error) -> String {
 
 /// Writes `"key":value`.
 fn push_field(out: &mut Vec<u8>, key: &str, value: &[u8]) {
-    out.extend_from_slice(serde_json::to_string(key).unwrap_or_default().as_bytes());
+    push_key(out, key).extend_from_slice(value);
+}
+
+/// Writes `"key":` (the name escaped as JSON).
+fn push_key<'a>(out: &'a mut Vec<u8>, key: &str) -> &'a mut Vec<u8> {
+    let _ = serde_json::to_writer(&mut *out, key);
     out.push(b':');
-    out.extend_from_slice(value);
+    out
 }
 
 /// The top-level object as (name, raw value) pairs in order.
