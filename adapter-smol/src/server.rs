@@ -228,7 +228,9 @@ impl Conn {
         if let (Framing::Length(n), true) = (head.framing, head.expects_continue) {
             if n > admitted.body_limit as u64 {
                 // Refused before `100 Continue`: the client need not send the body at all.
-                self.write(too_large(admitted.proto, admitted.body_limit), is_head, false).await?;
+                let answer = too_large(admitted.proto, admitted.body_limit);
+                service::note_unread_refusal(&admitted, self.peer, &answer);
+                self.write(answer, is_head, false).await?;
                 return Ok(false);
             }
         }
@@ -258,6 +260,7 @@ impl Conn {
             Ok(b) => b,
             Err(None) => return Ok(false),
             Err(Some(answer)) => {
+                service::note_unread_refusal(&admitted, self.peer, &answer);
                 self.write(answer, is_head, false).await?;
                 return Ok(false);
             }

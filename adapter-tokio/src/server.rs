@@ -217,7 +217,10 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp
     };
     let body = match read_body(&app, body, admitted.proto, admitted.body_limit, expects_continue).await {
         Ok(b) => b,
-        Err(refused) => return response(refused, head),
+        Err(refused) => {
+            service::note_unread_refusal(&admitted, peer, &refused);
+            return response(refused, head);
+        }
     };
     if declared.is_none() && !permit.grow(body.len()) {
         return response(service::budget_full(&app, admitted.proto), head);

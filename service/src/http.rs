@@ -142,6 +142,14 @@ pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Resu
     Ok(Admitted { path: path.to_string(), proto, surface: None, hints: Hints::default(), body_limit })
 }
 
+/// Logs a request refused before its body was read, when it was a heartbeat (a node's refusals
+/// are never silent; a client's 413 is its own business).
+pub fn note_unread_refusal(admitted: &Admitted, peer: SocketAddr, answer: &Answer) {
+    if admitted.path == "/heartbeat" {
+        tracing::warn!(peer = %peer.ip(), status = answer.status, limit = admitted.body_limit, "heartbeat refused unread");
+    }
+}
+
 /// Takes `bytes` of a request's body from the router's budget of bodies in flight (a declared
 /// `Content-Length` before reading, a chunked body's length once read); the permit is held until
 /// the request is answered. `Err` is the 503 to answer instead.
