@@ -183,3 +183,23 @@ pub async fn serve(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_table_of_methods() {
+        assert_eq!(allowed_methods("/api/chat"), Some("POST"));
+        assert_eq!(allowed_methods("/v1/models/qwen3:8b"), Some("GET, HEAD"));
+        assert_eq!(allowed_methods("/fleet/drain/box"), Some("POST"));
+        assert_eq!(allowed_methods("/api/delete"), Some("DELETE"));
+        assert_eq!(allowed_methods("/nowhere"), None);
+        let openai = method_not_allowed("/v1/chat/completions");
+        assert_eq!((openai.status, openai.header("allow")), (405, Some("POST")));
+        assert!(openai.header("content-type").is_some_and(|t| t.starts_with("application/json")));
+        let native = method_not_allowed("/api/tags");
+        assert_eq!(native.header("allow"), Some("GET, HEAD"));
+        assert!(native.header("content-type").is_some_and(|t| t.starts_with("text/plain")));
+    }
+}

@@ -500,3 +500,13 @@ fn empty_bodies_and_framing_errors() {
     assert_eq!(capped.feed(b"5\r\n", &mut Vec::new()), Err(BodyError::TooLarge { limit: 4 }));
     assert_eq!(BodyDecoder::with_max(Framing::Chunked, limits, 100).max_bytes(), Some(4), "the smaller limit wins");
 }
+
+#[test]
+fn host_rule_follows_rfc_9112() {
+    use crate::codec::http1::{host_rule, HeadError, Version};
+    assert_eq!(host_rule(Version::Http11, 1), Ok(()));
+    assert_eq!(host_rule(Version::Http11, 0), Err(HeadError::Host { count: 0 }));
+    assert_eq!(host_rule(Version::Http11, 2), Err(HeadError::Host { count: 2 }));
+    assert_eq!(host_rule(Version::Http10, 0), Ok(()), "HTTP/1.0 needs no Host");
+    assert_eq!(host_rule(Version::Http10, 2), Err(HeadError::Host { count: 2 }));
+}
