@@ -6,6 +6,7 @@ use crate::driver::{Input, NodeAddr, Nodes};
 use crate::errors::{error_answer, json_answer, text_answer, Proto};
 use crate::{Answer, AnswerBody, App, BodyStream};
 use bytes::Bytes;
+use herd_core::api::body::BodyIndex;
 use herd_core::fleet::{NodeStatus, Registered};
 use herd_core::ids::ModelName;
 use herd_core::router::Router;
@@ -215,12 +216,23 @@ fn holders(r: &Router, n: &Nodes, model: &ModelName) -> Vec<Arc<NodeAddr>> {
     loaded
 }
 
+/// The body's top-level fields, within the body limits (never a tree of the whole body).
+fn index_of(app: &App, body: &[u8]) -> Result<BodyIndex, Answer> {
+    BodyIndex::new(body, &app.body_limits)
+        .map_err(|e| error_answer(Proto::Ollama, e.http_status(), &e.to_string(), None))
+}
+
+/// A top-level string field.
+fn text_field(index: &BodyIndex, body: &[u8], name: &str) -> Option<String> {
+    index.value(body, name).and_then(|v| v.as_str().map(str::to_string))
+}
+
 async fn show(app: &App, body: Bytes) -> Answer {
-    let obj: Map<String, Value> = match serde_json::from_slice(&body) {
-        Ok(o) => o,
-        Err(e) => return error_answer(Proto::Ollama, 400, &e.to_string(), None),
+    let index = match index_of(app, &body) {
+        Ok(i) => i,
+        Err(refused) => return refused,
     };
-    let Some(name) = obj.get("model").or_else(|| obj.get("name")).and_then(Value::as_str).map(str::to_string) else {
+    let Some(name) = text_field(&index, &body, "model").or_else(|| text_field(&index, &body, "name")) else {
         return error_answer(Proto::Ollama, 400, "model is required", None);
     };
     let model = ModelName::new(&name);
@@ -317,11 +329,15 @@ fn percent_decode(s: &str) -> String {
 /// Pull, delete, copy, create, push: to the node named by `?node=` (or the body's `node`); pull
 /// alone may pick the best node itself.
 async fn admin_forward(app: &App, call: &Call<'_>, path: &'static str, may_pick: bool) -> Answer {
-    let mut obj: Map<String, Value> = serde_json::from_slice(&call.body).unwrap_or_default();
+    let raw: &[u8] = if call.body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &call.body };
+    let index = match index_of(app, raw) {
+        Ok(i) => i,
+        Err(refused) => return refused,
+    };
     let named = query_param(call.query, "node")
-        .or_else(|| obj.remove("node").and_then(|v| v.as_str().map(str::to_string)))
-        .or_else(|| obj.remove("node_id").and_then(|v| v.as_str().map(str::to_string)));
-    let model = obj.get("model").or_else(|| obj.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
+        .or_else(|| text_field(&index, raw, "node"))
+        .or_else(|| text_field(&index, raw, "node_id"));
+    let model = text_field(&index, raw, "model").or_else(|| text_field(&index, raw, "name")).unwrap_or_default();
     let addr = match named {
         Some(name) => {
             let found = app
@@ -352,7 +368,8 @@ async fn admin_forward(app: &App, call: &Call<'_>, path: &'static str, may_pick:
             )
         }
     };
-    let body = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
+    // herd's own fields naming the node are not the node's business.
+    let body = Bytes::from(index.without(raw, &["node", "node_id"]));
     match forward(app, call.method, &addr, path, body).await {
         Some(resp) => resp,
         None => error_answer(Proto::Ollama, 502, &format!("node {} did not answer", addr.name), None),

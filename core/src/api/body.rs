@@ -207,6 +207,11 @@ impl BodyIndex {
         out
     }
 
+    /// The object without the fields named in `skip`, every other field as sent.
+    pub fn without(&self, body: &[u8], skip: &[&str]) -> Vec<u8> {
+        self.splice(body, skip)
+    }
+
     /// The object with every field but those in `skip`, as sent (duplicates dropped).
     fn splice(&self, body: &[u8], skip: &[&str]) -> Vec<u8> {
         let mut out = Vec::with_capacity(body.len() + 64);

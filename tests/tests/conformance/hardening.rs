@@ -184,7 +184,7 @@ pub(crate) fn oversized_body_is_not_buffered(r: Router) {
 
 /// `messages` entries and content parts are capped (413 in each protocol, naming what is over),
 /// and a 32 MB body of a million one-letter messages is refused without the router's memory
-/// growing with what its JSON would expand to.
+/// growing with what its JSON would expand to; `/api/show` and the admin paths count values too.
 pub(crate) fn request_bodies_are_bounded_by_count(r: Router) {
     let f = one_node(r, &["--max-messages", "100", "--max-parts", "10"]);
     let message = json!({"role": "user", "content": "a"});
@@ -212,6 +212,12 @@ pub(crate) fn request_bodies_are_bounded_by_count(r: Router) {
     flood.push_str("]}");
     let text = Proto::Ollama.assert_error(&post_raw(&f, "/api/chat", &flood), 413, "");
     assert!(text.contains("messages"), "{text}");
+    // The fleet paths that read a body read it the same way.
+    let values = format!(r#"{{"model":"qwen3:8b","x":[{}1]}}"#, "1,".repeat(1_000_000));
+    for path in ["/api/show", "/api/pull"] {
+        let text = Proto::Ollama.assert_error(&post_raw(&f, path, &values), 413, "");
+        assert!(text.contains("JSON values"), "{path}: {text}");
+    }
     let grown_mb = f.router_rss_kb().saturating_sub(before) / 1024;
     assert!(grown_mb < 4 * 32 + 16, "the router grew by {grown_mb} MB for a 32 MB body");
     assert_eq!(f.post("/api/chat", &Proto::Ollama.chat_body("qwen3:8b")).status, 200);
