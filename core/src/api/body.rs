@@ -133,29 +133,20 @@ impl BodyIndex {
     ///
     /// # Errors
     /// [`ApiError::WrongFieldType`] naming the first top-level field (in name order) that does not
-    /// decode, as [`super::decode`] does.
+    /// decode, exactly as [`super::decode`] does.
     pub fn decode<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, ApiError> {
         let whole = if self.duplicates {
             serde_json::from_slice(&self.splice(body, &[]))
         } else {
             serde_json::from_slice(body)
         };
-        whole.map_err(|whole| {
-            // serde's message does not say which field failed; try each field alone to find it.
-            let mut names: Vec<&(String, Range<usize>)> = self.fields.iter().collect();
-            names.sort_by(|a, b| a.0.cmp(&b.0));
-            names
-                .into_iter()
-                .find_map(|(key, range)| {
-                    let mut one = Vec::with_capacity(range.len() + key.len() + 8);
-                    one.push(b'{');
-                    push_field(&mut one, key, &body[range.clone()]);
-                    one.push(b'}');
-                    serde_json::from_slice::<T>(&one)
-                        .err()
-                        .map(|e| ApiError::WrongFieldType { field: key.clone(), detail: without_position(&e) })
-                })
-                .unwrap_or_else(|| ApiError::WrongFieldType { field: String::new(), detail: without_position(&whole) })
+        whole.or_else(|_| {
+            // Straight from the bytes, a repeated name inside a nested object is an error, where
+            // every JSON decoder herd talks to keeps the last one; and serde's message does not
+            // say which field failed. Only then is the body read as a tree (within the limits
+            // the index was built with), which decides both as before.
+            let object = super::parse_body(body)?;
+            super::decode::<T>(&object)
         })
     }
 
@@ -227,14 +218,6 @@ impl BodyIndex {
         out.push(b'}');
         out
     }
-}
-
-/// serde's description without its position (which would point into the one-field object built
-/// to find the field, not into the client's body).
-fn without_position(e: &serde_json::Error) -> String {
-    let full = e.to_string();
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    full.strip_suffix(&suffix).unwrap_or(&full).to_string()
 }
 
 /// Writes `"key":value`.
@@ -521,6 +504,24 @@ mod tests {
         assert_eq!(req.model.as_deref(), Some("b"));
         let openai: openai::ChatRequest = index("{}").unwrap().decode(b"{}").unwrap();
         assert!(openai.messages.is_none());
+    }
+
+    #[test]
+    fn a_repeated_name_inside_a_message_keeps_the_last_one() {
+        // A fuzz finding: straight from the bytes serde refuses a repeated field, where the
+        // JSON decoders herd talks to (and serde_json's own object) keep the last one.
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"a","content":"b"}]}"#;
+        let i = BodyIndex::new(body, &BodyLimits::default()).unwrap();
+        let req: ollama::ChatRequest = i.decode(body).unwrap();
+        assert_eq!(req.messages.unwrap()[0].content.as_deref(), Some("b"));
+        let bad = br#"{"model":"m","messages":[{"role":"user","content":"a","content":[1]}]}"#;
+        let i = BodyIndex::new(bad, &BodyLimits::default()).unwrap();
+        assert_eq!(
+            i.decode::<ollama::ChatRequest>(bad),
+            crate::api::decode::<ollama::ChatRequest>(&crate::api::parse_body(bad).unwrap())
+        );
+        let crash = r#"{"model":"qwen3:8b","messages":[{"role":"systsystem","content":"be briem","content":"be brief"},{"role":"user","content":[{"type":"image_krl","imaTge_url":{"url":"data:image/png;base28,aGk="}}]}],"Max_completion_tokens":32,"stream_options":{"incluusage":true},"tools":[{"type":"function","ge_ufunction":{"name":"frl","imaTge_u":{}}}]}"#;
+        assert_eq!(check_index_agrees(crash.as_bytes(), &BodyPatch::default()), Ok(()));
     }
 
     #[test]
