@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target for N minutes each from its committed corpus, then merges the
-# inputs that found new coverage back into fuzz/corpus/<target> (libFuzzer's -merge keeps only
-# those), and prints one line per target: executions, speed, corpus size before and after, and
-# crashes (saved under fuzz/artifacts/<target>/; the script then exits non-zero).
+# Runs every cargo-fuzz target for N minutes each from its committed corpus, merges the inputs
+# that found new coverage back into fuzz/corpus/<target> (libFuzzer's -merge), minimises the
+# corpus (cargo fuzz cmin: the smallest set with the same coverage), and prints one line per
+# target: executions, speed, corpus size before and after, and crashes (saved under
+# fuzz/artifacts/<target>/; the script then exits non-zero).
 #
 #   bash scripts/fuzz-all.sh [minutes per target, default 10] [parallel jobs per target, default 1]
 #
@@ -32,6 +33,7 @@ for t in $targets; do
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{s+=$2} END{print s+0}')
   [ "$runs" -gt 0 ] || runs=$(grep -oE '#[0-9]+' "$log" | tail -1 | tr -d '#')
   cargo +nightly fuzz run -O "$t" "corpus/$t" "$scratch" -- -merge=1 >/dev/null 2>&1 || true
+  cargo +nightly fuzz cmin -O "$t" >/dev/null 2>&1 || true
   after=$(ls "corpus/$t" | wc -l)
   printf '%-14s %4d min x%d  %12s runs  %9s runs/s  corpus %d -> %d  %s\n' "$t" "$minutes" "$jobs" "$runs" \
     "$(awk -v r="${runs:-0}" -v s=$((minutes * 60 * jobs)) 'BEGIN{printf "%.0f", r / s}')" "$before" "$after" "$status"
