@@ -20,6 +20,11 @@ pub fn init_logging() {
         .init();
 }
 
+/// A key as configured: trimmed (`"k1, k2"` is two keys), empty = none.
+fn key(raw: &str) -> Option<String> {
+    Some(raw.trim()).filter(|k| !k.is_empty()).map(str::to_string)
+}
+
 /// The router's options.
 #[derive(Args, Debug, Clone)]
 pub struct RouterArgs {
@@ -153,6 +158,7 @@ impl RouterArgs {
     /// The state request tasks share.
     pub fn app(
         &self,
+        config: &herd_core::config::RouterConfig,
         driver: DriverTx,
         upstream: Arc<dyn Upstream>,
         runtime: Arc<dyn Runtime>,
@@ -162,13 +168,13 @@ impl RouterArgs {
             driver,
             upstream,
             runtime,
-            api_keys: self.api_keys.iter().map(|k| k.trim()).filter(|k| !k.is_empty()).map(str::to_string).collect(),
-            admin_key: self.admin_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string),
+            api_keys: self.api_keys.iter().filter_map(|k| key(k)).collect(),
+            admin_key: self.admin_key.as_deref().and_then(key),
             max_body_bytes: (self.max_body_mb.max(1) as usize) << 20,
             read_timeout: Duration::from_secs(self.read_timeout_secs.max(1)),
-            fleet_key: self.fleet_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string),
-            max_report_bytes: herd_core::config::FleetConfig::default().max_report_bytes,
-            body_limits: herd_core::api::body::BodyLimits::default(),
+            fleet_key: self.fleet_key.as_deref().and_then(key),
+            max_report_bytes: config.fleet.max_report_bytes,
+            body_limits: config.body,
             body_budget: crate::BodyBudget::new(
                 ((self.max_inflight_body_mb.max(self.max_body_mb).max(1)) as usize) << 20,
             ),
@@ -190,12 +196,11 @@ impl RouterArgs {
         log: Option<Arc<dyn TraceLog>>,
     ) -> Result<Arc<App>, String> {
         let config = self.router_config()?;
-        let (max_report_bytes, body_limits) = (config.fleet.max_report_bytes, config.body);
         let epoch = std::time::Instant::now();
-        let router = herd_core::router::Router::new(config, self.seed(), crate::driver::core_now(epoch))
+        let router = herd_core::router::Router::new(config.clone(), self.seed(), crate::driver::core_now(epoch))
             .map_err(|e| format!("invalid configuration: {e}"))?;
         let (driver, pulls) = crate::driver::spawn(router, epoch, sink, rt.clone());
-        let app = Arc::new(App { max_report_bytes, body_limits, ..self.app(driver, upstream, rt, log) });
+        let app = Arc::new(self.app(&config, driver, upstream, rt, log));
         crate::start_background(&app, pulls, self.static_nodes());
         if !self.host.is_loopback() && app.api_keys.is_empty() && app.admin_key.is_none() {
             tracing::warn!(
