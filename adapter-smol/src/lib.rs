@@ -79,7 +79,7 @@ pub fn start(args: &Args) -> Result<Running, String> {
     let traces = TraceRing::new(args.trace_ring);
     let app = args.start_service(
         Arc::new(net::pool()),
-        Arc::new(net::SmolRuntime),
+        Arc::new(net::SmolRuntime::new()),
         Some(Box::new(traces.clone())),
         Some(Arc::new(traces.clone())),
     )?;

@@ -4,18 +4,68 @@
 use async_io::{Async, Timer};
 use bytes::BytesMut;
 use herd_service::upstream::Transport;
-use herd_service::{BoxFuture, Runtime};
+use herd_service::{AsyncTimer, BoxFuture, Instant, Runtime};
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-/// Timers from async-io, tasks on smol's global executor.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SmolRuntime;
+/// Time and timers from async-io, tasks on smol's global executor.
+#[derive(Clone, Copy, Debug)]
+pub struct SmolRuntime {
+    epoch: std::time::Instant,
+}
+
+impl SmolRuntime {
+    /// A runtime whose monotonic time starts now.
+    pub fn new() -> Self {
+        SmolRuntime { epoch: std::time::Instant::now() }
+    }
+
+    fn at(&self, at: Instant) -> std::time::Instant {
+        self.epoch + Duration::from_micros(at.as_micros().min(u64::MAX / 4))
+    }
+}
+
+impl Default for SmolRuntime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An async-io `Timer` behind herd-service's timer seam.
+struct SmolTimer {
+    timer: Timer,
+    rt: SmolRuntime,
+}
+
+impl AsyncTimer for SmolTimer {
+    fn reset(self: Pin<&mut Self>, at: Instant) {
+        let this = self.get_mut();
+        this.timer.set_at(this.rt.at(at));
+    }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.get_mut().timer).poll(cx).map(|_| ())
+    }
+}
 
 impl Runtime for SmolRuntime {
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+    }
+    fn unix_ms(&self) -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    }
+    fn seed(&self) -> u64 {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        (nanos as u64) ^ (u64::from(std::process::id()) << 32)
+    }
+    fn timer(&self, at: Instant) -> Pin<Box<dyn AsyncTimer>> {
+        Box::pin(SmolTimer { timer: Timer::at(self.at(at)), rt: *self })
+    }
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             Timer::after(d).await;
@@ -139,5 +189,5 @@ pub type Pool = herd_service::upstream::Pool<SmolTcp>;
 
 /// A pool on [`SmolRuntime`].
 pub fn pool() -> Pool {
-    Pool::new(std::sync::Arc::new(SmolRuntime))
+    Pool::new(std::sync::Arc::new(SmolRuntime::new()))
 }

@@ -106,7 +106,7 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
     let app = args
         .start_service(
             Arc::new(net::pool()),
-            Arc::new(net::TokioRuntime),
+            Arc::new(net::TokioRuntime::new()),
             Some(Box::new(store.writer())),
             Some(Arc::new(store::SharedReader::new(reader))),
         )

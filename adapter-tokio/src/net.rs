@@ -3,8 +3,10 @@
 
 use bytes::BytesMut;
 use herd_service::upstream::Transport;
-use herd_service::{BoxFuture, Runtime};
+use herd_service::{AsyncTimer, BoxFuture, Instant, Runtime};
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -14,11 +16,61 @@ const READ_ROOM: usize = 16 * 1024;
 /// Below this much spare room the read buffer grows before a read.
 const MIN_READ_ROOM: usize = 4 * 1024;
 
-/// Timers and tasks on the current tokio runtime.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TokioRuntime;
+/// Time, timers and tasks on the current tokio runtime: tokio's clock, so a test that pauses
+/// tokio's time pauses the router's too.
+#[derive(Clone, Copy, Debug)]
+pub struct TokioRuntime {
+    epoch: tokio::time::Instant,
+}
+
+impl TokioRuntime {
+    /// A runtime whose monotonic time starts now.
+    pub fn new() -> Self {
+        TokioRuntime { epoch: tokio::time::Instant::now() }
+    }
+
+    fn at(&self, at: Instant) -> tokio::time::Instant {
+        self.epoch + Duration::from_micros(at.as_micros().min(u64::MAX / 4))
+    }
+}
+
+impl Default for TokioRuntime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A tokio `Sleep` behind herd-service's timer seam.
+struct TokioTimer {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    rt: TokioRuntime,
+}
+
+impl AsyncTimer for TokioTimer {
+    fn reset(self: Pin<&mut Self>, at: Instant) {
+        let this = self.get_mut();
+        let when = this.rt.at(at);
+        this.sleep.as_mut().reset(when);
+    }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.get_mut().sleep.as_mut().poll(cx)
+    }
+}
 
 impl Runtime for TokioRuntime {
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+    }
+    fn unix_ms(&self) -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    }
+    fn seed(&self) -> u64 {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        (nanos as u64) ^ (u64::from(std::process::id()) << 32)
+    }
+    fn timer(&self, at: Instant) -> Pin<Box<dyn AsyncTimer>> {
+        Box::pin(TokioTimer { sleep: Box::pin(tokio::time::sleep_until(self.at(at))), rt: *self })
+    }
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(d))
     }
@@ -92,7 +144,7 @@ pub type Pool = herd_service::upstream::Pool<TokioTcp>;
 
 /// A pool on [`TokioRuntime`].
 pub fn pool() -> Pool {
-    Pool::new(std::sync::Arc::new(TokioRuntime))
+    Pool::new(std::sync::Arc::new(TokioRuntime::new()))
 }
 
 #[cfg(test)]

@@ -131,11 +131,9 @@ impl RouterArgs {
         config.validate().map_err(|e| format!("invalid configuration: {e}"))
     }
 
-    /// The seed for core's randomness: `--seed`, else from the clock.
-    pub fn seed(&self) -> u64 {
-        self.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-        })
+    /// The seed for core's randomness: `--seed`, else the runtime's.
+    pub fn seed(&self, rt: &dyn Runtime) -> u64 {
+        self.seed.unwrap_or_else(|| rt.seed())
     }
 
     /// Where to listen.
@@ -196,10 +194,9 @@ impl RouterArgs {
         log: Option<Arc<dyn TraceLog>>,
     ) -> Result<Arc<App>, String> {
         let config = self.router_config()?;
-        let epoch = std::time::Instant::now();
-        let router = herd_core::router::Router::new(config.clone(), self.seed(), crate::driver::core_now(epoch))
+        let router = herd_core::router::Router::new(config.clone(), self.seed(&*rt), rt.now())
             .map_err(|e| format!("invalid configuration: {e}"))?;
-        let (driver, pulls) = crate::driver::spawn(router, epoch, sink, rt.clone());
+        let (driver, pulls) = crate::driver::spawn(router, sink, rt.clone());
         let app = Arc::new(self.app(&config, driver, upstream, rt, log));
         crate::start_background(&app, pulls, self.static_nodes());
         if !self.host.is_loopback() && app.api_keys.is_empty() && app.admin_key.is_none() {

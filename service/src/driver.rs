@@ -17,7 +17,7 @@ use herd_core::router::{
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// One finished request, as the trace store keeps it.
@@ -269,7 +269,7 @@ pub struct Driver {
     router: Router,
     nodes: Nodes,
     live: BTreeMap<RequestId, Live>,
-    epoch: Instant,
+    rt: Arc<dyn Runtime>,
     traces: Option<Box<dyn TraceSink>>,
     pulls: mpsc::UnboundedSender<(NodeId, ModelName, Arc<NodeAddr>)>,
     /// Where agents' nodes may be reached (`--node-networks`).
@@ -280,40 +280,29 @@ pub struct Driver {
 pub type PullOrders = mpsc::UnboundedReceiver<(NodeId, ModelName, Arc<NodeAddr>)>;
 
 /// Starts the driver task on `rt`; returns its handle and the channel of auto-pull orders.
-pub fn spawn(
-    router: Router,
-    epoch: Instant,
-    traces: Option<Box<dyn TraceSink>>,
-    rt: Arc<dyn Runtime>,
-) -> (DriverTx, PullOrders) {
+pub fn spawn(router: Router, traces: Option<Box<dyn TraceSink>>, rt: Arc<dyn Runtime>) -> (DriverTx, PullOrders) {
     let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
     let (urgent, urgent_rx) = mpsc::unbounded_channel();
     let (pulls, pull_rx) = mpsc::unbounded_channel();
     let node_networks = router.config().fleet.node_networks();
-    let driver = Driver { router, nodes: Nodes::default(), live: BTreeMap::new(), epoch, traces, pulls, node_networks };
+    let driver =
+        Driver { router, nodes: Nodes::default(), live: BTreeMap::new(), rt: rt.clone(), traces, pulls, node_networks };
     let rx = DriverRx { rx, urgent: urgent_rx, stash: None };
-    let timers = rt.clone();
-    rt.spawn(Box::pin(driver.run(rx, timers)));
+    rt.spawn(Box::pin(driver.run(rx)));
     (DriverTx { tx, urgent }, pull_rx)
 }
 
-/// Core's clock: microseconds since the adapter's epoch.
-pub fn core_now(epoch: Instant) -> herd_core::time::Instant {
-    herd_core::time::Instant::from_micros(epoch.elapsed().as_micros() as u64)
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub use crate::unix_ms;
-
 impl Driver {
-    async fn run(mut self, mut rx: DriverRx, rt: Arc<dyn Runtime>) {
+    async fn run(mut self, mut rx: DriverRx) {
+        // One timer for the driver's life, moved to core's next deadline each turn.
+        let mut timer = self.rt.timer(herd_core::time::Instant::MAX);
         loop {
             let input = match self.router.poll_timeout() {
                 Some(at) => {
-                    let when = self.epoch + Duration::from_micros(at.as_micros());
-                    let wait = when.saturating_duration_since(Instant::now());
+                    timer.as_mut().reset(at);
                     let next = std::future::poll_fn(|cx| rx.poll_recv(cx));
-                    match crate::race(next, rt.sleep(wait)).await {
+                    let fired = std::future::poll_fn(|cx| timer.as_mut().poll(cx));
+                    match crate::race(next, fired).await {
                         crate::Either::Left(input) => input,
                         crate::Either::Right(()) => {
                             let now = self.now();
@@ -341,7 +330,7 @@ impl Driver {
     }
 
     fn now(&self) -> herd_core::time::Instant {
-        core_now(self.epoch)
+        self.rt.now()
     }
 
     fn handle(&mut self, input: Input) {

@@ -183,7 +183,7 @@ async fn ps(app: &App) -> Answer {
 
 async fn models(app: &App, one: Option<&str>) -> Answer {
     let Some(entries) = app.driver.query(|r, _| tag_entries(r)).await else { return unavailable() };
-    let created = crate::driver::unix_ms() / 1000;
+    let created = app.runtime.unix_ms() / 1000;
     let object = |name: &str| json!({ "id": name, "object": "model", "created": created, "owned_by": "library" });
     match one {
         None => {
@@ -511,7 +511,7 @@ async fn usage(app: &App) -> Answer {
     let Some(log) = app.traces.clone() else {
         return error_answer(Proto::Ollama, 404, "traces are not recorded", None);
     };
-    let since = crate::driver::unix_ms() - 24 * 3600 * 1000;
+    let since = app.runtime.unix_ms() - 24 * 3600 * 1000;
     match log.usage(since).await {
         Ok((tags, models)) => json_answer(
             200,

@@ -37,10 +37,23 @@ use std::time::Duration;
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Timers and tasks of the async runtime the service runs on.
+/// Time, timers and tasks of the async runtime the service runs on: the only place the service
+/// learns what time it is. `herd` and `herd-lite` read the system's clocks; herd-sim's runtime
+/// keeps virtual time, so the whole service runs there deterministically.
 pub trait Runtime: Send + Sync + 'static {
+    /// Monotonic now, as core counts time: microseconds since the runtime's epoch.
+    fn now(&self) -> Instant;
+    /// Wall-clock milliseconds since the Unix epoch (for traces and `created` fields).
+    fn unix_ms(&self) -> i64;
+    /// A seed for core's randomness when none is configured.
+    fn seed(&self) -> u64;
+    /// A timer that fires at `at` and can be moved ([`AsyncTimer::reset`]).
+    fn timer(&self, at: Instant) -> Pin<Box<dyn AsyncTimer>>;
     /// Completes after `d`.
-    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        let mut timer = self.timer(self.now() + d);
+        Box::pin(std::future::poll_fn(move |cx| timer.as_mut().poll(cx)))
+    }
     /// Runs `task` to completion in the background.
     fn spawn(&self, task: BoxFuture<'static, ()>);
     /// Gives memory the allocator holds freed back to the system. The service calls it after it
@@ -48,6 +61,18 @@ pub trait Runtime: Send + Sync + 'static {
     /// for reuse, so a router would otherwise sit on a large request's peak until the next one.
     fn release_memory(&self) {}
 }
+
+/// A resettable timer, in the manner of quinn's `AsyncTimer`: one allocation for a task that
+/// waits for a deadline that keeps moving (the driver's next core timeout).
+pub trait AsyncTimer: Send {
+    /// Fires at `at` instead (earlier or later).
+    fn reset(self: Pin<&mut Self>, at: Instant);
+    /// Ready once the deadline has passed; stays ready until reset.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// Core's monotonic time, as the runtime tells it.
+pub use herd_core::time::Instant;
 
 /// After a request with a large body is answered: gives freed memory back now, and once more a
 /// second later, for buffers still held as the answer went out (the node connection's) and freed
@@ -328,11 +353,6 @@ pub async fn timeout<T>(rt: &dyn Runtime, d: Duration, fut: impl Future<Output =
         Either::Left(v) => Some(v),
         Either::Right(()) => None,
     }
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn unix_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

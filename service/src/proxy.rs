@@ -2,7 +2,7 @@
 //! run each attempt core dispatches against its node, and answer the client once core commits or
 //! rejects. Retries and fallbacks are core's; this module only performs them.
 
-use crate::driver::{unix_ms, AttemptInput, Input, NodeAddr, ReqMeta, ReqMsg};
+use crate::driver::{AttemptInput, Input, NodeAddr, ReqMeta, ReqMsg};
 use crate::errors::{error_answer, Proto, JSON};
 use crate::relay::{cancel_message, EndGuard, Orders, Relay, Shaper, Tail};
 use crate::{next_chunk, race, Answer, AnswerBody, App, BodyStream, Either, Headers};
@@ -87,6 +87,8 @@ struct Request {
     client_model: String,
     /// The last error a node answered, relayed when core rejects with `Upstream`.
     last_error: Option<(u16, String)>,
+    /// Time, for `created` fields and progress reports.
+    rt: Arc<dyn crate::Runtime>,
 }
 
 /// What an inference request's headers tell the router, read before the body arrives.
@@ -130,13 +132,14 @@ pub async fn serve(app: Arc<App>, surface: Surface, hints: Hints, body: Bytes, c
         // The typed copy that described it is gone.
         app.runtime.release_memory();
     }
-    let mut req = Request { surface, proto, spec, index, raw: body, client_model, last_error: None };
+    let mut req =
+        Request { surface, proto, spec, index, raw: body, client_model, last_error: None, rt: app.runtime.clone() };
     run(app, &mut req).await
 }
 
 async fn run(app: Arc<App>, req: &mut Request) -> Answer {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let meta = ReqMeta { surface: req.surface, started_unix_ms: unix_ms() };
+    let meta = ReqMeta { surface: req.surface, started_unix_ms: app.runtime.unix_ms() };
     let mut guard = EndGuard::new(app.driver.clone());
     app.driver.send(Input::Request { spec: req.spec.clone(), meta, tx }).await;
     loop {
@@ -441,7 +444,7 @@ async fn answer(
             if matches!(plan, Plan::Translate { endpoint: NativeEndpoint::Chat, .. }) { "chatcmpl" } else { "cmpl" };
         let mut c = OpenAiResponseConfig::new(
             format!("{prefix}-{}", commit.request.0),
-            (crate::driver::unix_ms() / 1000) as u64,
+            (req.rt.unix_ms() / 1000) as u64,
             served.clone(),
         );
         c.include_usage = include_usage;
@@ -459,7 +462,7 @@ async fn answer(
         }
         _ => return aggregate(req, plan, config(), (commit, &addr), upstream_type, first, body, guard, orders).await,
     };
-    let relay = Relay::new(body, first, shaper, guard, orders);
+    let relay = Relay::new(body, first, shaper, guard, orders, req.rt.clone());
     let mut answer = Answer {
         status: 200,
         headers: vec![("content-type", ctype.to_string())],
@@ -503,7 +506,7 @@ async fn aggregate(
         Agg::Raw(v) => v.extend_from_slice(data),
     };
     feed(&mut agg, &first);
-    let mut last_progress = std::time::Instant::now();
+    let mut last_progress = req.rt.now();
     let mut failed = false;
     loop {
         let frame = match race(next_chunk(&mut body), orders.cancelled()).await {
@@ -520,8 +523,9 @@ async fn aggregate(
         match frame {
             Ok(data) => {
                 feed(&mut agg, &data);
-                if last_progress.elapsed() >= Duration::from_millis(500) {
-                    last_progress = std::time::Instant::now();
+                let now = req.rt.now();
+                if now.saturating_since(last_progress) >= Duration::from_millis(500) {
+                    last_progress = now;
                     guard.report(AttemptInput::Progress);
                 }
             }

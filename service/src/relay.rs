@@ -7,6 +7,7 @@
 use crate::driver::{AttemptInput, DriverTx, Input, ReqMsg};
 use crate::errors::Proto;
 use crate::BodyStream;
+use crate::{Instant, Runtime};
 use bytes::{Bytes, BytesMut};
 use herd_core::ids::{AttemptId, RequestId};
 use herd_core::policy::retry::UpstreamFailure;
@@ -14,8 +15,9 @@ use herd_core::router::{CancelReason, Usage};
 use herd_core::translate::{OpenAiChatStream, OpenAiCompletionStream, SseEvent};
 use std::collections::VecDeque;
 use std::io;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often a streaming answer reports progress to the router (its stall timer).
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -366,15 +368,23 @@ pub struct Relay {
     out: VecDeque<Bytes>,
     guard: EndGuard,
     orders: Orders,
+    rt: Arc<dyn Runtime>,
     last_progress: Instant,
     done: bool,
 }
 
 impl Relay {
     /// A relay that first sends `first` (the frame that committed the attempt).
-    pub fn new(upstream: Box<dyn BodyStream>, first: Bytes, shaper: Shaper, guard: EndGuard, orders: Orders) -> Self {
-        let mut relay =
-            Relay { upstream, shaper, out: VecDeque::new(), guard, orders, last_progress: Instant::now(), done: false };
+    pub fn new(
+        upstream: Box<dyn BodyStream>,
+        first: Bytes,
+        shaper: Shaper,
+        guard: EndGuard,
+        orders: Orders,
+        rt: Arc<dyn Runtime>,
+    ) -> Self {
+        let last_progress = rt.now();
+        let mut relay = Relay { upstream, shaper, out: VecDeque::new(), guard, orders, rt, last_progress, done: false };
         relay.shaper.feed(first, &mut relay.out);
         relay
     }
@@ -415,8 +425,8 @@ impl BodyStream for Relay {
             }
         }
         if fed && !this.done {
-            let now = Instant::now();
-            if now.duration_since(this.last_progress) >= PROGRESS_EVERY {
+            let now = this.rt.now();
+            if now.saturating_since(this.last_progress) >= PROGRESS_EVERY {
                 this.last_progress = now;
                 this.guard.report(AttemptInput::Progress);
             }

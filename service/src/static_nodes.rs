@@ -10,7 +10,7 @@ use crate::Runtime;
 use herd_core::fleet::heartbeat::{Heartbeat, Memory};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often a static node is polled (the agents' heartbeat interval).
 pub const POLL_EVERY: Duration = Duration::from_secs(5);
@@ -102,12 +102,12 @@ pub async fn poll(
 ) {
     let fields: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_slice())).collect();
     loop {
-        let started = Instant::now();
+        let started = rt.now();
         let get = |path| get_json(&*client, &*rt, &node.url, path, &fields);
         let (version, (ps, tags)) = join(get("/api/version"), join(get("/api/ps"), get("/api/tags"))).await;
         let hb = heartbeat(&node, version.as_ref(), ps.as_ref(), tags.as_ref());
         driver.send(Input::Static(Box::new(hb), node.url.clone())).await;
-        rt.sleep(POLL_EVERY.saturating_sub(started.elapsed())).await;
+        rt.sleep(POLL_EVERY.saturating_sub(rt.now().saturating_since(started))).await;
     }
 }
 

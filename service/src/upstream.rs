@@ -14,6 +14,7 @@
 //! is found on reuse: when the write fails, or the connection ends before any byte of an answer,
 //! the request is sent once more on a fresh connection (never once an answer began).
 
+use crate::Instant;
 use crate::{BodyStream, BoxFuture, Runtime};
 use bytes::{Buf, Bytes, BytesMut};
 use herd_core::codec::chunked::ChunkedLimits;
@@ -23,7 +24,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A TCP connection to a node, as the adapter's runtime provides it.
 pub trait Transport: Sized + Send + Sync + 'static {
@@ -247,7 +248,7 @@ impl<T: Transport> Pool<T> {
     /// The most recently used live idle connection to `addr`, if any.
     pub fn checkout(&self, addr: &str) -> Option<T> {
         loop {
-            let now = Instant::now();
+            let now = self.rt.now();
             let idle = {
                 let mut idles = self.idle.lock().unwrap_or_else(|p| p.into_inner());
                 let list = idles.by_addr.get_mut(addr)?;
@@ -255,7 +256,7 @@ impl<T: Transport> Pool<T> {
                 list.pop()?
             };
             // Closed by the node, or something unasked for arrived: not reusable.
-            if now.duration_since(idle.since) < CHECK_IDLE_AFTER || idle.stream.idle_ok() {
+            if now.saturating_since(idle.since) < CHECK_IDLE_AFTER || idle.stream.idle_ok() {
                 return Some(idle.stream);
             }
         }
@@ -263,9 +264,9 @@ impl<T: Transport> Pool<T> {
 
     /// Keeps `stream` for reuse, unless the address already has its fill.
     fn checkin(&self, addr: Arc<str>, stream: T) {
-        let now = Instant::now();
+        let now = self.rt.now();
         let mut idles = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idles.last_sweep.is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY) {
+        if idles.last_sweep.is_none_or(|t| now.saturating_since(t) >= SWEEP_EVERY) {
             idles.last_sweep = Some(now);
             idles.by_addr.retain(|_, list| {
                 expire(list, now);
@@ -281,7 +282,7 @@ impl<T: Transport> Pool<T> {
 
 /// Drops the expired connections of `list`, oldest first (returns append, so it is in age order).
 fn expire<T>(list: &mut Vec<Idle<T>>, now: Instant) {
-    let stale = list.partition_point(|i| now.duration_since(i.since) > IDLE_TIMEOUT);
+    let stale = list.partition_point(|i| now.saturating_since(i.since) > IDLE_TIMEOUT);
     list.drain(..stale);
 }
 
