@@ -7,7 +7,7 @@ set -euo pipefail
 streams=${1:-1000}
 tokens=100 token_ms=200
 cd "$(dirname "$0")/.."
-cargo build --release -q -p herd-smol -p herd-tokio --bin herd-lite --bin herd --bin herd-fake-ollama
+cargo build --release -q -p herd-smol -p herd-tokio -p herd-fake-ollama --bin herd-lite --bin herd --bin herd-fake-ollama
 
 # Each router holds two sockets per stream, the fake and the client one each: raise the soft
 # limit towards the hard one.

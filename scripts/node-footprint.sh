@@ -5,7 +5,7 @@
 set -euo pipefail
 secs=${1:-120}
 cd "$(dirname "$0")/.."
-cargo build --release -q -p herd-node -p herd-tokio --bin herd-node --bin herd --bin herd-fake-ollama
+cargo build --release -q -p herd-node -p herd-tokio -p herd-fake-ollama --bin herd-node --bin herd --bin herd-fake-ollama
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rport=$(free_port); oport=$(free_port); data=$(mktemp -d)
 pids=()

@@ -88,7 +88,7 @@ if [[ -z "${VS_OLLAMA_HERD_PARENT_NETNS:-}" ]]; then
     [[ -x "$VENV/bin/herd-node" ]] || die "$VENV has no bin/herd-node"
     if [[ ! -x "$BIN/herd-bench" || ! -x "$BIN/herd" || ! -x "$BIN/herd-fake-ollama" ]]; then
         say "building herd-bench, herd and herd-fake-ollama"
-        (cd "$ROOT" && cargo build --release -p herd-tokio)
+        (cd "$ROOT" && cargo build --release -p herd-tokio -p herd-fake-ollama -p herd-bench)
     fi
     unshare --net -- true 2>/dev/null || die "cannot create a network namespace (unshare --net needs root)"
     parent_netns=$(readlink /proc/self/ns/net)

@@ -96,19 +96,19 @@ async fn run(args: Args) -> ExitCode {
 
 #[cfg(feature = "demo")]
 mod demo {
-    //! The simulated nodes of `--demo`: herd-tokio's fake Ollama servers on a tokio runtime of
+    //! The simulated nodes of `--demo`: herd-fake-ollama's servers servers on a tokio runtime of
     //! their own, beside the router.
 
     /// The running demo fleet; dropping it stops the nodes.
     pub struct Demo {
         _runtime: tokio::runtime::Runtime,
-        _fleet: Vec<herd_tokio::fake::FakeHandle>,
+        _fleet: Vec<herd_fake_ollama::FakeHandle>,
     }
 
     pub fn start(router_url: &str) -> std::io::Result<Demo> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        let fleet = runtime.block_on(herd_tokio::demo::start_fleet(router_url))?;
-        for (spec, f) in herd_tokio::demo::demo_fleet().iter().zip(&fleet) {
+        let fleet = runtime.block_on(herd_fake_ollama::demo::start_fleet(router_url))?;
+        for (spec, f) in herd_fake_ollama::demo::demo_fleet().iter().zip(&fleet) {
             println!("simulated node {:<12} {}", spec.name, f.url());
         }
         println!("try: curl {router_url}/api/tags, or any Ollama or OpenAI client at {router_url}");

@@ -1,15 +1,12 @@
-//! herd-tokio: the `herd` router on tokio + hyper, the simulated Ollama server it demos and is
-//! tested against, and the benchmark. Policy lives in `herd-core`; what a client sees is decided
-//! once, in `herd-service`, which `herd-lite` shares; this crate moves bytes.
+//! herd-tokio: the `herd` router on tokio + hyper. Policy lives in `herd-core`; what a client
+//! sees is decided once, in `herd-service`, which `herd-lite` shares; this crate moves bytes.
 //!
 //! The shape: [`server`] accepts connections with hyper and reads bodies, and hands each request
 //! to herd-service; [`net`] gives herd-service tokio's timers, tasks and sockets; [`store`]
-//! writes one trace per request to SQLite; [`mdns`] advertises the router; [`fake`] is the
-//! simulated Ollama.
+//! writes one trace per request to SQLite; [`mdns`] advertises the router. `--demo` starts
+//! herd-fake-ollama's simulated machines beside it.
 
 pub mod app;
-pub mod demo;
-pub mod fake;
 pub mod mdns;
 pub mod net;
 pub mod server;

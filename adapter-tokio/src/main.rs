@@ -54,7 +54,7 @@ async fn run(args: Args) -> std::process::ExitCode {
     let _ = std::io::stdout().flush();
     let mut fleet = Vec::new();
     if args.demo {
-        match herd_tokio::demo::start_fleet(&url).await {
+        match herd_fake_ollama::demo::start_fleet(&url).await {
             Ok(f) => fleet = f,
             Err(e) => {
                 eprintln!("herd: cannot start the demo nodes: {e}");
@@ -92,10 +92,10 @@ async fn wait_for_nodes(running: &herd_tokio::Running, n: usize) {
     }
 }
 
-fn print_demo_help(url: &str, fleet: &[herd_tokio::fake::FakeHandle]) {
+fn print_demo_help(url: &str, fleet: &[herd_fake_ollama::FakeHandle]) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "\nherd demo: a router at {url} in front of {} simulated Ollama machines:", fleet.len());
-    for (spec, f) in herd_tokio::demo::demo_fleet().iter().zip(fleet) {
+    for (spec, f) in herd_fake_ollama::demo::demo_fleet().iter().zip(fleet) {
         let _ = writeln!(
             out,
             "  {:<12} {}  loaded: {}",

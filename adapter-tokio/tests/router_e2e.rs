@@ -4,7 +4,7 @@
 mod common;
 
 use common::{fast, spec, Fleet};
-use herd_tokio::fake::{FakeFault, Timing};
+use herd_fake_ollama::{FakeFault, Timing};
 use serde_json::json;
 use std::time::Duration;
 

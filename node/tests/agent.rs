@@ -7,7 +7,7 @@
 mod common;
 
 use common::{fast, spec, Fleet};
-use herd_tokio::fake::{FakeConfig, FakeHandle, FakeOllama};
+use herd_fake_ollama::{FakeConfig, FakeHandle, FakeOllama};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

@@ -26,8 +26,8 @@
 mod common;
 mod netns;
 
+use herd_fake_ollama::{FakeConfig, FakeOllama};
 use herd_node::mdns::{Browser, Discovery, SERVICE_TYPE};
-use herd_tokio::fake::{FakeConfig, FakeOllama};
 use netns::{assert_fresh_netns, ip, netns_id};
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -33,7 +33,7 @@ mod netns;
 
 use bytes::Bytes;
 use common::{fast, spec, Reply};
-use herd_tokio::fake::{FakeConfig, FakeHandle, FakeOllama};
+use herd_fake_ollama::{FakeConfig, FakeHandle, FakeOllama};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;

@@ -5,10 +5,12 @@
 #[cfg(feature = "world")]
 pub use herd_core::testing;
 
+pub mod bins;
 #[cfg(feature = "world")]
 pub mod compare;
 pub mod fleet;
-pub mod node;
+/// The machine model, which herd-fake-ollama owns and times its answers with.
+pub use herd_fake_ollama::machine as node;
 #[cfg(feature = "world")]
 pub mod sweep;
 pub mod trace;

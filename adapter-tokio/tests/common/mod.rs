@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use clap::Parser;
 use herd_core::ids::ModelName;
-use herd_sim::node::MachineSpec;
+use herd_fake_ollama::machine::MachineSpec;
+use herd_fake_ollama::{FakeConfig, FakeHandle, FakeOllama, HeartbeatTarget, Timing};
 use herd_tokio::app::Args;
-use herd_tokio::fake::{FakeConfig, FakeHandle, FakeOllama, HeartbeatTarget, Timing};
 use herd_tokio::Running;
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderMap;

@@ -1,13 +1,18 @@
-//! A simulated Ollama server: the native `/api/*`, OpenAI-compatible `/v1/*` and Anthropic
-//! `/v1/messages` endpoints with Ollama's exact shapes and error strings (wire-api.md), timed by
-//! herd-sim's [`SimNode`](herd_sim::node::SimNode) or by fixed delays, with injectable faults and
-//! an optional heartbeat to a router. `herd --demo`, the end-to-end tests and the benchmark run it.
+//! herd-fake-ollama: a simulated Ollama server. The native `/api/*`, OpenAI-compatible `/v1/*`
+//! and Anthropic `/v1/messages` endpoints with Ollama's exact shapes and error strings
+//! (wire-api.md), timed by the machine model [`machine::SimNode`] (which herd-sim's deterministic
+//! world runs too) or by fixed delays, with injectable faults and an optional heartbeat to a
+//! router. `herd --demo`, the end-to-end tests and the benchmark run it; the binary
+//! `herd-fake-ollama` runs one from the command line.
+//!
+//! It shares no code with the router's answers: its error envelopes are its own
+//! ([`reply`]'s, written from Ollama's), so a bug in the router's cannot hide on both sides.
 //!
 //! ```no_run
 //! use std::time::Duration;
 //! use herd_core::ids::ModelName;
-//! use herd_sim::node::MachineSpec;
-//! use herd_tokio::fake::{FakeConfig, FakeFault, FakeOllama, Timing};
+//! use herd_fake_ollama::machine::MachineSpec;
+//! use herd_fake_ollama::{FakeConfig, FakeFault, FakeOllama, Timing};
 //!
 //! # async fn demo() -> std::io::Result<()> {
 //! let spec = MachineSpec {
@@ -25,13 +30,15 @@
 //! ```
 
 mod anthropic;
+pub mod demo;
 mod engine;
 mod faults;
 mod gen;
+pub mod machine;
 mod models;
 mod native;
 mod openai;
-mod reply;
+pub mod reply;
 mod server;
 mod text;
 
@@ -84,7 +91,7 @@ pub struct HeartbeatTarget {
 pub struct FakeConfig {
     /// The machine: name (also the heartbeat's `node_id`), memory, bandwidth, `num_parallel`,
     /// `max_loaded_models`, models on disk, preloaded models, context length, load rate.
-    pub spec: herd_sim::node::MachineSpec,
+    pub spec: crate::machine::MachineSpec,
     /// Simulated or fixed timing.
     pub timing: Timing,
     /// Send heartbeats to a router, if set.

@@ -9,13 +9,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::machine::StartError;
 use bytes::{BufMut, Bytes, BytesMut};
 use herd_core::ids::ModelName;
 use herd_core::translate::{
     ChatCompletionAggregator, NativeEndpoint, OpenAiChatStream, OpenAiCompletionStream, OpenAiResponseConfig,
     ReasoningField, ResponseError, SseEvent, TextCompletionAggregator,
 };
-use herd_sim::node::StartError;
 use serde_json::{json, Value};
 
 use super::anthropic::{self, AnthropicStream};

@@ -12,17 +12,17 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::machine::{Fault, Job, JobId, MachineSpec, NodeEvent, NodeFailure, SimNode, StartError};
 use herd_core::fleet::heartbeat::Heartbeat;
 use herd_core::ids::ModelName;
 use herd_core::time::Instant as VInstant;
-use herd_sim::node::{Fault, Job, JobId, MachineSpec, NodeEvent, NodeFailure, SimNode, StartError};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, sleep_until, Instant};
 
 use super::faults::Faults;
 use super::Timing;
 
-/// SimNode's decode efficiency and prefill speed-up (tests/src/node.rs formulas).
+/// SimNode's decode efficiency and prefill speed-up (machine.rs formulas).
 const DECODE_EFFICIENCY: f64 = 0.7;
 const PREFILL_SPEEDUP: f64 = 25.0;
 

@@ -4,9 +4,8 @@
 //! runs next to herd against the same fake and is measured as one more column, against direct
 //! and against herd.
 //!
-//! Build the three programs first (`cargo build --release -p herd-tokio`, with `-p herd-smol`
-//! for `--lite`), then run `target/release/herd-bench`, or
-//! `cargo run --release -p herd-tokio --bin herd-bench`.
+//! Build the programs first (`cargo build --release -p herd-tokio -p herd-fake-ollama -p
+//! herd-bench`, with `-p herd-smol` for `--lite`), then run `target/release/herd-bench`.
 //! Exit status: 0 when every request succeeded, 1 when some failed, 2 when setup failed.
 
 mod bench {

@@ -4,7 +4,7 @@ use herd_core::translate::base64::decode_f32_le;
 use serde_json::{json, Value};
 
 use super::{fast, get, post};
-use crate::fake::text::EMBEDDING_DIM;
+use crate::text::EMBEDDING_DIM;
 
 const TOOLS: &str = r#"[{"type":"function","function":{"name":"get_weather","description":"Weather",
     "parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]"#;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use herd_core::ids::ModelName;
 use herd_core::model::size_from_name_gb;
-use herd_sim::node::MachineSpec;
-use herd_tokio::fake::{FakeConfig, FakeOllama, HeartbeatTarget, Timing};
+use herd_fake_ollama::machine::MachineSpec;
+use herd_fake_ollama::{FakeConfig, FakeOllama, HeartbeatTarget, Timing};
 
 /// Weight size of a model whose name says nothing, GB.
 const DEFAULT_MODEL_GB: f64 = 4.0;
@@ -156,7 +156,7 @@ fn unfit_preloads(spec: &MachineSpec, fixed: bool) -> Vec<ModelName> {
         spec.preloaded = spec.disk.iter().map(|(m, _)| m.clone()).collect();
     }
     let start = herd_core::time::Instant::ZERO;
-    let loaded = herd_sim::node::SimNode::new(spec.clone(), start).heartbeat(start).ollama.models_loaded;
+    let loaded = herd_fake_ollama::machine::SimNode::new(spec.clone(), start).heartbeat(start).ollama.models_loaded;
     spec.preloaded.into_iter().filter(|m| !loaded.iter().any(|l| &l.name == m)).collect()
 }
 

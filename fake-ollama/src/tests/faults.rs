@@ -8,8 +8,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
 use super::{fast, get, post, spec, start, DISK};
-use crate::fake::reply::BUSY;
-use crate::fake::{FakeConfig, FakeFault, FakeOllama, HeartbeatTarget, Timing};
+use crate::reply::BUSY;
+use crate::{FakeConfig, FakeFault, FakeOllama, HeartbeatTarget, Timing};
 
 const CHAT: &str = r#"{"model":"qwen3:8b","messages":[{"role":"user","content":"hi"}]}"#;
 

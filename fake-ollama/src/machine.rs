@@ -7,7 +7,7 @@
 //! ```
 //! use herd_core::ids::ModelName;
 //! use herd_core::time::Instant;
-//! use herd_sim::node::{Job, MachineSpec, NodeEvent, SimNode};
+//! use herd_fake_ollama::machine::{Job, MachineSpec, NodeEvent, SimNode};
 //!
 //! let spec = MachineSpec {
 //!     name: "box".into(), ram_gb: 64.0, gpu_vram_gb: vec![24.0], bandwidth_gbps: 800.0,

@@ -28,8 +28,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const HERD: &str = env!("CARGO_BIN_EXE_herd");
-const FAKE: &str = env!("CARGO_BIN_EXE_herd-fake-ollama");
+fn herd() -> PathBuf {
+    herd_sim::bins::binary("herd")
+}
+fn fake() -> PathBuf {
+    herd_sim::bins::binary("herd-fake-ollama")
+}
 /// Not a thinking model, so the router leaves `num_predict` alone.
 const MODEL: &str = "llama3.1:8b";
 
@@ -46,7 +50,7 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, program: &str, args: &[String], log: &Path) -> Result<Proc, String> {
+    fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Proc, String> {
         let mut cmd = Command::new(program);
         cmd.args(args);
         // Settings from the environment would override the flags' defaults.
@@ -298,7 +302,7 @@ impl Fleet {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        Proc::spawn("herd", HERD, &args, &dir.join("herd.log"))
+        Proc::spawn("herd", &herd(), &args, &dir.join("herd.log"))
     }
 
     /// Starts the router again on the same port and data dir (retrying while the port is busy).
@@ -347,7 +351,7 @@ impl Fleet {
         .map(|s| s.to_string())
         .collect();
         let log = self.dir.path().join(format!("{name}.log"));
-        self.nodes.push(Proc::spawn(name, FAKE, &args, &log).unwrap());
+        self.nodes.push(Proc::spawn(name, &fake(), &args, &log).unwrap());
     }
 
     fn node(&mut self, name: &str) -> &mut Proc {

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::{call, fast, get, post};
-use crate::fake::text::{seed_of, sentence, EMBEDDING_DIM};
+use crate::text::{seed_of, sentence, EMBEDDING_DIM};
 
 const METRICS: [&str; 6] =
     ["total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration"];

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::machine::OLLAMA_VERSION;
 use bytes::{BufMut, BytesMut};
 use herd_core::api::estimate::TokenTally;
 use herd_core::api::ollama::{ChatRequest, GenerateRequest};
@@ -13,7 +14,6 @@ use herd_core::api::{ChatTurn, Options, Think};
 use herd_core::ids::ModelName;
 use herd_core::model::{is_thinking, size_from_name_gb};
 use herd_core::translate::NativeEndpoint;
-use herd_sim::node::OLLAMA_VERSION;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 

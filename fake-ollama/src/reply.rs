@@ -109,16 +109,53 @@ pub(crate) fn method_not_allowed() -> Resp {
     bytes(405, TEXT, "405 method not allowed")
 }
 
-/// Which error envelope a surface uses: the router's, so both speak one dialect.
-pub(crate) use crate::errors::Proto as Style;
+/// Which error envelope a surface uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// Native `/api/*`: `{"error":"..."}`.
+    Ollama,
+    /// `/v1/*` (Ollama's OpenAI layer).
+    OpenAi,
+    /// `/v1/messages` (Ollama's Anthropic layer).
+    Anthropic,
+}
+
+/// The error body Ollama writes in `style`'s envelope (wire-api.md §1.2). Written here from
+/// Ollama's middleware, not taken from the router, so the two are checked against each other.
+pub fn error_value(style: Style, status: u16, message: &str) -> Value {
+    match style {
+        Style::Ollama => json!({ "error": message }),
+        // Ollama's OpenAI layer knows three types, chosen from the status.
+        Style::OpenAi => {
+            let kind = match status {
+                400 => "invalid_request_error",
+                404 => "not_found_error",
+                _ => "api_error",
+            };
+            json!({ "error": { "message": message, "type": kind, "param": null, "code": null } })
+        }
+        Style::Anthropic => {
+            let kind = match status {
+                400 => "invalid_request_error",
+                401 => "authentication_error",
+                403 => "permission_error",
+                404 => "not_found_error",
+                429 => "rate_limit_error",
+                503 | 529 => "overloaded_error",
+                _ => "api_error",
+            };
+            json!({
+                "type": "error",
+                "error": { "type": kind, "message": message },
+                "request_id": format!("req_{:016x}{:08x}", seed_of(message), u32::from(status)),
+            })
+        }
+    }
+}
 
 /// An error answer in `style`'s envelope.
 pub(crate) fn error(style: Style, status: u16, message: &str) -> Resp {
-    let mut body = crate::errors::error_value(style, status, message);
-    if style == Style::Anthropic {
-        body["request_id"] = json!(format!("req_{:016x}{:08x}", seed_of(message), u32::from(status)));
-    }
-    json_value(status, &body)
+    json_value(status, &error_value(style, status, message))
 }
 
 /// The message Ollama sends with an injected `status` for a request on `model`.

@@ -8,8 +8,8 @@ mod native;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::machine::MachineSpec;
 use herd_core::ids::ModelName;
-use herd_sim::node::MachineSpec;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -2,9 +2,9 @@
 //! herd-sim's machine model), each sending heartbeats to the router as an agent would, so a
 //! newcomer can try curl, the `ollama` client or the OpenAI SDK at once.
 
-use crate::fake::{FakeConfig, FakeHandle, FakeOllama, HeartbeatTarget, Timing};
+use crate::machine::MachineSpec;
+use crate::{FakeConfig, FakeHandle, FakeOllama, HeartbeatTarget, Timing};
 use herd_core::ids::ModelName;
-use herd_sim::node::MachineSpec;
 use std::net::SocketAddr;
 use std::time::Duration;
 

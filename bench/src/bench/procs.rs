@@ -66,8 +66,8 @@ impl Bins {
         for path in [&bins.fake, &bins.router] {
             if !path.is_file() {
                 return Err(format!(
-                    "{} not found; build all three programs first: cargo build --release -p herd-tokio \
-                     (or run cargo run --release -p herd-tokio --bin herd-bench)",
+                    "{} not found; build the programs first: \
+                     cargo build --release -p herd-tokio -p herd-fake-ollama -p herd-bench",
                     path.display()
                 )
                 .into());
@@ -76,7 +76,7 @@ impl Bins {
         if let Some(path) = bins.lite.as_ref().filter(|p| !p.is_file()) {
             return Err(format!(
                 "{} not found; --lite needs herd-lite next to the others: \
-                 cargo build --release -p herd-tokio -p herd-smol",
+                 cargo build --release -p herd-tokio -p herd-smol -p herd-fake-ollama",
                 path.display()
             )
             .into());
