@@ -135,8 +135,14 @@ pub async fn write_all(stream: &Async<TcpStream>, mut data: &[u8]) -> io::Result
 /// An async-io TCP connection to a node, and whether its last read drained it.
 pub struct SmolTcp(Async<TcpStream>, AtomicBool);
 
-impl Transport for SmolTcp {
-    fn connect(target: String) -> BoxFuture<'static, io::Result<Self>> {
+impl SmolTcp {
+    /// An accepted connection.
+    pub fn accepted(stream: Async<TcpStream>) -> Self {
+        SmolTcp(stream, AtomicBool::new(false))
+    }
+
+    /// Opens a connection to `target` (`host:port`), TCP_NODELAY set.
+    pub fn connect(target: String) -> BoxFuture<'static, io::Result<Self>> {
         Box::pin(async move {
             // An address needs no resolver thread; a name is resolved off the executor.
             let addrs: Vec<std::net::SocketAddr> = match target.parse() {
@@ -158,7 +164,9 @@ impl Transport for SmolTcp {
             Err(last)
         })
     }
+}
 
+impl Transport for SmolTcp {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         // A read that left room unfilled drained the socket: wait for the next arrival before
         // reading again, instead of asking the kernel for an EAGAIN first (one system call per
@@ -189,5 +197,5 @@ pub type Pool = herd_service::upstream::Pool<SmolTcp>;
 
 /// A pool on [`SmolRuntime`].
 pub fn pool() -> Pool {
-    Pool::new(std::sync::Arc::new(SmolRuntime::new()))
+    Pool::new(std::sync::Arc::new(SmolRuntime::new()), std::sync::Arc::new(SmolTcp::connect))
 }

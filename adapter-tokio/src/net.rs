@@ -85,15 +85,18 @@ impl Runtime for TokioRuntime {
 /// A tokio TCP connection to a node.
 pub struct TokioTcp(TcpStream);
 
-impl Transport for TokioTcp {
-    fn connect(target: String) -> BoxFuture<'static, io::Result<Self>> {
+impl TokioTcp {
+    /// Opens a connection to `target` (`host:port`), TCP_NODELAY set.
+    pub fn connect(target: String) -> BoxFuture<'static, io::Result<Self>> {
         Box::pin(async move {
             let s = TcpStream::connect(target.as_str()).await?;
             s.set_nodelay(true)?;
             Ok(TokioTcp(s))
         })
     }
+}
 
+impl Transport for TokioTcp {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         // try_read_buf reads into spare room: keep a read's worth of it.
         if buf.capacity() - buf.len() < MIN_READ_ROOM {
@@ -144,7 +147,7 @@ pub type Pool = herd_service::upstream::Pool<TokioTcp>;
 
 /// A pool on [`TokioRuntime`].
 pub fn pool() -> Pool {
-    Pool::new(std::sync::Arc::new(TokioRuntime::new()))
+    Pool::new(std::sync::Arc::new(TokioRuntime::new()), std::sync::Arc::new(TokioTcp::connect))
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod http;
 pub mod proxy;
 pub mod relay;
 pub mod ring;
+pub mod server;
 pub mod static_nodes;
 pub mod upstream;
 
@@ -64,7 +65,7 @@ pub trait Runtime: Send + Sync + 'static {
 
 /// A resettable timer, in the manner of quinn's `AsyncTimer`: one allocation for a task that
 /// waits for a deadline that keeps moving (the driver's next core timeout).
-pub trait AsyncTimer: Send {
+pub trait AsyncTimer: Send + Sync {
     /// Fires at `at` instead (earlier or later).
     fn reset(self: Pin<&mut Self>, at: Instant);
     /// Ready once the deadline has passed; stays ready until reset.

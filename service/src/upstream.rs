@@ -26,10 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-/// A TCP connection to a node, as the adapter's runtime provides it.
+/// A byte stream over a connection, as the adapter's runtime provides it: a TCP socket to a node
+/// or from a client (tokio's `TcpStream`, async-io's `Async<TcpStream>`), or one of herd-sim's
+/// in-memory pipes.
 pub trait Transport: Sized + Send + Sync + 'static {
-    /// Opens a connection to `host:port` (TCP_NODELAY set).
-    fn connect(target: String) -> BoxFuture<'static, io::Result<Self>>;
     /// Reads what the socket has and appends it to `buf` (growing it as the transport sees fit);
     /// `Ok(0)` at the end of the stream.
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
@@ -38,6 +38,21 @@ pub trait Transport: Sized + Send + Sync + 'static {
     /// For an idle pooled connection: whether it is still open with nothing unasked for to read.
     /// Must not block.
     fn idle_ok(&self) -> bool;
+}
+
+/// Opens connections to nodes: `host:port` in, a connected [`Transport`] out (TCP_NODELAY set).
+pub trait Connect<T>: Send + Sync + 'static {
+    /// Opens a connection to `target` (`host:port`).
+    fn connect(&self, target: String) -> BoxFuture<'static, io::Result<T>>;
+}
+
+impl<T, F> Connect<T> for F
+where
+    F: Fn(String) -> BoxFuture<'static, io::Result<T>> + Send + Sync + 'static,
+{
+    fn connect(&self, target: String) -> BoxFuture<'static, io::Result<T>> {
+        self(target)
+    }
 }
 
 /// Writes all of `data`.
@@ -130,11 +145,12 @@ struct Idles<T> {
 pub struct Pool<T> {
     idle: Arc<Mutex<Idles<T>>>,
     rt: Arc<dyn Runtime>,
+    net: Arc<dyn Connect<T>>,
 }
 
 impl<T> Clone for Pool<T> {
     fn clone(&self) -> Self {
-        Pool { idle: self.idle.clone(), rt: self.rt.clone() }
+        Pool { idle: self.idle.clone(), rt: self.rt.clone(), net: self.net.clone() }
     }
 }
 
@@ -155,9 +171,14 @@ impl<T: Transport> Upstream for Pool<T> {
 }
 
 impl<T: Transport> Pool<T> {
-    /// An empty pool whose connects time out on `rt`'s timers.
-    pub fn new(rt: Arc<dyn Runtime>) -> Self {
-        Pool { idle: Arc::new(Mutex::new(Idles { by_addr: HashMap::new(), last_sweep: None })), rt }
+    /// An empty pool that opens connections with `net`, timed on `rt`.
+    pub fn new(rt: Arc<dyn Runtime>, net: Arc<dyn Connect<T>>) -> Self {
+        Pool { idle: Arc::new(Mutex::new(Idles { by_addr: HashMap::new(), last_sweep: None })), rt, net }
+    }
+
+    /// Idle connections kept now, over every address.
+    pub fn idle_connections(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).by_addr.values().map(Vec::len).sum()
     }
 
     /// [`Pool::request`] for `POST` with a JSON body.
@@ -219,7 +240,7 @@ impl<T: Transport> Pool<T> {
                 Err(Failure::Failed(e)) => return Err(SendError::Reset(e)),
             }
         }
-        let stream = connect::<T>(&*self.rt, authority).await?;
+        let stream = connect::<T>(&*self.rt, &*self.net, authority).await?;
         match exchange(stream, &head, &body).await {
             Ok(answer) => Ok(self.answer(authority, answer)),
             Err(Failure::Stale(e) | Failure::Failed(e)) => Err(SendError::Reset(e)),
@@ -296,13 +317,13 @@ pub fn authority_of(base_url: &str) -> Option<&str> {
     (!authority.is_empty()).then_some(authority)
 }
 
-async fn connect<T: Transport>(rt: &dyn Runtime, authority: &str) -> Result<T, SendError> {
+async fn connect<T: Transport>(rt: &dyn Runtime, net: &dyn Connect<T>, authority: &str) -> Result<T, SendError> {
     let has_port = match authority.strip_prefix('[') {
         Some(v6) => v6.contains("]:"),
         None => authority.contains(':'),
     };
     let target = if has_port { authority.to_string() } else { format!("{authority}:80") };
-    match crate::timeout(rt, CONNECT_TIMEOUT, T::connect(target)).await {
+    match crate::timeout(rt, CONNECT_TIMEOUT, net.connect(target)).await {
         Some(Ok(s)) => Ok(s),
         Some(Err(e)) => Err(SendError::Connect(e.to_string())),
         None => Err(SendError::Connect("connect timed out".into())),
