@@ -486,9 +486,14 @@ impl Driver {
                     node,
                     attempts: trace.attempts,
                     outcome: trace.outcome.as_str().to_string(),
+                    // What the client was answered: a streamed answer's 200 went out with its
+                    // head; a gathered one ends with the failure's status (core's mapping, which
+                    // the proxy answers with too), even when core ended it (a reap) before the
+                    // request task wrote it.
                     status: match trace.outcome {
                         Outcome::ClientGone => 499,
-                        Outcome::FailedAfterCommit(_) if live.status == 200 => 200,
+                        Outcome::FailedAfterCommit(f) if !live.stream => f.status_after_commit(),
+                        Outcome::FailedAfterCommit(_) => 200,
                         _ => live.status,
                     },
                     error: error.or(live.error),

@@ -514,7 +514,8 @@ async fn aggregate(
             Either::Right(reason) => {
                 // Core reaped the attempt (the node stalled) and already ended the request.
                 guard.disarm();
-                let mut answer = error_answer(req.proto, 504, cancel_message(reason), None);
+                let status = UpstreamFailure::Timeout.status_after_commit();
+                let mut answer = error_answer(req.proto, status, cancel_message(reason), None);
                 headers_for(&mut answer, &commit, addr);
                 return answer;
             }
@@ -555,9 +556,10 @@ async fn aggregate(
             answer
         }
         Err(message) => {
-            guard.status(502);
+            let status = UpstreamFailure::Reset.status_after_commit();
+            guard.status(status);
             guard.end(AttemptInput::Failed(UpstreamFailure::Reset));
-            let mut answer = error_answer(req.proto, 502, &message, None);
+            let mut answer = error_answer(req.proto, status, &message, None);
             headers_for(&mut answer, &commit, addr);
             answer
         }

@@ -11,6 +11,7 @@ pub mod compare;
 pub mod fleet;
 /// The machine model, which herd-fake-ollama owns and times its answers with.
 pub use herd_fake_ollama::machine as node;
+pub mod service;
 #[cfg(feature = "world")]
 pub mod sweep;
 pub mod trace;

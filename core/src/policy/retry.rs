@@ -22,6 +22,17 @@ pub enum UpstreamFailure {
 }
 
 impl UpstreamFailure {
+    /// The status a client gets when this failure ends an answer that was committed but not yet
+    /// sent: a non-streamed answer the router gathers before writing it. 504 when the node went
+    /// quiet (core reaped it), 502 for anything else. (A streamed answer's status, 200, went out
+    /// with its head; the failure is told in the stream.)
+    pub fn status_after_commit(&self) -> u16 {
+        match self {
+            UpstreamFailure::Timeout => 504,
+            _ => 502,
+        }
+    }
+
     /// Whether another node may be tried (only before commit, which the router checks).
     /// Never for a 4xx (the client's fault) nor for saturation (retrying amplifies floods).
     pub fn retryable(&self) -> bool {
