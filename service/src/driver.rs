@@ -339,8 +339,12 @@ impl Driver {
             Input::Request { spec, meta, tx } => {
                 let stream = spec.stream;
                 let id = self.router.handle_request(now, spec);
-                let _ = tx.send(ReqMsg::Admitted(id));
+                let gone = tx.send(ReqMsg::Admitted(id)).is_err();
                 self.live.insert(id, Live { tx, meta, stream, status: 200, route: None, error: None });
+                if gone {
+                    // The client left before the request reached the driver.
+                    self.router.handle_client_gone(now, id);
+                }
                 // Commands for it are drained right after; they find its channel now.
             }
             Input::Attempt(attempt, a) => match a {

@@ -137,8 +137,41 @@ pub async fn serve(app: Arc<App>, surface: Surface, hints: Hints, body: Bytes, c
     run(app, &mut req).await
 }
 
+/// A request task's inbox from the driver. Dropped with an `Admitted` still unread (the client
+/// left in the instant between the driver taking the request and the task hearing its id, so
+/// the task's guard never knew the id), it tells the driver the client is gone: a queued
+/// request must not keep its place until a node frees up.
+struct Inbox {
+    rx: mpsc::UnboundedReceiver<ReqMsg>,
+    driver: crate::driver::DriverTx,
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            if let ReqMsg::Admitted(id) = msg {
+                self.driver.send_now(Input::ClientGone(id));
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Inbox {
+    type Target = mpsc::UnboundedReceiver<ReqMsg>;
+    fn deref(&self) -> &Self::Target {
+        &self.rx
+    }
+}
+
+impl std::ops::DerefMut for Inbox {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.rx
+    }
+}
+
 async fn run(app: Arc<App>, req: &mut Request) -> Answer {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut rx = Inbox { rx, driver: app.driver.clone() };
     let meta = ReqMeta { surface: req.surface, started_unix_ms: app.runtime.unix_ms() };
     let mut guard = EndGuard::new(app.driver.clone());
     app.driver.send(Input::Request { spec: req.spec.clone(), meta, tx }).await;

@@ -9,7 +9,9 @@ use herd_sim::service::{run_seed, Report};
 fn the_service_keeps_every_promise_over_two_hundred_seeds() {
     let seeds: Vec<u64> = match std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
         Some(s) => vec![s],
-        None => (0..200).collect(),
+        // Seeds that once found a bug, kept: 335 (a client that left before its request was
+        // admitted kept its place in core's queue).
+        None => (0..200).chain([335, 1706, 6220]).collect(),
     };
     let mut total = Report::default();
     for &seed in &seeds {

@@ -270,6 +270,20 @@ pub fn run_seed(seed: u64) -> Result<Report, String> {
     let results = std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
     let traces = std::mem::take(&mut *traces.0.lock().unwrap_or_else(|p| p.into_inner()));
     let fail = |what: String| Err(format!("seed {seed}: {what}"));
+    if std::env::var_os("SIM_DEBUG").is_some() {
+        for t in &traces {
+            eprintln!(
+                "trace {:?} {} {} node={:?} attempts={} error={:?}",
+                t.tags, t.outcome, t.status, t.node, t.attempts, t.error
+            );
+        }
+        for m in &machines {
+            for s in &m.log.lock().unwrap_or_else(|p| p.into_inner()).seen {
+                eprintln!("machine {} {} {:?} {:?}", m.config.name, s.path, s.prompt, s.served);
+            }
+        }
+    }
+
     for call in &calls {
         let (got, ended_at) = match &results[&call.id] {
             (Ok(g), at) => (g.clone(), *at),
@@ -318,19 +332,6 @@ pub fn run_seed(seed: u64) -> Result<Report, String> {
         };
         if !agrees {
             return fail(format!("call {call:?} got {got:?} but its trace says {} {}", t.outcome, t.status));
-        }
-    }
-    if std::env::var_os("SIM_DEBUG").is_some() {
-        for t in &traces {
-            eprintln!(
-                "trace {:?} {} {} node={:?} attempts={} error={:?}",
-                t.tags, t.outcome, t.status, t.node, t.attempts, t.error
-            );
-        }
-        for m in &machines {
-            for s in &m.log.lock().unwrap_or_else(|p| p.into_inner()).seen {
-                eprintln!("machine {} {} {:?} {:?}", m.config.name, s.path, s.prompt, s.served);
-            }
         }
     }
     report.traces = traces.len() as u64;
