@@ -3,19 +3,12 @@
 
 use crate::{Answer, AnswerBody};
 use bytes::Bytes;
-use serde_json::json;
+
 use std::time::Duration;
 
-/// Which envelope a client expects.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Proto {
-    /// `{"error":"..."}`.
-    Ollama,
-    /// `{"error":{"message","type","param","code"}}`.
-    OpenAi,
-    /// `{"type":"error","error":{"type","message"}}`.
-    Anthropic,
-}
+/// Which envelope a client expects: core's [`Protocol`](herd_core::api::Protocol), which renders
+/// every error body.
+pub use herd_core::api::Protocol as Proto;
 
 /// The content type of JSON answers.
 pub const JSON: &str = "application/json; charset=utf-8";
@@ -38,33 +31,9 @@ pub fn text_answer(status: u16, text: &'static str) -> Answer {
     }
 }
 
-/// The `type` of an OpenAI or Anthropic error for `status`. For the statuses Ollama itself
-/// answers (400, 404, 5xx) this is Ollama's own choice (wire-api.md §1.2); the others are the
-/// router's own refusals (keys, limits, saturation), named as the real APIs name them.
-fn error_type(proto: Proto, status: u16) -> &'static str {
-    match status {
-        400 | 413 | 422 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        429 => "rate_limit_error",
-        503 | 529 if proto == Proto::Anthropic => "overloaded_error",
-        _ => "api_error",
-    }
-}
-
 /// The error body of `proto`.
 pub fn error_value(proto: Proto, status: u16, message: &str) -> serde_json::Value {
-    match proto {
-        Proto::Ollama => json!({ "error": message }),
-        Proto::OpenAi => json!({
-            "error": { "message": message, "type": error_type(proto, status), "param": null, "code": null }
-        }),
-        Proto::Anthropic => json!({
-            "type": "error",
-            "error": { "type": error_type(proto, status), "message": message }
-        }),
-    }
+    proto.error_value(status, message)
 }
 
 /// An error answer before commit.
@@ -99,24 +68,7 @@ pub fn body_unreadable(proto: Proto) -> Answer {
 
 /// The last line or event of a stream that failed after commit.
 pub fn stream_error(proto: Proto, message: &str) -> Bytes {
-    let mut out = Vec::new();
-    match proto {
-        Proto::Ollama => {
-            serde_json::to_writer(&mut out, &json!({ "error": message })).unwrap_or_default();
-            out.push(b'\n');
-        }
-        Proto::OpenAi => {
-            out.extend_from_slice(b"data: ");
-            serde_json::to_writer(&mut out, &error_value(proto, 500, message)).unwrap_or_default();
-            out.extend_from_slice(b"\n\n");
-        }
-        Proto::Anthropic => {
-            out.extend_from_slice(b"event: error\ndata: ");
-            serde_json::to_writer(&mut out, &error_value(proto, 500, message)).unwrap_or_default();
-            out.extend_from_slice(b"\n\n");
-        }
-    }
-    Bytes::from(out)
+    Bytes::from(proto.stream_error(message))
 }
 
 #[cfg(test)]
@@ -124,15 +76,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn envelopes() {
-        assert_eq!(error_value(Proto::Ollama, 404, "x"), json!({"error": "x"}));
-        assert_eq!(error_value(Proto::OpenAi, 404, "x")["error"]["type"], "not_found_error");
-        assert_eq!(error_value(Proto::OpenAi, 400, "x")["error"]["type"], "invalid_request_error");
-        assert_eq!(error_value(Proto::Anthropic, 503, "x")["error"]["type"], "overloaded_error");
-        assert_eq!(error_value(Proto::Anthropic, 503, "x")["type"], "error");
+    fn retry_after_rounds_up() {
         let r = error_answer(Proto::Ollama, 429, "busy", Some(Duration::from_millis(1500)));
         assert_eq!(r.header("retry-after"), Some("2"));
-        assert_eq!(stream_error(Proto::Ollama, "x"), Bytes::from_static(b"{\"error\":\"x\"}\n"));
-        assert!(stream_error(Proto::OpenAi, "x").starts_with(b"data: {\"error\""));
     }
 }

@@ -61,15 +61,9 @@ pub fn method_not_allowed(path: &str) -> Answer {
     answer
 }
 
-/// The envelope errors on `path` use.
+/// The envelope errors on `path` use (core's rule).
 pub fn proto_of_path(path: &str) -> Proto {
-    if path.starts_with("/v1/messages") {
-        Proto::Anthropic
-    } else if path.starts_with("/v1/") {
-        Proto::OpenAi
-    } else {
-        Proto::Ollama
-    }
+    Proto::of_path(path)
 }
 
 fn presented_key(headers: &dyn Headers) -> Option<&str> {

@@ -4,18 +4,19 @@
 
 use crate::driver::{AttemptInput, Input, NodeAddr, ReqMeta, ReqMsg};
 use crate::errors::{error_answer, Proto, JSON};
-use crate::relay::{cancel_message, EndGuard, Orders, Relay, Shaper, Tail};
+use crate::relay::{cancel_message, EndGuard, Orders, Relay, Shaper};
 use crate::{next_chunk, race, Answer, AnswerBody, App, BodyStream, Either, Headers};
 use bytes::Bytes;
-use herd_core::api::body::{BodyIndex, BodyLimits};
-use herd_core::api::patch::{BodyPatch, NumCtxPatch};
+use herd_core::api::body::BodyIndex;
+use herd_core::api::plan::{AttemptBody, AttemptPlan as Plan, PlanError};
+use herd_core::api::watch::StreamWatch;
 use herd_core::api::{describe_indexed, DescribeContext, Surface};
 use herd_core::policy::retry::{is_saturation, UpstreamFailure};
 use herd_core::request::RequestSpec;
 use herd_core::router::{CancelReason, Commit, Dispatch, Rejection};
 use herd_core::translate::{
-    chat_request, completion_request, ChatCompletionAggregator, NativeAggregator, NativeEndpoint, OpenAiChatStream,
-    OpenAiCompletionStream, OpenAiResponseConfig, SamplingDefaults, TextCompletionAggregator,
+    ChatCompletionAggregator, NativeAggregator, NativeEndpoint, OpenAiChatStream, OpenAiCompletionStream,
+    OpenAiResponseConfig, TextCompletionAggregator,
 };
 use serde_json::Value;
 use std::sync::Arc;
@@ -24,54 +25,7 @@ use tokio::sync::mpsc;
 
 /// The protocol whose envelope a surface's errors use.
 pub fn proto_of(surface: Surface) -> Proto {
-    match surface {
-        Surface::OllamaChat | Surface::OllamaGenerate | Surface::OllamaEmbed | Surface::OllamaEmbeddings => {
-            Proto::Ollama
-        }
-        Surface::OpenAiChat | Surface::OpenAiCompletions | Surface::OpenAiEmbeddings => Proto::OpenAi,
-        Surface::AnthropicMessages => Proto::Anthropic,
-    }
-}
-
-/// How one attempt is sent and its answer shaped.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Plan {
-    /// Native chat/generate: streamed from the node; passed through or aggregated.
-    Native { endpoint: NativeEndpoint, client_stream: bool },
-    /// Forwarded as sent (model patched): embeddings, Anthropic, OpenAI streams that need no change.
-    Pass { path: &'static str, stream: Option<Proto> },
-    /// OpenAI chat or completions translated to native.
-    Translate { endpoint: NativeEndpoint, client_stream: bool },
-}
-
-impl Plan {
-    fn of(surface: Surface, spec: &RequestSpec, d: &Dispatch) -> Plan {
-        let patched = d.num_ctx.is_some() || d.num_predict.is_some();
-        match surface {
-            Surface::OllamaChat => Plan::Native { endpoint: NativeEndpoint::Chat, client_stream: spec.stream },
-            Surface::OllamaGenerate => Plan::Native { endpoint: NativeEndpoint::Generate, client_stream: spec.stream },
-            Surface::OllamaEmbed | Surface::OllamaEmbeddings | Surface::OpenAiEmbeddings => {
-                Plan::Pass { path: surface.path(), stream: None }
-            }
-            Surface::AnthropicMessages => {
-                Plan::Pass { path: surface.path(), stream: spec.stream.then_some(Proto::Anthropic) }
-            }
-            Surface::OpenAiChat | Surface::OpenAiCompletions if spec.stream && !patched => {
-                Plan::Pass { path: surface.path(), stream: Some(Proto::OpenAi) }
-            }
-            Surface::OpenAiChat => Plan::Translate { endpoint: NativeEndpoint::Chat, client_stream: spec.stream },
-            _ => Plan::Translate { endpoint: NativeEndpoint::Generate, client_stream: spec.stream },
-        }
-    }
-
-    fn path(self) -> &'static str {
-        match self {
-            Plan::Native { endpoint: NativeEndpoint::Chat, .. }
-            | Plan::Translate { endpoint: NativeEndpoint::Chat, .. } => "/api/chat",
-            Plan::Native { .. } | Plan::Translate { .. } => "/api/generate",
-            Plan::Pass { path, .. } => path,
-        }
-    }
+    Proto::of(surface)
 }
 
 /// Everything one request carries through its attempts.
@@ -237,68 +191,6 @@ fn upstream_message(text: &str) -> String {
     }
 }
 
-/// Builds the body for one attempt.
-/// Builds the body for one attempt; `release` gives freed memory back between the copies a large
-/// translated body goes through.
-fn attempt_body(req: &Request, d: &Dispatch, plan: Plan, release: &dyn Fn()) -> Result<(Bytes, bool), (u16, String)> {
-    let model = (d.model != req.spec.model).then(|| d.model.clone());
-    let mut patch = BodyPatch { model, strip_herd_fields: true, ..BodyPatch::default() };
-    let mut include_usage = false;
-    let body = match plan {
-        Plan::Native { .. } => {
-            patch.num_ctx = d.num_ctx.map(NumCtxPatch::Set);
-            patch.num_predict = d.num_predict;
-            patch.force_stream = Some(true);
-            req.index.patched(&req.raw, &patch)
-        }
-        Plan::Pass { .. } => {
-            if patch.model.is_none() && !req.index.has_herd_fields(&req.raw) {
-                // Nothing to change: forward the client's own bytes.
-                return Ok((req.raw.clone(), false));
-            }
-            req.index.patched(&req.raw, &patch)
-        }
-        Plan::Translate { endpoint, .. } => {
-            patch.num_ctx = d.num_ctx.map(NumCtxPatch::Set);
-            patch.num_predict = d.num_predict;
-            patch.force_stream = Some(true);
-            // The client's request, decoded from its bytes, becomes the native one, written
-            // once (each typed copy is dropped as soon as the next exists) and patched like a
-            // native body.
-            let native = match endpoint {
-                NativeEndpoint::Chat => {
-                    let parsed = req.index.decode(&req.raw).map_err(|e| (400, e.to_string()))?;
-                    let t = chat_request(parsed, SamplingDefaults::OllamaV1)
-                        .map_err(|e| (e.http_status(), e.to_string()))?;
-                    include_usage = t.include_usage();
-                    let body = t.into_body().map_err(|e| (e.http_status(), e.to_string()))?;
-                    write_sized(&body, req.raw.len())
-                }
-                NativeEndpoint::Generate => {
-                    let parsed = req.index.decode(&req.raw).map_err(|e| (400, e.to_string()))?;
-                    let t = completion_request(parsed, SamplingDefaults::OllamaV1)
-                        .map_err(|e| (e.http_status(), e.to_string()))?;
-                    include_usage = t.include_usage;
-                    write_sized(&t.body, req.raw.len())
-                }
-            };
-            let native = native.map_err(|_| (500, "translation failed".to_string()))?;
-            release();
-            let index = BodyIndex::new(&native, &BodyLimits::UNLIMITED).map_err(|e| (500, e.to_string()))?;
-            index.patched(&native, &patch)
-        }
-    };
-    Ok((Bytes::from(body), include_usage))
-}
-
-/// `value` as JSON in a buffer sized for `about` bytes up front: a large body is not copied
-/// through a doubling buffer (which held up to three times its size at once).
-fn write_sized<T: serde::Serialize>(value: &T, about: usize) -> serde_json::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(about + 1024);
-    serde_json::to_writer(&mut out, value)?;
-    Ok(out)
-}
-
 /// Runs one attempt. `Ok` when the client has its answer; `Err(guard)` to wait for core's next
 /// order.
 async fn attempt(
@@ -316,9 +208,11 @@ async fn attempt(
             app.runtime.release_memory();
         }
     };
-    let (bytes, include_usage) = match attempt_body(req, d, plan, &release) {
-        Ok(b) => b,
-        Err((status, message)) => {
+    let built = plan.body(&req.raw, &req.index, &req.spec, d, &mut { release });
+    let (bytes, include_usage) = match built {
+        Ok((AttemptBody::AsSent, usage)) => (req.raw.clone(), usage),
+        Ok((AttemptBody::Rewritten(b), usage)) => (Bytes::from(b), usage),
+        Err(PlanError { status, message }) => {
             // The body cannot be sent anywhere: the client's error. Tell core the node refused it.
             req.last_error = Some((status, serde_json::json!({ "error": message }).to_string()));
             guard.report(AttemptInput::Failed(UpstreamFailure::Status { code: status, saturated: false }));
@@ -484,9 +378,10 @@ async fn answer(
         c
     };
     let (shaper, ctype) = match plan {
-        Plan::Native { client_stream: true, .. } => (Shaper::Ndjson(Tail::default()), "application/x-ndjson"),
-        Plan::Pass { stream: Some(Proto::OpenAi), .. } => (Shaper::OpenAiSse(Tail::default()), "text/event-stream"),
-        Plan::Pass { stream: Some(_), .. } => (Shaper::AnthropicSse(Tail::default()), "text/event-stream"),
+        Plan::Native { client_stream: true, .. } => {
+            (Shaper::Pass(StreamWatch::new(Proto::Ollama)), Proto::Ollama.stream_content_type())
+        }
+        Plan::Pass { stream: Some(p), .. } => (Shaper::Pass(StreamWatch::new(p)), p.stream_content_type()),
         Plan::Translate { endpoint: NativeEndpoint::Chat, client_stream: true } => {
             (Shaper::Chat(Box::new(OpenAiChatStream::new(config()))), "text/event-stream")
         }
@@ -576,7 +471,7 @@ async fn aggregate(
         Agg::Chat(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Text(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Raw(v) => {
-            let usage = raw_usage(&v);
+            let usage = herd_core::api::watch::body_usage(&v);
             Ok((Bytes::from(v), upstream_type.unwrap_or_else(json_type), usage))
         }
     };
@@ -601,16 +496,4 @@ async fn aggregate(
 
 fn json_body(v: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(v).unwrap_or_default())
-}
-
-fn raw_usage(body: &[u8]) -> herd_core::router::Usage {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0).min(u32::MAX as u64) as u32;
-    if let Some(u) = v.get("usage") {
-        // OpenAI and Anthropic.
-        let prompt = n(u, "prompt_tokens").max(n(u, "input_tokens"));
-        let completion = n(u, "completion_tokens").max(n(u, "output_tokens"));
-        return herd_core::router::Usage { prompt_tokens: prompt, completion_tokens: completion };
-    }
-    herd_core::router::Usage { prompt_tokens: n(&v, "prompt_eval_count"), completion_tokens: n(&v, "eval_count") }
 }

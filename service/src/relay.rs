@@ -9,6 +9,7 @@ use crate::errors::Proto;
 use crate::BodyStream;
 use crate::{Instant, Runtime};
 use bytes::{Bytes, BytesMut};
+use herd_core::api::watch::{StreamEnd, StreamWatch};
 use herd_core::ids::{AttemptId, RequestId};
 use herd_core::policy::retry::UpstreamFailure;
 use herd_core::router::{CancelReason, Usage};
@@ -21,10 +22,6 @@ use std::time::Duration;
 
 /// How often a streaming answer reports progress to the router (its stall timer).
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
-/// The longest final line kept to read the token counts from.
-const MAX_TAIL_BYTES: usize = 256 * 1024;
-/// Bytes kept before the last line, for the events before the last (Anthropic's usage).
-const TAIL_WINDOW: usize = 4096;
 /// Most bytes gathered from the node before they are written to the client in one frame.
 const COALESCE_BYTES: usize = 16 * 1024;
 
@@ -94,146 +91,28 @@ impl Drop for EndGuard {
 
 /// How a committed streaming answer is shaped for the client.
 pub enum Shaper {
-    /// Native NDJSON passed through; the last line gives the counts.
-    Ndjson(Tail),
-    /// OpenAI SSE passed through (`data: ...`); a usage chunk gives the counts when asked.
-    OpenAiSse(Tail),
-    /// Anthropic SSE passed through; `message_delta` / `message_start` give the counts.
-    AnthropicSse(Tail),
+    /// Passed through as the node wrote it (native NDJSON, OpenAI or Anthropic SSE), watched by
+    /// core's one reader of stream endings.
+    Pass(StreamWatch),
     /// Native chat NDJSON translated to OpenAI chat SSE.
     Chat(Box<OpenAiChatStream>),
     /// Native generate NDJSON translated to OpenAI completion SSE.
     Completion(Box<OpenAiCompletionStream>),
 }
 
-/// The bytes since the last complete line but one: enough to read the final line at the end.
-#[derive(Default)]
-pub struct Tail {
-    buf: Vec<u8>,
-    events: u64,
-}
-
-impl Tail {
-    fn feed(&mut self, data: &[u8]) {
-        self.events += data.iter().filter(|&&b| b == b'\n').count() as u64;
-        self.buf.extend_from_slice(data);
-        if self.buf.len() <= TAIL_WINDOW {
-            return;
-        }
-        // Keep the last few KiB, and the whole last complete line however long (a generate
-        // answer's final line carries its `context` array).
-        let body = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
-        let last_line = body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-        let cut = last_line.min(self.buf.len() - TAIL_WINDOW);
-        self.buf.drain(..cut);
-        if self.buf.len() > MAX_TAIL_BYTES {
-            let cut = self.buf.len() - MAX_TAIL_BYTES;
-            self.buf.drain(..cut);
-        }
-    }
-    fn lines(&self) -> impl Iterator<Item = &[u8]> {
-        self.buf.split(|&b| b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-    }
-}
-
-/// What the end of a passed-through stream says.
-enum Ending {
-    Done(Usage),
-    Error,
-    Truncated,
-}
-
-fn count(v: &serde_json::Value, key: &str) -> u32 {
-    v.get(key).and_then(serde_json::Value::as_u64).map_or(0, |n| n.min(u32::MAX as u64) as u32)
-}
-
-fn ndjson_ending(tail: &Tail) -> Ending {
-    let Some(line) = tail.lines().last() else { return Ending::Truncated };
-    match serde_json::from_slice::<serde_json::Value>(line) {
-        Ok(v) if v.get("done").and_then(serde_json::Value::as_bool) == Some(true) => Ending::Done(Usage {
-            prompt_tokens: count(&v, "prompt_eval_count"),
-            completion_tokens: count(&v, "eval_count"),
-        }),
-        Ok(v) => match v.get("error") {
-            Some(_) => Ending::Error,
-            None => Ending::Truncated,
-        },
-        Err(_) => Ending::Truncated,
-    }
-}
-
-fn openai_ending(tail: &Tail) -> Ending {
-    let mut usage = None;
-    let mut done = false;
-    for line in tail.lines() {
-        let Some(data) = line.strip_prefix(b"data:") else { continue };
-        let data = data.trim_ascii();
-        if data == b"[DONE]" {
-            done = true;
-            continue;
-        }
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-            if v.get("error").is_some() {
-                return Ending::Error;
-            }
-            if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
-                usage = Some(Usage {
-                    prompt_tokens: count(u, "prompt_tokens"),
-                    completion_tokens: count(u, "completion_tokens"),
-                });
-            }
-        }
-    }
-    if !done {
-        return Ending::Truncated;
-    }
-    // Without the usage chunk, count the content events (role and finish chunks excluded).
-    Ending::Done(usage.unwrap_or(Usage {
-        prompt_tokens: 0,
-        completion_tokens: (tail.events / 2).saturating_sub(3).min(u32::MAX as u64) as u32,
-    }))
-}
-
-fn anthropic_ending(tail: &Tail) -> Ending {
-    let mut stop = false;
-    let mut usage = Usage::default();
-    for line in tail.lines() {
-        if line.starts_with(b"event: message_stop") {
-            stop = true;
-        }
-        if line.starts_with(b"event: error") {
-            return Ending::Error;
-        }
-        if let Some(data) = line.strip_prefix(b"data:") {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data.trim_ascii()) {
-                if let Some(u) = v.get("usage") {
-                    usage.completion_tokens = usage.completion_tokens.max(count(u, "output_tokens"));
-                    usage.prompt_tokens = usage.prompt_tokens.max(count(u, "input_tokens"));
-                }
-            }
-        }
-    }
-    if stop {
-        Ending::Done(usage)
-    } else {
-        Ending::Truncated
-    }
-}
-
 impl Shaper {
     fn proto(&self) -> Proto {
         match self {
-            Shaper::Ndjson(_) => Proto::Ollama,
-            Shaper::OpenAiSse(_) | Shaper::Chat(_) | Shaper::Completion(_) => Proto::OpenAi,
-            Shaper::AnthropicSse(_) => Proto::Anthropic,
+            Shaper::Pass(w) => w.protocol(),
+            Shaper::Chat(_) | Shaper::Completion(_) => Proto::OpenAi,
         }
     }
 
     /// Feeds upstream bytes; returns what to send on.
     pub fn feed(&mut self, data: Bytes, out: &mut VecDeque<Bytes>) {
         match self {
-            Shaper::Ndjson(t) | Shaper::OpenAiSse(t) | Shaper::AnthropicSse(t) => {
-                t.feed(&data);
+            Shaper::Pass(w) => {
+                w.feed(&data);
                 out.push_back(data);
             }
             Shaper::Chat(s) => {
@@ -250,9 +129,7 @@ impl Shaper {
     /// The upstream ended cleanly: the outcome, and any last bytes to send.
     pub fn end(&mut self, out: &mut VecDeque<Bytes>) -> AttemptInput {
         let ending = match self {
-            Shaper::Ndjson(t) => ndjson_ending(t),
-            Shaper::OpenAiSse(t) => openai_ending(t),
-            Shaper::AnthropicSse(t) => anthropic_ending(t),
+            Shaper::Pass(w) => w.end(),
             Shaper::Chat(s) => {
                 s.handle_end();
                 drain_events(|| s.poll_event(), out);
@@ -265,10 +142,10 @@ impl Shaper {
             }
         };
         match ending {
-            Ending::Done(usage) => AttemptInput::Finished(usage),
+            StreamEnd::Done(usage) => AttemptInput::Finished(usage),
             // The node reported its own error in-stream; the client already has it.
-            Ending::Error => AttemptInput::Failed(UpstreamFailure::Status { code: 500, saturated: false }),
-            Ending::Truncated => {
+            StreamEnd::Error => AttemptInput::Failed(UpstreamFailure::Status { code: 500, saturated: false }),
+            StreamEnd::Truncated => {
                 out.push_back(crate::errors::stream_error(
                     self.proto(),
                     "the node closed the stream before it finished",
@@ -442,58 +319,6 @@ impl BodyStream for Relay {
                 }
                 Poll::Ready(Some(Ok(all.freeze())))
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tail_keeps_the_last_line_across_splits() {
-        let body = b"{\"a\":1}\n{\"b\":2}\n{\"done\":true,\"prompt_eval_count\":7,\"eval_count\":3}\n";
-        for cut in 1..body.len() {
-            let mut t = Tail::default();
-            t.feed(&body[..cut]);
-            t.feed(&body[cut..]);
-            match ndjson_ending(&t) {
-                Ending::Done(u) => assert_eq!((u.prompt_tokens, u.completion_tokens), (7, 3)),
-                _ => panic!("cut {cut}"),
-            }
-        }
-    }
-
-    #[test]
-    fn ndjson_error_line_and_truncation() {
-        let mut t = Tail::default();
-        t.feed(b"{\"a\":1}\n{\"error\":\"boom\"}\n");
-        assert!(matches!(ndjson_ending(&t), Ending::Error));
-        let mut t = Tail::default();
-        t.feed(b"{\"a\":1}\n{\"b\":");
-        assert!(matches!(ndjson_ending(&t), Ending::Truncated));
-    }
-
-    #[test]
-    fn openai_usage_chunk_and_done() {
-        let mut t = Tail::default();
-        t.feed(b"data: {\"choices\":[]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":9}}\n\ndata: [DONE]\n\n");
-        match openai_ending(&t) {
-            Ending::Done(u) => assert_eq!((u.prompt_tokens, u.completion_tokens), (4, 9)),
-            _ => panic!(),
-        }
-        let mut t = Tail::default();
-        t.feed(b"data: {\"choices\":[]}\n\n");
-        assert!(matches!(openai_ending(&t), Ending::Truncated));
-    }
-
-    #[test]
-    fn anthropic_stop_event() {
-        let mut t = Tail::default();
-        t.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":5}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
-        match anthropic_ending(&t) {
-            Ending::Done(u) => assert_eq!(u.completion_tokens, 5),
-            _ => panic!(),
         }
     }
 }

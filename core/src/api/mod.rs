@@ -44,13 +44,17 @@ pub mod estimate;
 pub mod ollama;
 pub mod openai;
 pub mod patch;
+pub mod plan;
+mod protocol;
 mod spec;
+pub mod watch;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::ApiError;
+pub use protocol::Protocol;
 pub use spec::{
     parse_model_name, parse_no_fallback_header, parse_tags_header, prefix_key, DEFAULT_PREFIX_MIN_TOKENS,
     MAX_FALLBACK_MODELS, MAX_MODEL_NAME_BYTES, MAX_TAGS, MAX_TAG_BYTES,

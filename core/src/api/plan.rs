@@ -1,0 +1,288 @@
+//! One attempt, planned: which node endpoint it goes to, whether the client's bytes are passed
+//! through, patched or translated, and how the answer is shaped for the client. Decided once per
+//! attempt from the request's description and core's dispatch, so the service only performs it.
+//!
+//! The body is built from the client's own bytes and their [`BodyIndex`]: forwarded untouched
+//! when nothing needs changing, else with only the touched top-level fields spliced, else (an
+//! OpenAI request translated to a native one) decoded, translated and written once.
+
+use super::body::{BodyIndex, BodyLimits};
+use super::patch::{BodyPatch, NumCtxPatch};
+use super::{Protocol, Surface};
+use crate::request::RequestSpec;
+use crate::router::Dispatch;
+use crate::translate::{chat_request, completion_request, NativeEndpoint, SamplingDefaults};
+
+/// How one attempt is sent and its answer shaped.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AttemptPlan {
+    /// Native chat/generate: streamed from the node; passed through (a streaming client) or
+    /// gathered into one answer.
+    Native {
+        /// Chat or generate.
+        endpoint: NativeEndpoint,
+        /// Whether the client asked for a stream.
+        client_stream: bool,
+    },
+    /// Forwarded as sent (model patched, herd's fields stripped): embeddings, Anthropic, and
+    /// OpenAI streams that need no change; `stream` is the protocol of a streamed answer.
+    Pass {
+        /// The node endpoint (the client's own).
+        path: &'static str,
+        /// The protocol of the stream, when the answer streams.
+        stream: Option<Protocol>,
+    },
+    /// OpenAI chat or completions translated to native, and the answer back.
+    Translate {
+        /// Chat or generate.
+        endpoint: NativeEndpoint,
+        /// Whether the client asked for a stream.
+        client_stream: bool,
+    },
+}
+
+/// The body of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptBody {
+    /// The client's bytes, as they came.
+    AsSent,
+    /// New bytes.
+    Rewritten(Vec<u8>),
+}
+
+/// Why an attempt's body could not be built: the status and message for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl PlanError {
+    fn new(status: u16, message: impl ToString) -> PlanError {
+        PlanError { status, message: message.to_string() }
+    }
+}
+
+impl AttemptPlan {
+    /// The plan for `surface`'s request described by `spec`, dispatched as `d`. An OpenAI stream
+    /// is passed through to the node's own OpenAI endpoint unless core patches `num_ctx` or
+    /// `num_predict`, which only the native API takes.
+    pub fn of(surface: Surface, spec: &RequestSpec, d: &Dispatch) -> AttemptPlan {
+        let patched = d.num_ctx.is_some() || d.num_predict.is_some();
+        match surface {
+            Surface::OllamaChat => AttemptPlan::Native { endpoint: NativeEndpoint::Chat, client_stream: spec.stream },
+            Surface::OllamaGenerate => {
+                AttemptPlan::Native { endpoint: NativeEndpoint::Generate, client_stream: spec.stream }
+            }
+            Surface::OllamaEmbed | Surface::OllamaEmbeddings | Surface::OpenAiEmbeddings => {
+                AttemptPlan::Pass { path: surface.path(), stream: None }
+            }
+            Surface::AnthropicMessages => {
+                AttemptPlan::Pass { path: surface.path(), stream: spec.stream.then_some(Protocol::Anthropic) }
+            }
+            Surface::OpenAiChat | Surface::OpenAiCompletions if spec.stream && !patched => {
+                AttemptPlan::Pass { path: surface.path(), stream: Some(Protocol::OpenAi) }
+            }
+            Surface::OpenAiChat => {
+                AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, client_stream: spec.stream }
+            }
+            Surface::OpenAiCompletions => {
+                AttemptPlan::Translate { endpoint: NativeEndpoint::Generate, client_stream: spec.stream }
+            }
+        }
+    }
+
+    /// The node endpoint the attempt is sent to.
+    pub fn path(self) -> &'static str {
+        match self {
+            AttemptPlan::Native { endpoint: NativeEndpoint::Chat, .. }
+            | AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, .. } => "/api/chat",
+            AttemptPlan::Native { .. } | AttemptPlan::Translate { .. } => "/api/generate",
+            AttemptPlan::Pass { path, .. } => path,
+        }
+    }
+
+    /// Whether the client gets a stream (else one gathered answer).
+    pub fn streams(self) -> bool {
+        match self {
+            AttemptPlan::Native { client_stream, .. } | AttemptPlan::Translate { client_stream, .. } => client_stream,
+            AttemptPlan::Pass { stream, .. } => stream.is_some(),
+        }
+    }
+
+    /// The body of the attempt from the client's `raw` bytes (indexed by `index`), and whether
+    /// a translated OpenAI request asked for a usage chunk. `release` is called once a large
+    /// translated body's typed copies are gone, so the caller can give their memory back.
+    ///
+    /// # Errors
+    ///
+    /// The client's body cannot be decoded or translated (its status is the client's fault,
+    /// 400 or 422), or writing the translation failed (500).
+    pub fn body(
+        self,
+        raw: &[u8],
+        index: &BodyIndex,
+        spec: &RequestSpec,
+        d: &Dispatch,
+        release: &mut dyn FnMut(),
+    ) -> Result<(AttemptBody, bool), PlanError> {
+        let model = (d.model != spec.model).then(|| d.model.clone());
+        let mut patch = BodyPatch { model, strip_herd_fields: true, ..BodyPatch::default() };
+        let mut include_usage = false;
+        let body = match self {
+            AttemptPlan::Native { .. } => {
+                patch.num_ctx = d.num_ctx.map(NumCtxPatch::Set);
+                patch.num_predict = d.num_predict;
+                patch.force_stream = Some(true);
+                index.patched(raw, &patch)
+            }
+            AttemptPlan::Pass { .. } => {
+                if patch.model.is_none() && !index.has_herd_fields(raw) {
+                    // Nothing to change: forward the client's own bytes.
+                    return Ok((AttemptBody::AsSent, false));
+                }
+                index.patched(raw, &patch)
+            }
+            AttemptPlan::Translate { endpoint, .. } => {
+                patch.num_ctx = d.num_ctx.map(NumCtxPatch::Set);
+                patch.num_predict = d.num_predict;
+                patch.force_stream = Some(true);
+                // The client's request, decoded from its bytes, becomes the native one, written
+                // once (each typed copy is dropped as soon as the next exists) and patched like a
+                // native body.
+                let native = match endpoint {
+                    NativeEndpoint::Chat => {
+                        let parsed = index.decode(raw).map_err(|e| PlanError::new(400, e))?;
+                        let t = chat_request(parsed, SamplingDefaults::OllamaV1)
+                            .map_err(|e| PlanError::new(e.http_status(), e))?;
+                        include_usage = t.include_usage();
+                        let body = t.into_body().map_err(|e| PlanError::new(e.http_status(), e))?;
+                        write_sized(&body, raw.len())
+                    }
+                    NativeEndpoint::Generate => {
+                        let parsed = index.decode(raw).map_err(|e| PlanError::new(400, e))?;
+                        let t = completion_request(parsed, SamplingDefaults::OllamaV1)
+                            .map_err(|e| PlanError::new(e.http_status(), e))?;
+                        include_usage = t.include_usage;
+                        write_sized(&t.body, raw.len())
+                    }
+                };
+                let native = native.map_err(|_| PlanError::new(500, "translation failed"))?;
+                release();
+                let index = BodyIndex::new(&native, &BodyLimits::UNLIMITED).map_err(|e| PlanError::new(500, e))?;
+                index.patched(&native, &patch)
+            }
+        };
+        Ok((AttemptBody::Rewritten(body), include_usage))
+    }
+}
+
+/// `value` as JSON in a buffer sized for `about` bytes up front: a large body is not copied
+/// through a doubling buffer (which held up to three times its size at once).
+fn write_sized<T: serde::Serialize>(value: &T, about: usize) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(about + 1024);
+    serde_json::to_writer(&mut out, value)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{describe_indexed, DescribeContext};
+    use crate::ids::{AttemptId, ModelName, NodeId, RequestId};
+    use crate::policy::context::ContextAction;
+    use crate::router::RouteKind;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn dispatch(model: &str, num_ctx: Option<u32>, num_predict: Option<u32>) -> Dispatch {
+        Dispatch {
+            request: RequestId(1),
+            attempt: AttemptId(1),
+            attempt_no: 1,
+            node: NodeId(0),
+            model: ModelName::new(model),
+            num_ctx,
+            num_predict,
+            context: ContextAction::Untouched,
+            first_byte_deadline: crate::time::Instant::ZERO,
+            route: RouteKind::Primary,
+            score: 0.0,
+        }
+    }
+
+    fn body_for(surface: Surface, stream: bool, herd_field: bool) -> Vec<u8> {
+        let mut v = match surface {
+            Surface::OllamaGenerate | Surface::OpenAiCompletions => {
+                serde_json::json!({ "model": "m", "prompt": "hi", "stream": stream })
+            }
+            Surface::OllamaEmbed | Surface::OllamaEmbeddings | Surface::OpenAiEmbeddings => {
+                serde_json::json!({ "model": "m", "input": "hi", "prompt": "hi" })
+            }
+            Surface::AnthropicMessages => serde_json::json!({
+                "model": "m", "max_tokens": 9, "stream": stream, "messages": [{ "role": "user", "content": "hi" }]
+            }),
+            _ => serde_json::json!({ "model": "m", "stream": stream, "messages": [{ "role": "user", "content": "hi" }] }),
+        };
+        if herd_field {
+            v["fallback_models"] = serde_json::json!(["other"]);
+        }
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn a_plan_sends_a_body_the_node_endpoint_takes(
+            surface_i in 0usize..Surface::ALL.len(),
+            stream in any::<bool>(),
+            fallback in any::<bool>(),
+            herd_field in any::<bool>(),
+            num_ctx in proptest::option::of(512u32..65_536),
+            num_predict in proptest::option::of(1u32..4096),
+        ) {
+            let surface = Surface::ALL[surface_i];
+            let raw = body_for(surface, stream, herd_field);
+            let index = BodyIndex::new(&raw, &BodyLimits::default()).unwrap();
+            let spec = describe_indexed(surface, &raw, &index, &DescribeContext::default()).unwrap();
+            let served = if fallback { "other" } else { "m" };
+            let d = dispatch(served, num_ctx, num_predict);
+            let plan = AttemptPlan::of(surface, &spec, &d);
+            // The client gets what it asked for.
+            prop_assert_eq!(plan.streams(), spec.stream);
+            let (body, _) = plan.body(&raw, &index, &spec, &d, &mut || {}).unwrap();
+            let sent: Value = match &body {
+                AttemptBody::AsSent => {
+                    // Only when nothing had to change.
+                    prop_assert!(!fallback && !herd_field);
+                    prop_assert!(matches!(plan, AttemptPlan::Pass { .. }), "forwarded as sent only when passed through");
+                    serde_json::from_slice(&raw).unwrap()
+                }
+                AttemptBody::Rewritten(b) => serde_json::from_slice(b).unwrap(),
+            };
+            prop_assert_eq!(sent["model"].as_str(), Some(d.model.as_str()).filter(|_| fallback).or(Some("m")));
+            prop_assert!(sent.get("fallback_models").is_none(), "herd's fields never reach a node");
+            match plan {
+                AttemptPlan::Native { .. } | AttemptPlan::Translate { .. } => {
+                    // The router always reads a native answer as a stream.
+                    prop_assert_eq!(sent["stream"].as_bool(), Some(true));
+                    prop_assert!(plan.path() == "/api/chat" || plan.path() == "/api/generate");
+                    if let Some(n) = num_ctx {
+                        prop_assert_eq!(sent["options"]["num_ctx"].as_u64(), Some(u64::from(n)));
+                    }
+                    if let Some(n) = num_predict {
+                        prop_assert_eq!(sent["options"]["num_predict"].as_u64(), Some(u64::from(n)));
+                    }
+                }
+                AttemptPlan::Pass { path, stream: s } => {
+                    prop_assert_eq!(path, surface.path());
+                    // An OpenAI stream is passed through only when core patches nothing.
+                    if s == Some(Protocol::OpenAi) {
+                        prop_assert!(num_ctx.is_none() && num_predict.is_none());
+                    }
+                }
+            }
+        }
+    }
+}
