@@ -7,18 +7,13 @@ use crate::errors::{error_answer, json_answer, text_answer, Proto};
 use crate::{Answer, AnswerBody, App, BodyStream};
 use bytes::Bytes;
 use herd_core::api::body::BodyIndex;
-use herd_core::fleet::{NodeStatus, Registered};
+use herd_core::fleet::{views, NodeStatus, Registered};
 use herd_core::ids::ModelName;
 use herd_core::router::Router;
 use serde_json::{json, Map, Value};
-use sha2::Digest;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The version reported when no node has told us Ollama's.
-const FALLBACK_OLLAMA_VERSION: &str = "0.12.6";
 
 /// A request to a non-inference path, its body already read.
 pub struct Call<'a> {
@@ -73,108 +68,25 @@ fn unavailable() -> Answer {
     error_answer(Proto::Ollama, 503, "the router is shutting down", None)
 }
 
-fn routable(r: &Router) -> impl Iterator<Item = &herd_core::fleet::Node> {
-    r.fleet().nodes().filter(|n| n.status() != NodeStatus::Offline)
-}
-
 async fn version(app: &App) -> Answer {
     let v = app
         .driver
-        .query(|r, _| routable(r).map(|n| n.report().ollama.version.clone()).find(|v| !v.is_empty()))
+        .query(|r, _| views::ollama_version(r.fleet()))
         .await
         .flatten()
-        .unwrap_or_else(|| FALLBACK_OLLAMA_VERSION.to_string());
+        .unwrap_or_else(|| views::FALLBACK_OLLAMA_VERSION.to_string());
     json_answer(200, &json!({ "version": v, "herd_version": env!("CARGO_PKG_VERSION") }))
 }
 
-fn digest_of(name: &str, meta_digest: Option<&str>) -> String {
-    match meta_digest.filter(|d| !d.is_empty()) {
-        Some(d) => d.trim_start_matches("sha256:").to_string(),
-        None => {
-            let h = sha2::Sha256::digest(format!("herd:{name}").as_bytes());
-            h.iter().map(|b| format!("{b:02x}")).collect()
-        }
-    }
-}
-
-/// One `/api/tags` entry per model over every node that is not offline.
-fn tag_entries(r: &Router) -> Vec<Value> {
-    let mut out: BTreeMap<ModelName, (Value, Vec<String>)> = BTreeMap::new();
-    for node in routable(r) {
-        let o = &node.report().ollama;
-        let names = o.models_available.iter().chain(o.models_loaded.iter().map(|m| &m.name));
-        for name in names {
-            let entry = out.entry(name.clone()).or_insert_with(|| {
-                let meta = node.meta(name);
-                let size_gb = o.models_available_sizes.get(name).copied().unwrap_or_else(|| node.model_size_gb(name));
-                let details = json!({
-                    "parent_model": "",
-                    "format": meta.map_or("gguf", |m| if m.format.is_empty() { "gguf" } else { m.format.as_str() }),
-                    "family": meta.map_or_else(|| name.family().to_string(), |m| m.family.clone()),
-                    "families": meta.and_then(|m| m.families.clone()),
-                    "parameter_size": meta.map(|m| m.parameter_size.clone()).unwrap_or_default(),
-                    "quantization_level": meta.map(|m| m.quantization_level.clone()).unwrap_or_default(),
-                });
-                let mut v = json!({
-                    "name": name.as_str(),
-                    "model": name.as_str(),
-                    "modified_at": "2026-01-01T00:00:00Z",
-                    "size": (size_gb * 1e9) as u64,
-                    "digest": digest_of(name.as_str(), meta.map(|m| m.digest.as_str())),
-                    "details": details,
-                });
-                if let Some(m) = meta.filter(|m| !m.capabilities.is_empty()) {
-                    v["capabilities"] = json!(m.capabilities);
-                }
-                (v, Vec::new())
-            });
-            if !entry.1.iter().any(|n| n == node.name()) {
-                entry.1.push(node.name().to_string());
-            }
-        }
-    }
-    out.into_values()
-        .map(|(mut v, nodes)| {
-            v["herd_nodes"] = json!(nodes);
-            v
-        })
-        .collect()
-}
-
 async fn tags(app: &App) -> Answer {
-    match app.driver.query(|r, _| tag_entries(r)).await {
+    match app.driver.query(|r, _| views::tags(r.fleet())).await {
         Some(models) => json_answer(200, &json!({ "models": models })),
         None => unavailable(),
     }
 }
 
 async fn ps(app: &App) -> Answer {
-    let models = app
-        .driver
-        .query(|r, _| {
-            let mut out = Vec::new();
-            for node in routable(r) {
-                for m in &node.report().ollama.models_loaded {
-                    let size = (m.size_gb * 1e9) as u64;
-                    out.push(json!({
-                        "name": m.name.as_str(),
-                        "model": m.name.as_str(),
-                        "size": size,
-                        "size_vram": m.size_vram_gb.map_or(0, |g| (g * 1e9) as u64),
-                        "digest": digest_of(m.name.as_str(), Some(&m.digest)),
-                        "details": {
-                            "parent_model": "", "format": "gguf", "family": m.name.family(), "families": null,
-                            "parameter_size": m.parameter_size, "quantization_level": m.quantization,
-                        },
-                        "expires_at": "2318-01-01T00:00:00Z",
-                        "context_length": m.context_length,
-                        "herd_node": node.name(),
-                    }));
-                }
-            }
-            out
-        })
-        .await;
+    let models = app.driver.query(|r, _| views::running(r.fleet())).await;
     match models {
         Some(models) => json_answer(200, &json!({ "models": models })),
         None => unavailable(),
@@ -182,7 +94,7 @@ async fn ps(app: &App) -> Answer {
 }
 
 async fn models(app: &App, one: Option<&str>) -> Answer {
-    let Some(entries) = app.driver.query(|r, _| tag_entries(r)).await else { return unavailable() };
+    let Some(entries) = app.driver.query(|r, _| views::tags(r.fleet())).await else { return unavailable() };
     let created = app.runtime.unix_ms() / 1000;
     let object = |name: &str| json!({ "id": name, "object": "model", "created": created, "owned_by": "library" });
     match one {
@@ -200,20 +112,9 @@ async fn models(app: &App, one: Option<&str>) -> Answer {
     }
 }
 
-/// Nodes that have `model`, loaded ones first.
+/// The addresses of the nodes that have `model`, in core's order (loaded ones first).
 fn holders(r: &Router, n: &Nodes, model: &ModelName) -> Vec<Arc<NodeAddr>> {
-    let mut loaded = Vec::new();
-    let mut disk = Vec::new();
-    for node in routable(r) {
-        let Some(addr) = n.addr(node.id()) else { continue };
-        if node.loaded(model).is_some() {
-            loaded.push(addr.clone());
-        } else if node.has_model(model) {
-            disk.push(addr.clone());
-        }
-    }
-    loaded.extend(disk);
-    loaded
+    views::holders(r.fleet(), model).into_iter().filter_map(|id| n.addr(id).cloned()).collect()
 }
 
 /// The body's top-level fields, within the body limits (never a tree of the whole body).
@@ -534,13 +435,5 @@ mod tests {
         assert_eq!(query_param("model=qwen3%3A8b&x=1", "model").as_deref(), Some("qwen3:8b"));
         assert_eq!(query_param("a=b", "model"), None);
         assert_eq!(percent_decode("a+b%2"), "a b%2");
-    }
-
-    #[test]
-    fn digests_are_stable_hex() {
-        let d = digest_of("m:latest", None);
-        assert_eq!(d.len(), 64);
-        assert_eq!(d, digest_of("m:latest", Some("")));
-        assert_eq!(digest_of("m", Some("sha256:abc")), "abc");
     }
 }

@@ -224,7 +224,9 @@ mod tests {
             Surface::AnthropicMessages => serde_json::json!({
                 "model": "m", "max_tokens": 9, "stream": stream, "messages": [{ "role": "user", "content": "hi" }]
             }),
-            _ => serde_json::json!({ "model": "m", "stream": stream, "messages": [{ "role": "user", "content": "hi" }] }),
+            _ => {
+                serde_json::json!({ "model": "m", "stream": stream, "messages": [{ "role": "user", "content": "hi" }] })
+            }
         };
         if herd_field {
             v["fallback_models"] = serde_json::json!(["other"]);

@@ -5,6 +5,7 @@
 pub mod address;
 pub mod heartbeat;
 pub mod ollama_state;
+pub mod views;
 
 use crate::config::FleetConfig;
 use crate::ids::{ModelName, NodeId};

@@ -224,3 +224,34 @@ fn a_report_without_identity_cannot_take_an_identified_node() {
     assert!(f.handle_report(Instant::from_secs(42), drain(Some("m-2"))).is_ok());
     assert_eq!(FleetError::BadFleetKey("x".into()).http_status(), 401);
 }
+
+#[test]
+fn views_merge_the_listed_nodes() {
+    let mut f = Fleet::new(FleetConfig::default());
+    let t = Instant::from_secs(1);
+    f.handle_report(t, report(hb("a", &[("m", 5.0, 4096)], &["m", "n"]))).unwrap();
+    f.handle_report(t, report(hb("b", &[], &["m"]))).unwrap();
+    f.handle_report(t, report(hb("c", &[("n", 3.0, 8192)], &["n"]))).unwrap();
+    let tags = views::tags(&f);
+    let names: Vec<&str> = tags.iter().filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(names, ["m:latest", "n:latest"], "one entry per model, in name order");
+    assert_eq!(tags[0]["herd_nodes"], serde_json::json!(["a", "b"]));
+    assert_eq!(tags[1]["herd_nodes"], serde_json::json!(["a", "c"]));
+    let ps = views::running(&f);
+    assert_eq!(ps.len(), 2);
+    assert_eq!(ps[1]["herd_node"], "c");
+    assert_eq!(ps[1]["context_length"], 8192);
+    // Loaded holders before disk ones.
+    let m = ModelName::new("m");
+    let order: Vec<&str> = views::holders(&f, &m).into_iter().map(|id| f.node(id).unwrap().name()).collect();
+    assert_eq!(order, ["a", "b"]);
+    let b_id = f.by_name("b").unwrap().id();
+    let a_id = f.by_name("a").unwrap().id();
+    f.handle_report(t, report(hb("b", &[("m", 5.0, 4096)], &["m"]))).unwrap();
+    f.handle_report(t, report(hb("a", &[], &["m", "n"]))).unwrap();
+    assert_eq!(views::holders(&f, &m), vec![b_id, a_id], "the one with it in memory first");
+    // An offline node is not listed.
+    f.handle_timeout(Instant::from_secs(3600));
+    assert!(views::tags(&f).is_empty());
+    assert_eq!(views::ollama_version(&f), None);
+}
