@@ -134,8 +134,6 @@ pub enum Input {
     },
     /// An attempt's progress.
     Attempt(AttemptId, AttemptInput),
-    /// The final HTTP status answered, for the trace (sent before the end is reported).
-    Status(RequestId, u16),
     /// The client left.
     ClientGone(RequestId),
     /// A node's report over HTTP.
@@ -150,7 +148,7 @@ pub enum Input {
     /// A report from a static-node poller, with the URL it polls.
     Static(Box<Heartbeat>, String),
     /// Drain a node by name (admin).
-    Drain(String, oneshot::Sender<bool>),
+    Drain(String, oneshot::Sender<Result<Registered, ReportError>>),
     /// A pull ended.
     PullResult(NodeId, ModelName, bool),
     /// A read-only query.
@@ -259,7 +257,6 @@ struct Live {
     tx: mpsc::UnboundedSender<ReqMsg>,
     meta: ReqMeta,
     stream: bool,
-    status: u16,
     route: Option<RouteKind>,
     error: Option<String>,
 }
@@ -340,7 +337,7 @@ impl Driver {
                 let stream = spec.stream;
                 let id = self.router.handle_request(now, spec);
                 let gone = tx.send(ReqMsg::Admitted(id)).is_err();
-                self.live.insert(id, Live { tx, meta, stream, status: 200, route: None, error: None });
+                self.live.insert(id, Live { tx, meta, stream, route: None, error: None });
                 if gone {
                     // The client left before the request reached the driver.
                     self.router.handle_client_gone(now, id);
@@ -353,11 +350,6 @@ impl Driver {
                 AttemptInput::Finished(usage) => self.router.handle_finished(now, attempt, usage),
                 AttemptInput::Failed(f) => self.router.handle_failed(now, attempt, f),
             },
-            Input::Status(id, status) => {
-                if let Some(l) = self.live.get_mut(&id) {
-                    l.status = status;
-                }
-            }
             Input::ClientGone(id) => self.router.handle_client_gone(now, id),
             Input::Heartbeat { body, peer, reply } => {
                 let limits = self.router.config().fleet.report_limits();
@@ -377,8 +369,7 @@ impl Driver {
                 }
             }
             Input::Drain(name, reply) => {
-                let found = self.router.handle_report(now, Report::AdminDrain { node_id: name }).is_ok();
-                let _ = reply.send(found);
+                let _ = reply.send(self.router.handle_report(now, Report::AdminDrain { node_id: name }));
             }
             Input::PullResult(node, model, ok) => self.router.handle_pull_result(now, node, model, ok),
             Input::Query(f) => f(&self.router, &self.nodes),
@@ -452,7 +443,6 @@ impl Driver {
             Command::Cancel { request, attempt, reason } => self.send(request, ReqMsg::Cancel(attempt, reason)),
             Command::Reject { request, rejection } => {
                 if let Some(l) = self.live.get_mut(&request) {
-                    l.status = rejection.http_status();
                     l.error = Some(rejection.as_str().to_string());
                 }
                 self.send(request, ReqMsg::Reject(rejection));
@@ -490,16 +480,10 @@ impl Driver {
                     node,
                     attempts: trace.attempts,
                     outcome: trace.outcome.as_str().to_string(),
-                    // What the client was answered: a streamed answer's 200 went out with its
-                    // head; a gathered one ends with the failure's status (core's mapping, which
-                    // the proxy answers with too), even when core ended it (a reap) before the
-                    // request task wrote it.
-                    status: match trace.outcome {
-                        Outcome::ClientGone => 499,
-                        Outcome::FailedAfterCommit(f) if !live.stream => f.status_after_commit(),
-                        Outcome::FailedAfterCommit(_) => 200,
-                        _ => live.status,
-                    },
+                    // What the client was answered (core's mapping, which the proxy answers
+                    // with too), even when core ended the request (a reap) before the request
+                    // task wrote it.
+                    status: trace.outcome.http_status(live.stream),
                     error: error.or(live.error),
                     route: live.route.map(|r| route_name(r).to_string()),
                     queued_ms: ms(trace.queued),

@@ -297,8 +297,8 @@ async fn drain(app: &App, name: &str) -> Answer {
     let (reply, rx) = tokio::sync::oneshot::channel();
     app.driver.send(Input::Drain(percent_decode(name), reply)).await;
     match rx.await {
-        Ok(true) => json_answer(200, &json!({ "status": "draining", "node_id": name })),
-        Ok(false) => error_answer(Proto::Ollama, 404, &format!("no node named '{name}'"), None),
+        Ok(Ok(_)) => json_answer(200, &json!({ "status": "draining", "node_id": name })),
+        Ok(Err(e)) => error_answer(Proto::Ollama, e.http_status(), &format!("cannot drain '{name}': {e}"), None),
         Err(_) => unavailable(),
     }
 }

@@ -485,7 +485,6 @@ async fn aggregate(
         }
         Err(message) => {
             let status = UpstreamFailure::Reset.status_after_commit();
-            guard.status(status);
             guard.end(AttemptInput::Failed(UpstreamFailure::Reset));
             let mut answer = error_answer(req.proto, status, &message, None);
             headers_for(&mut answer, &commit, addr);

@@ -56,12 +56,6 @@ impl EndGuard {
             self.driver.send_now(Input::Attempt(a, input));
         }
     }
-    /// The final HTTP status, for the trace.
-    pub fn status(&self, status: u16) {
-        if let Some(id) = self.request {
-            self.driver.send_now(Input::Status(id, status));
-        }
-    }
     /// Reports the end (finished or failed) and disarms the guard.
     pub fn end(&mut self, input: AttemptInput) {
         if !self.ended {

@@ -242,6 +242,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The HTTP status the client was answered with: 200 for a completed answer and for a
+    /// streamed one that failed after commit (its 200 went out with the head; the failure is
+    /// told in the stream), the failure's status for a gathered one
+    /// ([`UpstreamFailure::status_after_commit`]), the rejection's, or 499 when the client left.
+    pub fn http_status(&self, streamed: bool) -> u16 {
+        match self {
+            Outcome::Completed(_) => 200,
+            Outcome::Rejected(r) => r.http_status(),
+            Outcome::FailedAfterCommit(_) if streamed => 200,
+            Outcome::FailedAfterCommit(f) => f.status_after_commit(),
+            Outcome::ClientGone => 499,
+        }
+    }
+
     /// Short machine-readable name.
     pub fn as_str(&self) -> &'static str {
         match self {
