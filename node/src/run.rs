@@ -9,7 +9,7 @@ use crate::mdns;
 use crate::ollama::OllamaProbe;
 use crate::probe::{MachineProbe, MachineSample};
 use crate::proxy;
-use herd_core::agent::{Agent, AgentCommand, AgentConfig, RouterIdx, RouterUrl, SendFailure, SendOutcome};
+use herd_core::agent::{Agent, AgentCommand, AgentConfig, Discovered, RouterIdx, RouterUrl, SendFailure, SendOutcome};
 use herd_core::fleet::heartbeat::{Heartbeat, Ollama};
 use herd_core::time::Instant;
 use smol::channel::{Receiver, Sender};
@@ -23,10 +23,6 @@ use std::time::Duration;
 /// restarted (and lost its copy) gets it back (ollama-herd's `META_REFRESH_S`).
 pub const META_REFRESH: Duration = Duration::from_secs(60);
 
-/// Consecutive failed heartbeats to a router found over mDNS before asking mDNS again.
-pub const RESCAN_AFTER_FAILURES: u32 = 3;
-/// The most often mDNS is asked again because of failures.
-pub const RESCAN_EVERY: Duration = Duration::from_secs(30);
 /// How long to wait before trying again when mDNS cannot start (no usable interface yet).
 pub const MDNS_RETRY: Duration = Duration::from_secs(30);
 
@@ -275,7 +271,7 @@ pub fn agent_config(interval: Duration) -> AgentConfig {
         backoff_max: interval,
         send_timeout: (interval * 4 / 5).max(Duration::from_millis(500)),
         drain_timeout: Duration::from_secs(2),
-        max_routers: 16,
+        ..AgentConfig::default()
     }
 }
 
@@ -464,7 +460,6 @@ pub async fn run(setup: Setup, events: Sender<Event>, inbox: Receiver<Event>, se
     let clock = Clock(std::time::Instant::now());
     let config = agent_config(setup.interval);
     let send_timeout = config.send_timeout;
-    let drain_timeout = config.drain_timeout;
     let mut agent =
         Agent::new(config, setup.routers.clone(), seed, clock.now()).map_err(|e| StartError::Agent(e.to_string()))?;
     let models_dir = setup.models_dir.clone();
@@ -487,7 +482,6 @@ pub async fn run(setup: Setup, events: Sender<Event>, inbox: Receiver<Event>, se
     let (rescan_tx, rescan_rx) = smol::channel::bounded::<()>(1);
     let _discovery =
         setup.mdns_service.clone().map(|service| smol::spawn(discover(service, events.clone(), rescan_rx)));
-    let mut last_rescan: Option<std::time::Instant> = None;
     tracing::info!(
         node = %setup.identity.node_id,
         ollama = %setup.ollama.url(),
@@ -496,7 +490,6 @@ pub async fn run(setup: Setup, events: Sender<Event>, inbox: Receiver<Event>, se
         "herd-node started"
     );
     let mut in_flight: BTreeMap<RouterIdx, smol::Task<()>> = BTreeMap::new();
-    let mut by_instance: BTreeMap<String, RouterIdx> = BTreeMap::new();
     let mut delivered_once: BTreeMap<RouterIdx, bool> = BTreeMap::new();
     loop {
         while let Some(cmd) = agent.poll_command() {
@@ -519,31 +512,35 @@ pub async fn run(setup: Setup, events: Sender<Event>, inbox: Receiver<Event>, se
                     ));
                     in_flight.insert(router, task);
                 }
-                AgentCommand::SendDrain { router, url } => {
-                    // A heartbeat landing after the drain would mark the node online again: let
-                    // one already on the wire finish first (its answer means the router has
-                    // applied it), for at most half the drain budget, then cancel it.
+                AgentCommand::SendDrain { router, url, settle, timeout } => {
+                    // Core's timing: a heartbeat already on the wire gets `settle` to land (its
+                    // answer means the router applied it), then is cancelled, so it cannot mark
+                    // the node online again after the drain.
                     let pending = in_flight.remove(&router);
                     let shared = shared.clone();
                     smol::spawn(async move {
-                        if let Some(hb) = pending {
-                            let settle = futures_lite::future::or(
+                        if let (Some(hb), Some(settle)) = (pending, settle) {
+                            let landed = futures_lite::future::or(
                                 async {
                                     hb.await;
                                     true
                                 },
                                 async {
-                                    async_io::Timer::after(drain_timeout / 2).await;
+                                    async_io::Timer::after(settle).await;
                                     false
                                 },
                             );
-                            if !settle.await {
+                            if !landed.await {
                                 tracing::debug!(router = url.as_str(), "heartbeat in flight cancelled for the drain");
                             }
                         }
-                        send_drain(shared, router, url, drain_timeout / 2).await;
+                        send_drain(shared, router, url, timeout).await;
                     })
                     .detach();
+                }
+                AgentCommand::Rescan => {
+                    tracing::info!("a router found over mDNS stopped answering; asking mDNS again");
+                    let _ = rescan_tx.try_send(());
                 }
                 AgentCommand::Exit => {
                     tracing::info!("herd-node stopped");
@@ -582,34 +579,21 @@ pub async fn run(setup: Setup, events: Sender<Event>, inbox: Receiver<Event>, se
                     if status.connection_failures == 0 {
                         tracing::warn!(router = status.url.as_str(), failure = ?f, "router not reachable; retrying with backoff");
                     }
-                    // A router found over mDNS that stops answering may have moved: ask again
-                    // now rather than at mDNS's ever longer query interval.
-                    let from_mdns = by_instance.values().any(|i| *i == router);
-                    if from_mdns
-                        && status.connection_failures + 1 >= RESCAN_AFTER_FAILURES
-                        && last_rescan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY)
-                    {
-                        last_rescan = Some(std::time::Instant::now());
-                        let _ = rescan_tx.try_send(());
-                    }
                 }
                 agent.handle_send_result(now, router, seq, outcome);
             }
             Some(Event::Drained { router, outcome }) => agent.handle_drain_result(now, router, outcome),
             Some(Event::Found { instance, url }) => {
                 let Ok(url) = RouterUrl::new(&url) else { continue };
-                if let Some(old) = by_instance.get(&instance).copied() {
-                    if agent.router(old).is_some_and(|s| *s.url == url) {
-                        continue;
-                    }
-                    // The router moved (a DHCP change): follow it.
-                    agent.remove_router(old);
-                    in_flight.remove(&old);
-                }
-                match agent.add_router(now, url.clone()) {
-                    Ok(idx) => {
+                match agent.handle_discovered(now, &instance, url.clone()) {
+                    Ok(Discovered::Known(_)) => {}
+                    Ok(Discovered::New(_)) => {
                         tracing::info!(%instance, router = url.as_str(), "found a router over mDNS");
-                        by_instance.insert(instance, idx);
+                    }
+                    Ok(Discovered::Moved { from, .. }) => {
+                        // The router moved (a DHCP change): core follows it.
+                        in_flight.remove(&from);
+                        tracing::info!(%instance, router = url.as_str(), moved = true, "found a router over mDNS");
                     }
                     Err(e) => tracing::warn!(router = url.as_str(), error = %e, "cannot track this router"),
                 }

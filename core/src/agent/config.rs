@@ -24,6 +24,11 @@ pub struct AgentConfig {
     pub drain_timeout: Duration,
     /// The most routers the agent tracks at once (bounds every table and the command queue).
     pub max_routers: usize,
+    /// Consecutive failed heartbeats to a router found by discovery (mDNS) before the agent asks
+    /// for a fresh look ([`AgentCommand::Rescan`](super::AgentCommand::Rescan)): it may have moved.
+    pub rescan_after_failures: u32,
+    /// The most often the agent asks for a fresh look because of failures.
+    pub rescan_every: Duration,
 }
 
 impl Default for AgentConfig {
@@ -36,6 +41,8 @@ impl Default for AgentConfig {
             send_timeout: Duration::from_secs(4),
             drain_timeout: Duration::from_secs(2),
             max_routers: 16,
+            rescan_after_failures: 3,
+            rescan_every: Duration::from_secs(30),
         }
     }
 }

@@ -63,15 +63,23 @@ pub enum AgentCommand {
         timeout: Duration,
     },
     /// POST the drain message (`"draining": true`) to `{url}/heartbeat`, then report with
-    /// [`Agent::handle_drain_result`]. Abort any heartbeat still in flight to this router first:
-    /// its result no longer matters, and if it landed after the drain it would mark the node
-    /// online again (reference §1.15 step 3).
+    /// [`Agent::handle_drain_result`]. A heartbeat still in flight to this router must not land
+    /// after the drain (it would mark the node online again, reference §1.15 step 3): wait for it
+    /// at most `settle` (its answer means the router applied it), then abort it and send the
+    /// drain, giving up after `timeout`.
     SendDrain {
         /// Which router.
         router: RouterIdx,
         /// Its URL.
         url: RouterUrl,
+        /// How long to let a heartbeat in flight finish first (`None`: none was in flight).
+        settle: Option<Duration>,
+        /// How long the drain POST may take.
+        timeout: Duration,
     },
+    /// Ask discovery (mDNS) for a fresh look now: a router it found stopped answering and may
+    /// have moved. Report what it finds with [`Agent::handle_discovered`].
+    Rescan,
     /// Shutdown is complete; stop driving the agent. Emitted at most once, and last.
     Exit,
 }
@@ -81,7 +89,7 @@ impl AgentCommand {
     pub fn router(&self) -> Option<RouterIdx> {
         match self {
             AgentCommand::SendHeartbeat { router, .. } | AgentCommand::SendDrain { router, .. } => Some(*router),
-            AgentCommand::Exit => None,
+            AgentCommand::Rescan | AgentCommand::Exit => None,
         }
     }
 }
@@ -380,6 +388,25 @@ pub struct Agent {
     seq: u64,
     mode: Mode,
     commands: VecDeque<AgentCommand>,
+    /// Routers found by discovery, by the name they announce (mDNS instance).
+    discovered: BTreeMap<String, RouterIdx>,
+    last_rescan: Option<Instant>,
+}
+
+/// What [`Agent::handle_discovered`] made of a router discovery found.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Discovered {
+    /// A router not tracked before; its first heartbeat is due at once.
+    New(RouterIdx),
+    /// Already tracked at that address: nothing changes.
+    Known(RouterIdx),
+    /// The instance announced a new address (a DHCP change): the old one is no longer tracked.
+    Moved {
+        /// The router at the old address, now removed.
+        from: RouterIdx,
+        /// The router at the new one.
+        to: RouterIdx,
+    },
 }
 
 impl Agent {
@@ -417,6 +444,8 @@ impl Agent {
             seq: 0,
             mode: Mode::Running,
             commands: VecDeque::new(),
+            discovered: BTreeMap::new(),
+            last_rescan: None,
         };
         for url in distinct {
             // Cannot fail: the agent is running, below its limit, and has handed out no ids.
@@ -466,9 +495,53 @@ impl Agent {
         if self.routers.remove(&idx).is_none() {
             return false;
         }
+        self.discovered.retain(|_, i| *i != idx);
         self.commands.retain(|c| c.router() != Some(idx));
         self.exit_if_drained();
         true
+    }
+
+    /// Reports a router discovery found: `instance` (the name it announces) at `url`. A new one
+    /// is tracked; one that announces a new address is followed there (the old address is
+    /// dropped). Routers found this way are the ones a run of failures makes the agent ask for
+    /// a [`AgentCommand::Rescan`].
+    ///
+    /// # Errors
+    /// As [`Agent::add_router`]; the instance is then not remembered.
+    pub fn handle_discovered(
+        &mut self,
+        now: Instant,
+        instance: &str,
+        url: RouterUrl,
+    ) -> Result<Discovered, AddRouterError> {
+        let now = self.clamp(now);
+        let old = self.discovered.get(instance).copied();
+        if let Some(old) = old {
+            if self.routers.get(&old).is_some_and(|r| r.url == url) {
+                return Ok(Discovered::Known(old));
+            }
+        } else if self.discovered.len() >= self.config.max_routers * 4 {
+            // Names that map to tracked routers only: many instances for few routers is noise.
+            self.discovered.retain(|_, i| self.routers.contains_key(i));
+            if self.discovered.len() >= self.config.max_routers * 4 {
+                return Err(AddRouterError::Full(self.config.max_routers));
+            }
+        }
+        if let Some(old) = old {
+            self.remove_router(old);
+        }
+        let idx = self.insert(url, now)?;
+        self.discovered.insert(instance.to_string(), idx);
+        self.advance(now);
+        Ok(match old {
+            Some(from) => Discovered::Moved { from, to: idx },
+            None => Discovered::New(idx),
+        })
+    }
+
+    /// Whether `router` was found by discovery.
+    pub fn is_discovered(&self, router: RouterIdx) -> bool {
+        self.discovered.values().any(|&i| i == router)
     }
 
     /// Runs every timer due at `now`: heartbeats on the grid, backoff retries, send deadlines,
@@ -492,7 +565,25 @@ impl Agent {
                 }
             }
         }
+        self.rescan_if_lost(now, router);
         self.advance(now);
+    }
+
+    /// A router found by discovery that keeps failing may have moved: ask discovery again now
+    /// rather than at its ever longer query interval, at most every `rescan_every`.
+    fn rescan_if_lost(&mut self, now: Instant, router: RouterIdx) {
+        let failures = self.routers.get(&router).map_or(0, |r| r.failures);
+        let due = self.last_rescan.is_none_or(|t| now.saturating_since(t) >= self.config.rescan_every);
+        if self.mode == Mode::Running
+            && failures >= self.config.rescan_after_failures
+            && due
+            && self.is_discovered(router)
+        {
+            self.last_rescan = Some(now);
+            if !self.commands.contains(&AgentCommand::Rescan) {
+                self.commands.push_back(AgentCommand::Rescan);
+            }
+        }
     }
 
     /// Begins shutdown: no more heartbeats, a [`AgentCommand::SendDrain`] for every router (it
@@ -505,9 +596,13 @@ impl Agent {
             return;
         }
         self.mode = Mode::Draining { exit_at: now + self.config.drain_timeout };
+        self.commands.retain(|c| *c != AgentCommand::Rescan);
+        // Half the drain budget for a heartbeat in flight to land, half for the drain itself.
+        let half = self.config.drain_timeout / 2;
         for (&idx, r) in self.routers.iter_mut() {
+            let settle = matches!(r.phase, Phase::InFlight { .. }).then_some(half);
             r.phase = Phase::Draining;
-            let cmd = AgentCommand::SendDrain { router: idx, url: r.url.clone() };
+            let cmd = AgentCommand::SendDrain { router: idx, url: r.url.clone(), settle, timeout: half };
             push(&mut self.commands, cmd);
         }
         self.exit_if_drained();

@@ -63,7 +63,7 @@ impl Net {
             let (router, seq) = match &cmd {
                 AgentCommand::SendHeartbeat { router, seq, .. } => (*router, Some(*seq)),
                 AgentCommand::SendDrain { router, .. } => (*router, None),
-                AgentCommand::Exit => {
+                AgentCommand::Rescan | AgentCommand::Exit => {
                     self.log.push((self.now, cmd));
                     continue;
                 }
@@ -309,8 +309,18 @@ fn shutdown_drains_every_router_then_exits_when_all_answered() {
     assert_eq!(
         after,
         [
-            &AgentCommand::SendDrain { router: RouterIdx(0), url: url("a:1") },
-            &AgentCommand::SendDrain { router: RouterIdx(1), url: url("b:1") },
+            &AgentCommand::SendDrain {
+                router: RouterIdx(0),
+                url: url("a:1"),
+                settle: None,
+                timeout: Duration::from_secs(1)
+            },
+            &AgentCommand::SendDrain {
+                router: RouterIdx(1),
+                url: url("b:1"),
+                settle: None,
+                timeout: Duration::from_secs(1)
+            },
             &AgentCommand::Exit,
         ]
     );
@@ -531,6 +541,7 @@ fn run(config: AgentConfig, seed: u64, ops: &[Op]) -> Vec<(Instant, AgentCommand
                     open.push((*router, *seq, now));
                 }
                 AgentCommand::SendDrain { router, .. } => drains.push(*router),
+                AgentCommand::Rescan => assert!(!shut, "no rescan after shutdown"),
                 AgentCommand::Exit => assert!(shut),
             }
             trace.push((now, cmd));
@@ -610,4 +621,61 @@ fn random_operations_reach_the_rare_paths() {
     }
     let seen = [exits, drains, backoffs, added];
     assert!(seen.iter().all(|&n| n > 20), "exits, drains, backoffs, added: {seen:?}");
+}
+
+#[test]
+fn discovery_tracks_new_routers_and_follows_a_move() {
+    let mut agent = Agent::new(cfg(), vec![], 1, at(0.0)).unwrap();
+    let first = agent.handle_discovered(at(1.0), "herd", url("10.0.0.1:11435")).unwrap();
+    let Discovered::New(a) = first else { panic!("{first:?}") };
+    assert!(agent.is_discovered(a));
+    assert_eq!(agent.handle_discovered(at(2.0), "herd", url("10.0.0.1:11435")).unwrap(), Discovered::Known(a));
+    // A DHCP change: the same instance at a new address replaces the old router.
+    let moved = agent.handle_discovered(at(3.0), "herd", url("10.0.0.9:11435")).unwrap();
+    let Discovered::Moved { from, to } = moved else { panic!("{moved:?}") };
+    assert_eq!(from, a);
+    assert!(agent.router(a).is_none(), "the old address is no longer tracked");
+    assert_eq!(agent.router(to).unwrap().url, &url("10.0.0.9:11435"));
+    assert!(agent.is_discovered(to) && !agent.is_discovered(a));
+}
+
+#[test]
+fn a_discovered_router_that_keeps_failing_asks_for_a_rescan_at_most_every_period() {
+    let mut net = Net::new(cfg(), &[], 0);
+    let Discovered::New(idx) = net.agent.handle_discovered(at(0.0), "herd", url("a:1")).unwrap() else { panic!() };
+    net.set(idx.0, Behaviour::Down { latency: Duration::from_millis(10), failure: SendFailure::Connect });
+    net.run_until(at(200.0));
+    let rescans: Vec<Instant> = net.log.iter().filter(|(_, c)| *c == AgentCommand::Rescan).map(|(t, _)| *t).collect();
+    assert!(!rescans.is_empty(), "three failures ask for a rescan");
+    for w in rescans.windows(2) {
+        assert!(w[1].saturating_since(w[0]) >= Duration::from_secs(30), "throttled: {rescans:?}");
+    }
+    // A router the operator named is never rescanned for.
+    let mut named = Net::new(cfg(), &["b:1"], 0);
+    named.set(0, Behaviour::Down { latency: Duration::from_millis(10), failure: SendFailure::Connect });
+    named.run_until(at(200.0));
+    assert!(!named.log.iter().any(|(_, c)| *c == AgentCommand::Rescan));
+}
+
+#[test]
+fn a_heartbeat_in_flight_at_shutdown_gets_half_the_drain_budget_to_land() {
+    let mut agent = Agent::new(cfg(), vec![url("a:1"), url("b:1")], 1, at(0.0)).unwrap();
+    // Both heartbeats go out; only b's answers.
+    let mut seqs = Vec::new();
+    while let Some(c) = agent.poll_command() {
+        if let AgentCommand::SendHeartbeat { router, seq, .. } = c {
+            seqs.push((router, seq));
+        }
+    }
+    agent.handle_send_result(at(0.1), seqs[1].0, seqs[1].1, SendOutcome::Delivered);
+    agent.handle_shutdown(at(0.2));
+    let drains: Vec<AgentCommand> = std::iter::from_fn(|| agent.poll_command()).collect();
+    let half = cfg().drain_timeout / 2;
+    assert_eq!(
+        drains,
+        [
+            AgentCommand::SendDrain { router: RouterIdx(0), url: url("a:1"), settle: Some(half), timeout: half },
+            AgentCommand::SendDrain { router: RouterIdx(1), url: url("b:1"), settle: None, timeout: half },
+        ]
+    );
 }
