@@ -73,6 +73,33 @@
 //! assert!(matches!(ended[0].outcome, Outcome::Completed(_)));
 //! ```
 //!
+//! ## The driving contract
+//!
+//! A caller (the service's driver task, a simulation, a fuzz target) owns one [`router::Router`]
+//! and must, in the manner of str0m's `Rtc`:
+//!
+//! | after | the caller must |
+//! |---|---|
+//! | any `handle_*` | drain [`router::Router::poll_command`] until `None` and perform each command; drain [`router::Router::poll_event`] (traces, status changes); re-read [`router::Router::poll_timeout`] |
+//! | `Command::Dispatch(d)` | send attempt `d.attempt` to node `d.node` with model `d.model` (body from [`api::plan::AttemptPlan`]), then report `handle_connected`, `handle_first_byte`, `handle_progress` (while bytes flow), and exactly one of `handle_finished` / `handle_failed` |
+//! | `Command::Commit(c)` | nothing more than it did at the first byte: the answer may already have gone out from `d.commit()`; after commit a failure is told in the stream ([`api::Protocol::stream_error`]), never retried |
+//! | `Command::Reject { .. }` | answer the client with `rejection.http_status()` in its protocol; report nothing more for that request |
+//! | `Command::Cancel { .. }` | stop the attempt (close its connection); core has already accounted for it |
+//! | `Command::Pull { .. }` | pull the model on the node, then `handle_pull_result` |
+//! | the client leaving | `handle_client_gone` (also for a request whose id it has not seen yet: see the service's proxy) |
+//! | `poll_timeout()` passing | `handle_timeout(now)`; calling it early is harmless |
+//!
+//! Every request ends exactly once with [`router::Event::Ended`], whose
+//! [`router::Outcome::http_status`] is what the client was answered. `now` must never go
+//! backwards (core clamps it). The same rules hold for [`agent::Agent`]: `handle_*`, then drain
+//! `poll_command`, then sleep until `poll_timeout`.
+//!
+//! Every decision a client can observe is made here, as pure functions the service only
+//! performs: the attempt plan and its body ([`api::plan`]), the error envelopes of every protocol
+//! ([`api::Protocol`]), the reading of a passed-through stream's end and usage ([`api::watch`]),
+//! the fleet's model views and the order nodes are asked ([`fleet::views`]), the status of every
+//! outcome, and the node agent's discovery, rescan and drain timing.
+//!
 //! ## Modules
 //!
 //! - [`fleet`]: the registry of nodes from heartbeats; liveness, the warm tier, forgetting.
@@ -82,7 +109,8 @@
 //!   fallbacks.
 //! - [`router`]: the facade (`handle_*` / `poll_*`) and the request flow.
 //! - [`agent`]: the node-side heartbeat machine.
-//! - [`api`]: Ollama / OpenAI / Anthropic request types, the token estimate, body patches.
+//! - [`api`]: Ollama / OpenAI / Anthropic request types, the token estimate, body patches, the
+//!   attempt plan, error envelopes and the stream watcher.
 //! - [`config`], [`time`], [`rng`], [`ids`], [`model`], [`request`]: the vocabulary.
 //! - `testing` (feature `testing`): the operation harness behind the property tests, the
 //!   simulation and the fuzz targets.

@@ -627,12 +627,14 @@ impl Agent {
 
     /// The next side effect to perform, oldest first. At most one command per router is queued
     /// (a newer one replaces an unpolled older one), so forgetting to poll cannot grow memory.
+    #[must_use]
     pub fn poll_command(&mut self) -> Option<AgentCommand> {
         self.commands.pop_front()
     }
 
     /// When to call [`Agent::handle_timeout`] next; `None` when no timer is set (no routers, or
     /// exited). Never earlier than the latest `now` given. Has no side effects.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let next = match self.mode {
             Mode::Exited => None,

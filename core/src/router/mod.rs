@@ -423,16 +423,19 @@ impl Router {
     }
 
     /// The next effect to perform, if any.
+    #[must_use]
     pub fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()
     }
 
     /// The next observation, if any.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
     /// When to call `handle_timeout` next; never earlier than the last `now` given. No side effects.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timers = self.timers.first().map(|(t, _)| *t);
         let breakers = self.breakers.values().filter_map(Breaker::deadline).filter(|&t| t > self.now).min();

@@ -126,6 +126,7 @@ impl Core {
 macro_rules! stream_outputs {
     () => {
         /// The next event to send, in order; `None` until more input arrives.
+        #[must_use]
         pub fn poll_event(&mut self) -> Option<SseEvent> {
             self.core.events.pop_front()
         }
