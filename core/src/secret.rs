@@ -2,16 +2,13 @@
 //! that does not depend on where they differ, so timing says nothing about a guess. Used by the
 //! router's key checks, core's fleet-key check on reports, and herd-node's proxy.
 
-/// Whether `presented` equals `expected`. Every byte of the longer one is looked at; only the
-/// lengths' equality can be learnt from the time taken.
+use subtle::ConstantTimeEq;
+
+/// Whether `presented` equals `expected`, compared with `subtle` (whose barriers keep the
+/// compiler from turning the comparison back into an early exit); only the lengths' equality
+/// can be learnt from the time taken.
 pub fn same_secret(presented: &[u8], expected: &[u8]) -> bool {
-    let mut diff = presented.len() ^ expected.len();
-    for i in 0..presented.len().max(expected.len()) {
-        let a = presented.get(i).copied().unwrap_or(0);
-        let b = expected.get(i).copied().unwrap_or(0);
-        diff |= usize::from(a ^ b);
-    }
-    diff == 0
+    presented.ct_eq(expected).into()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use crate::errors::{error_answer, json_answer, text_answer, Proto};
 use crate::{Answer, AnswerBody, App, BodyStream};
 use bytes::Bytes;
 use herd_core::api::body::BodyIndex;
+use herd_core::api::routes::{Route, DRAIN_PREFIX, MODEL_PREFIX};
 use herd_core::fleet::{views, NodeStatus, Registered};
 use herd_core::ids::ModelName;
 use herd_core::router::Router;
@@ -21,6 +22,8 @@ pub struct Call<'a> {
     pub method: &'a str,
     /// The path, trailing slash removed.
     pub path: &'a str,
+    /// Its entry in core's route table.
+    pub route: Option<Route>,
     /// The query string, without `?`.
     pub query: &'a str,
     /// The body (empty for most).
@@ -29,38 +32,34 @@ pub struct Call<'a> {
     pub peer: SocketAddr,
 }
 
-/// Serves a non-inference path.
+/// Serves a non-inference path, as core's route table says.
 pub async fn route(app: Arc<App>, call: Call<'_>) -> Answer {
     let path = call.path;
-    let get = call.method == "GET" || call.method == "HEAD";
-    match (path, get) {
-        ("/", true) => text_answer(200, "Ollama is running"),
-        ("/api/version", true) => version(&app).await,
-        ("/api/tags", true) => tags(&app).await,
-        ("/api/ps", true) => ps(&app).await,
-        ("/v1/models", true) => models(&app, None).await,
-        (p, true) if p.starts_with("/v1/models/") => models(&app, Some(&p["/v1/models/".len()..])).await,
-        ("/fleet/status", true) => status(&app).await,
-        ("/fleet/explain", true) => explain(&app, call.query).await,
-        ("/fleet/traces", true) => traces(&app, call.query).await,
-        ("/fleet/usage", true) => usage(&app).await,
-        _ => post_route(app, call).await,
+    let Some(route) = call.route else { return text_answer(404, "404 page not found") };
+    if !route.accepts(call.method) {
+        return crate::http::method_not_allowed(path);
     }
-}
-
-async fn post_route(app: Arc<App>, call: Call<'_>) -> Answer {
-    let path = call.path;
-    match (path, call.method) {
-        ("/heartbeat", "POST") => heartbeat(&app, call.body, call.peer).await,
-        ("/api/show", "POST") => show(&app, call.body).await,
-        ("/api/pull", "POST") => admin_forward(&app, &call, "/api/pull", true).await,
-        ("/api/delete", "DELETE") => admin_forward(&app, &call, "/api/delete", false).await,
-        ("/api/copy", "POST") => admin_forward(&app, &call, "/api/copy", false).await,
-        ("/api/create", "POST") => admin_forward(&app, &call, "/api/create", false).await,
-        ("/api/push", "POST") => admin_forward(&app, &call, "/api/push", false).await,
-        (p, "POST") if p.starts_with("/fleet/drain/") => drain(&app, &p["/fleet/drain/".len()..]).await,
-        _ if crate::http::allowed_methods(path).is_some() => crate::http::method_not_allowed(path),
-        _ => text_answer(404, "404 page not found"),
+    if let Some((node_path, may_pick)) = route.admin_forward() {
+        return admin_forward(&app, &call, node_path, may_pick).await;
+    }
+    match route {
+        Route::Root => text_answer(200, "Ollama is running"),
+        Route::Version => version(&app).await,
+        Route::Tags => tags(&app).await,
+        Route::Ps => ps(&app).await,
+        Route::Models => models(&app, None).await,
+        Route::Model => models(&app, Some(&path[MODEL_PREFIX.len()..])).await,
+        Route::FleetStatus => status(&app).await,
+        Route::FleetExplain => explain(&app, call.query).await,
+        Route::FleetTraces => traces(&app, call.query).await,
+        Route::FleetUsage => usage(&app).await,
+        Route::Heartbeat => heartbeat(&app, call.body, call.peer).await,
+        Route::Show => show(&app, call.body).await,
+        Route::Drain => drain(&app, &path[DRAIN_PREFIX.len()..]).await,
+        // Inference is the proxy's; the admin forwards are above.
+        Route::Inference(_) | Route::Pull | Route::Delete | Route::Copy | Route::Create | Route::Push => {
+            text_answer(404, "404 page not found")
+        }
     }
 }
 
@@ -199,32 +198,14 @@ pub async fn pull(app: &App, url: &str, model: &str) -> bool {
     crate::timeout(&*app.runtime, Duration::from_secs(3600), call).await.flatten().unwrap_or(false)
 }
 
+/// The first value of `key` in a query string (`application/x-www-form-urlencoded`).
 fn query_param(query: &str, key: &str) -> Option<String> {
-    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| percent_decode(v))
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A percent-encoded path segment, decoded (`+` stays `+` in a path).
+fn path_segment(raw: &str) -> String {
+    percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned()
 }
 
 /// Pull, delete, copy, create, push: to the node named by `?node=` (or the body's `node`); pull
@@ -295,7 +276,7 @@ async fn heartbeat(app: &App, body: Bytes, peer: SocketAddr) -> Answer {
 
 async fn drain(app: &App, name: &str) -> Answer {
     let (reply, rx) = tokio::sync::oneshot::channel();
-    app.driver.send(Input::Drain(percent_decode(name), reply)).await;
+    app.driver.send(Input::Drain(path_segment(name), reply)).await;
     match rx.await {
         Ok(Ok(_)) => json_answer(200, &json!({ "status": "draining", "node_id": name })),
         Ok(Err(e)) => error_answer(Proto::Ollama, e.http_status(), &format!("cannot drain '{name}': {e}"), None),
@@ -434,6 +415,7 @@ mod tests {
     fn query_params_decode() {
         assert_eq!(query_param("model=qwen3%3A8b&x=1", "model").as_deref(), Some("qwen3:8b"));
         assert_eq!(query_param("a=b", "model"), None);
-        assert_eq!(percent_decode("a+b%2"), "a b%2");
+        assert_eq!(query_param("node=a+b%2", "node").as_deref(), Some("a b%2"));
+        assert_eq!(path_segment("studio%20one+x"), "studio one+x");
     }
 }

@@ -6,17 +6,10 @@ use crate::errors::{error_answer, text_answer, Proto};
 use crate::proxy::Hints;
 use crate::{fleet, key_matches, proxy, Answer, App, Headers};
 use bytes::Bytes;
+use herd_core::api::routes::{Access, Route};
 use herd_core::api::Surface;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-/// Which key a path needs.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Guard {
-    Open,
-    Api,
-    Admin,
-}
 
 /// A request the keys let through, and where it goes.
 #[derive(Debug, Clone)]
@@ -27,6 +20,8 @@ pub struct Admitted {
     pub proto: Proto,
     /// An inference surface, or `None` for the other paths.
     pub surface: Option<Surface>,
+    /// The path's entry in core's route table (`None`: not a path the router serves).
+    pub route: Option<Route>,
     /// What its headers tell the router (inference only).
     pub hints: Hints,
     /// The largest body this path accepts, bytes (heartbeats have their own, smaller limit).
@@ -34,20 +29,9 @@ pub struct Admitted {
 }
 
 /// The methods a known path answers, as an `Allow` header value; `None` for an unknown path.
-/// The one table of paths and methods: `admit` and the fleet routes both read it.
+/// Read from core's one route table.
 pub fn allowed_methods(path: &str) -> Option<&'static str> {
-    if Surface::from_path(path).is_some() {
-        return Some("POST");
-    }
-    match path {
-        "/" | "/api/version" | "/api/tags" | "/api/ps" | "/v1/models" => Some("GET, HEAD"),
-        "/fleet/status" | "/fleet/explain" | "/fleet/traces" | "/fleet/usage" => Some("GET, HEAD"),
-        p if p.starts_with("/v1/models/") => Some("GET, HEAD"),
-        "/heartbeat" | "/api/show" | "/api/pull" | "/api/copy" | "/api/create" | "/api/push" => Some("POST"),
-        p if p.starts_with("/fleet/drain/") => Some("POST"),
-        "/api/delete" => Some("DELETE"),
-        _ => None,
-    }
+    Route::of(path).map(Route::allow)
 }
 
 /// The answer to a known path asked with a method it does not answer: 405 with `Allow` (RFC 9110
@@ -80,20 +64,20 @@ fn presented_key(headers: &dyn Headers) -> Option<&str> {
 }
 
 /// `None` when allowed, else the refusal.
-fn check(app: &App, guard: Guard, headers: &dyn Headers, proto: Proto) -> Option<Answer> {
+fn check(app: &App, guard: Access, headers: &dyn Headers, proto: Proto) -> Option<Answer> {
     let key = presented_key(headers);
     let admin_ok = |k: &str| app.admin_key.as_deref().is_some_and(|a| key_matches(k, &[a.to_string()]));
     let missing = || error_answer(proto, 401, "missing or invalid API key (Authorization: Bearer <key>)", None);
     match guard {
-        Guard::Open => None,
-        Guard::Api => {
+        Access::Open => None,
+        Access::Api => {
             if app.api_keys.is_empty() || key.is_some_and(|k| key_matches(k, &app.api_keys) || admin_ok(k)) {
                 None
             } else {
                 Some(missing())
             }
         }
-        Guard::Admin => match (&app.admin_key, key) {
+        Access::Admin => match (&app.admin_key, key) {
             (Some(_), Some(k)) if admin_ok(k) => None,
             (Some(_), _) => Some(error_answer(proto, 403, "this endpoint needs the admin key (HERD_ADMIN_KEY)", None)),
             (None, _) if app.api_keys.is_empty() => None,
@@ -108,38 +92,35 @@ fn check(app: &App, guard: Guard, headers: &dyn Headers, proto: Proto) -> Option
 pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Result<Admitted, Answer> {
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
     let proto = proto_of_path(path);
-    if let Some(surface) = Surface::from_path(path) {
+    let route = Route::of(path);
+    if let Some(Route::Inference(surface)) = route {
         if method != "POST" {
             return Err(method_not_allowed(path));
         }
-        if let Some(refused) = check(app, Guard::Api, headers, proto) {
+        if let Some(refused) = check(app, Access::Api, headers, proto) {
             return Err(refused);
         }
         return Ok(Admitted {
             path: path.to_string(),
             proto,
             surface: Some(surface),
+            route,
             hints: Hints::of(headers),
             body_limit: app.max_body_bytes,
         });
     }
-    let guard = match path {
-        "/" | "/api/version" | "/heartbeat" => Guard::Open,
-        "/api/pull" | "/api/delete" | "/api/copy" | "/api/create" | "/api/push" => Guard::Admin,
-        p if p.starts_with("/fleet/drain/") => Guard::Admin,
-        _ => Guard::Api,
-    };
-    if let Some(refused) = check(app, guard, headers, proto) {
+    // An unknown path needs a key too, so it says nothing to a caller without one.
+    if let Some(refused) = check(app, route.map_or(Access::Api, Route::access), headers, proto) {
         return Err(refused);
     }
-    let body_limit = if path == "/heartbeat" { app.max_report_bytes } else { app.max_body_bytes };
-    Ok(Admitted { path: path.to_string(), proto, surface: None, hints: Hints::default(), body_limit })
+    let body_limit = if route == Some(Route::Heartbeat) { app.max_report_bytes } else { app.max_body_bytes };
+    Ok(Admitted { path: path.to_string(), proto, surface: None, route, hints: Hints::default(), body_limit })
 }
 
 /// Logs a request refused before its body was read, when it was a heartbeat (a node's refusals
 /// are never silent; a client's 413 is its own business).
 pub fn note_unread_refusal(admitted: &Admitted, peer: SocketAddr, answer: &Answer) {
-    if admitted.path == "/heartbeat" {
+    if admitted.route == Some(Route::Heartbeat) {
         tracing::warn!(peer = %peer.ip(), status = answer.status, limit = admitted.body_limit, "heartbeat refused unread");
     }
 }
@@ -172,7 +153,7 @@ pub async fn serve(
     match admitted.surface {
         Some(surface) => proxy::serve(app, surface, admitted.hints, body, Some(peer.ip().to_string())).await,
         None => {
-            let call = fleet::Call { method, path: &admitted.path, query, body, peer };
+            let call = fleet::Call { method, path: &admitted.path, route: admitted.route, query, body, peer };
             fleet::route(app, call).await
         }
     }

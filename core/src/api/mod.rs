@@ -46,6 +46,7 @@ pub mod openai;
 pub mod patch;
 pub mod plan;
 mod protocol;
+pub mod routes;
 mod spec;
 pub mod watch;
 pub mod wire;
