@@ -154,7 +154,8 @@ pub fn pool() -> Pool {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use herd_service::upstream::{authority_of, UpstreamBody};
+    use herd_core::url::BaseUrl;
+    use herd_service::upstream::UpstreamBody;
     use herd_service::BodyStream;
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -191,7 +192,7 @@ mod tests {
     #[tokio::test]
     async fn framings_and_reuse() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let url = BaseUrl::parse(&listener.local_addr().unwrap().to_string(), 80).unwrap();
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = accepted.clone();
         tokio::spawn(async move {
@@ -223,13 +224,13 @@ mod tests {
         assert_eq!(collect(body).await.unwrap(), b"until the end");
         // All three on one connection; the close-delimited one is not kept.
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert!(pool.checkout(authority_of(&url).unwrap()).is_none());
+        assert!(pool.checkout(url.authority()).is_none());
     }
 
     #[tokio::test]
     async fn a_stale_idle_connection_is_retried_once_on_a_fresh_one() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let url = BaseUrl::parse(&listener.local_addr().unwrap().to_string(), 80).unwrap();
         tokio::spawn(async move {
             // First connection: one answer, then the request after it is read and the
             // connection closed without a byte of answer.
@@ -252,7 +253,7 @@ mod tests {
         let (_, body) = pool.post_json(&url, "/x", &[], Bytes::from_static(b"{}")).await.unwrap();
         assert_eq!(collect(body).await.unwrap(), b"fresh");
         // `fresh`'s connection is idle in the pool but the server no longer reads it: drop it.
-        assert!(pool.checkout(authority_of(&url).unwrap()).is_some());
+        assert!(pool.checkout(url.authority()).is_some());
         let (_, body) = pool.post_json(&url, "/x", &[], Bytes::from_static(b"{}")).await.unwrap();
         assert!(collect(body).await.is_err());
     }
@@ -260,11 +261,12 @@ mod tests {
     #[tokio::test]
     async fn connect_failures_are_connect_errors() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let url = BaseUrl::parse(&listener.local_addr().unwrap().to_string(), 80).unwrap();
         drop(listener);
         let e = pool().post_json(&url, "/x", &[], Bytes::new()).await.err().unwrap();
         assert!(e.is_connect());
-        let e = pool().post_json("https://example.invalid", "/x", &[], Bytes::new()).await.err().unwrap();
-        assert!(e.is_connect());
+        let https = BaseUrl::parse("https://example.invalid", 443).unwrap();
+        let e = pool().post_json(&https, "/x", &[], Bytes::new()).await.err().unwrap();
+        assert!(e.is_connect() && e.to_string().contains("plain http://"), "{e}");
     }
 }

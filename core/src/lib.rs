@@ -131,6 +131,7 @@ pub mod score;
 pub mod secret;
 pub mod time;
 pub mod translate;
+pub mod url;
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[cfg(any(test, feature = "testing"))]

@@ -14,78 +14,22 @@ use std::time::Duration;
 /// well under this).
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
-/// Where to connect: `http://host:port` plus an optional path prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    /// Host name or address (IPv6 without brackets).
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-    /// Path prefix without a trailing slash (usually empty).
-    pub prefix: String,
-}
-
+/// Where to connect: core's one base-URL type (`http://host:port` plus an optional prefix).
+pub use herd_core::url::BaseUrl as Endpoint;
 /// Why a URL cannot be used.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum UrlError {
-    /// Only `http://` is spoken.
-    #[error("unsupported scheme in {0:?}: herd-node speaks plain http:// on the LAN")]
-    Scheme(String),
-    /// No host, or a port that is not a number.
-    #[error("invalid URL {0:?}")]
-    Invalid(String),
-}
+pub use herd_core::url::UrlError;
 
-impl Endpoint {
-    /// Parses `http://host[:port][/prefix]`, `host:port` or `host` (port `default_port`).
-    ///
-    /// # Errors
-    /// [`UrlError`] for another scheme or a malformed authority.
-    pub fn parse(raw: &str, default_port: u16) -> Result<Endpoint, UrlError> {
-        let raw = raw.trim();
-        let rest = match raw.split_once("://") {
-            Some((s, r)) if s.eq_ignore_ascii_case("http") => r,
-            Some(_) => return Err(UrlError::Scheme(raw.to_string())),
-            None => raw,
-        };
-        let (authority, prefix) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        let bad = || UrlError::Invalid(raw.to_string());
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (h, tail) = v6.split_once(']').ok_or_else(bad)?;
-            let port = match tail.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| bad())?,
-                None if tail.is_empty() => default_port,
-                None => return Err(bad()),
-            };
-            (h, port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
-                None => (authority, default_port),
-            }
-        };
-        if host.is_empty() || host.bytes().any(|b| b <= b' ' || b == b'@') {
-            return Err(bad());
-        }
-        Ok(Endpoint { host: host.to_string(), port, prefix: prefix.to_string() })
+/// `raw` as an endpoint herd-node can reach: plain `http://` only (routers and Ollama are on the
+/// LAN), `default_port` when none is given.
+///
+/// # Errors
+/// Not a URL, or `https://`.
+pub fn endpoint(raw: &str, default_port: u16) -> Result<Endpoint, String> {
+    let ep = Endpoint::parse(raw, default_port).map_err(|e| e.to_string())?;
+    if ep.is_https() {
+        return Err(format!("{raw:?}: herd-node speaks plain http:// on the LAN"));
     }
-
-    /// `host:port` as it goes in a `Host` header (IPv6 bracketed).
-    pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-
-    /// The URL, for logs and the heartbeat.
-    pub fn url(&self) -> String {
-        format!("http://{}{}", self.authority(), self.prefix)
-    }
+    Ok(ep)
 }
 
 /// How a call failed.
@@ -145,6 +89,9 @@ async fn exchange(
     extra: &[(&str, &[u8])],
     body: Option<&[u8]>,
 ) -> Result<Response, HttpError> {
+    if ep.is_https() {
+        return Err(HttpError::Protocol(format!("{ep}: herd-node speaks plain http:// on the LAN")));
+    }
     let authority = ep.authority();
     let mut headers: Vec<(&str, &[u8])> =
         vec![("Host", authority.as_bytes()), ("Connection", b"close"), ("User-Agent", USER_AGENT.as_bytes())];
@@ -153,14 +100,14 @@ async fn exchange(
     }
     headers.extend_from_slice(extra);
     let framing = body.map_or(Framing::Empty, |b| Framing::Length(b.len() as u64));
-    let target = format!("{}{}", ep.prefix, path);
+    let target = format!("{}{}", ep.prefix(), path);
     let mut out = Vec::with_capacity(256 + body.map_or(0, <[u8]>::len));
     http1::encode_request_head(method, &target, &headers, framing, &mut out)
         .map_err(|e| HttpError::Protocol(e.to_string()))?;
     if let Some(b) = body {
         out.extend_from_slice(b);
     }
-    let mut stream = TcpStream::connect((ep.host.as_str(), ep.port)).await.map_err(HttpError::Connect)?;
+    let mut stream = TcpStream::connect((ep.host(), ep.port())).await.map_err(HttpError::Connect)?;
     let _ = stream.set_nodelay(true);
     stream.write_all(&out).await.map_err(io)?;
     stream.flush().await.map_err(io)?;
@@ -223,16 +170,16 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        let e = Endpoint::parse("http://10.0.0.5:11435", 80).unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.prefix.as_str()), ("10.0.0.5", 11435, ""));
-        let e = Endpoint::parse("router.local/herd/", 11435).unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.prefix.as_str()), ("router.local", 11435, "/herd"));
-        let e = Endpoint::parse("http://[fe80::1]:8080", 80).unwrap();
-        assert_eq!((e.host.as_str(), e.authority().as_str()), ("fe80::1", "[fe80::1]:8080"));
-        assert_eq!(Endpoint::parse("[::1]", 11434).unwrap().url(), "http://[::1]:11434");
-        assert!(matches!(Endpoint::parse("https://x", 1), Err(UrlError::Scheme(_))));
+        let e = endpoint("http://10.0.0.5:11435", 80).unwrap();
+        assert_eq!((e.host(), e.port(), e.prefix()), ("10.0.0.5", 11435, ""));
+        let e = endpoint("router.local/herd/", 11435).unwrap();
+        assert_eq!((e.host(), e.port(), e.prefix()), ("router.local", 11435, "/herd"));
+        let e = endpoint("http://[fe80::1]:8080", 80).unwrap();
+        assert_eq!((e.host(), e.authority()), ("fe80::1", "[fe80::1]:8080"));
+        assert_eq!(endpoint("[::1]", 11434).unwrap().as_str(), "http://[::1]:11434");
+        assert!(endpoint("https://x", 1).unwrap_err().contains("plain http://"));
         for bad in ["http://:80", "http://host:notaport", "", "http://[::1", "http://a b:1"] {
-            assert!(Endpoint::parse(bad, 1).is_err(), "{bad}");
+            assert!(endpoint(bad, 1).is_err(), "{bad}");
         }
     }
 

@@ -79,7 +79,7 @@ async fn discover(service: String, events: Sender<Event>, rescan: Receiver<()>) 
 pub enum StartError {
     /// A bad `--ollama-host`.
     #[error("--ollama-host: {0}")]
-    OllamaHost(http::UrlError),
+    OllamaHost(String),
     /// A bad `--router-url`.
     #[error("--router-url {0:?}: {1}")]
     RouterUrl(String, String),
@@ -186,9 +186,9 @@ impl Collector {
         let up = ollama.reachable != Some(false);
         if self.ollama_up != Some(up) {
             if up {
-                tracing::info!(ollama = %self.ollama.endpoint().url(), version = %ollama.version, "Ollama is up");
+                tracing::info!(ollama = %self.ollama.endpoint().as_str(), version = %ollama.version, "Ollama is up");
             } else {
-                tracing::warn!(ollama = %self.ollama.endpoint().url(), "Ollama is not answering; reporting it as down");
+                tracing::warn!(ollama = %self.ollama.endpoint().as_str(), "Ollama is not answering; reporting it as down");
             }
             self.ollama_up = Some(up);
         }
@@ -401,14 +401,14 @@ pub async fn setup(args: &Args) -> Result<Setup, StartError> {
         .ok()
         .filter(|d| *d >= Duration::from_millis(10))
         .ok_or(StartError::Interval)?;
-    let ollama = Endpoint::parse(&args.ollama_host, 11434).map_err(StartError::OllamaHost)?;
+    let ollama = http::endpoint(&args.ollama_host, 11434).map_err(StartError::OllamaHost)?;
     let mut routers = Vec::new();
     for raw in args.router_url.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        let ep = Endpoint::parse(raw, 11435).map_err(|e| StartError::RouterUrl(raw.to_string(), e.to_string()))?;
-        routers.push(RouterUrl::new(&ep.url()).map_err(|e| StartError::RouterUrl(raw.to_string(), e.to_string()))?);
+        let ep = http::endpoint(raw, 11435).map_err(|e| StartError::RouterUrl(raw.to_string(), e))?;
+        routers.push(RouterUrl::new(ep.as_str()).map_err(|e| StartError::RouterUrl(raw.to_string(), e.to_string()))?);
     }
     let lan = lan_ip();
-    let mut ollama_host = ollama.url();
+    let mut ollama_host = ollama.to_string();
     let mut proxy = None;
     if let Some(port) = args.proxy_port {
         let addr = SocketAddr::new(args.proxy_bind, port);
@@ -425,8 +425,8 @@ pub async fn setup(args: &Args) -> Result<Setup, StartError> {
         if fleet_key.is_none() {
             tracing::warn!(%bound, "proxy is open to anyone who can reach it: set --fleet-key to require the fleet key");
         }
-        tracing::info!(%bound, advertised = %ollama_host, ollama = %ollama.url(), "proxying Ollama for the routers");
-        proxy = Some((listener, proxy::ProxyConfig { upstream: ollama.authority(), fleet_key }));
+        tracing::info!(%bound, advertised = %ollama_host, ollama = %ollama, "proxying Ollama for the routers");
+        proxy = Some((listener, proxy::ProxyConfig { upstream: ollama.authority().to_string(), fleet_key }));
     }
     let identity = Identity {
         node_id: args.node_id(),
@@ -484,7 +484,7 @@ pub async fn run(setup: Setup, events: Sender<Event>, inbox: Receiver<Event>, se
         setup.mdns_service.clone().map(|service| smol::spawn(discover(service, events.clone(), rescan_rx)));
     tracing::info!(
         node = %setup.identity.node_id,
-        ollama = %setup.ollama.url(),
+        ollama = %setup.ollama,
         routers = ?setup.routers.iter().map(RouterUrl::as_str).collect::<Vec<_>>(),
         every = ?setup.interval,
         "herd-node started"

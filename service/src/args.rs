@@ -2,7 +2,7 @@
 //! every option also a `HERD_*` environment variable, and what follows from it.
 
 use crate::driver::{DriverTx, TraceSink};
-use crate::static_nodes::{normalise_url, StaticNode};
+use crate::static_nodes::{parse_node_url, StaticNode};
 use crate::upstream::Upstream;
 use crate::{App, Runtime, TraceLog};
 use clap::Args;
@@ -142,13 +142,18 @@ impl RouterArgs {
     }
 
     /// The `--node` static nodes.
-    pub fn static_nodes(&self) -> Vec<StaticNode> {
+    ///
+    /// # Errors
+    /// A `--node` value is not a usable address.
+    pub fn static_nodes(&self) -> Result<Vec<StaticNode>, String> {
         self.nodes
             .iter()
-            .map(|raw| StaticNode {
-                url: normalise_url(raw),
-                parallel: self.node_parallel,
-                memory_gb: self.node_memory_gb,
+            .map(|raw| {
+                Ok(StaticNode {
+                    url: parse_node_url(raw)?,
+                    parallel: self.node_parallel,
+                    memory_gb: self.node_memory_gb,
+                })
             })
             .collect()
     }
@@ -194,11 +199,12 @@ impl RouterArgs {
         log: Option<Arc<dyn TraceLog>>,
     ) -> Result<Arc<App>, String> {
         let config = self.router_config()?;
+        let nodes = self.static_nodes()?;
         let router = herd_core::router::Router::new(config.clone(), self.seed(&*rt), rt.now())
             .map_err(|e| format!("invalid configuration: {e}"))?;
         let (driver, pulls) = crate::driver::spawn(router, sink, rt.clone());
         let app = Arc::new(self.app(&config, driver, upstream, rt, log));
-        crate::start_background(&app, pulls, self.static_nodes());
+        crate::start_background(&app, pulls, nodes);
         if !self.host.is_loopback() && app.api_keys.is_empty() && app.admin_key.is_none() {
             tracing::warn!(
                 "listening on {} with no HERD_API_KEYS and no HERD_ADMIN_KEY: anyone who can reach this port can \

@@ -14,6 +14,7 @@ use herd_core::request::RequestSpec;
 use herd_core::router::{
     CancelReason, Command, Dispatch, Event, Outcome, Rejection, ReportError, RouteKind, Router, Usage,
 };
+use herd_core::url::BaseUrl;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -92,8 +93,8 @@ pub enum ReqMsg {
 pub struct NodeAddr {
     /// Node name.
     pub name: String,
-    /// Ollama base URL, no trailing slash.
-    pub url: String,
+    /// Ollama's base URL.
+    pub url: BaseUrl,
 }
 
 /// What happened to an attempt, reported by its request task.
@@ -146,7 +147,7 @@ pub enum Input {
         reply: oneshot::Sender<Result<Registered, ReportError>>,
     },
     /// A report from a static-node poller, with the URL it polls.
-    Static(Box<Heartbeat>, String),
+    Static(Box<Heartbeat>, BaseUrl),
     /// Drain a node by name (admin).
     Drain(String, oneshot::Sender<Result<Registered, ReportError>>),
     /// A pull ended.
@@ -246,7 +247,7 @@ impl Nodes {
     pub fn addr(&self, node: NodeId) -> Option<&Arc<NodeAddr>> {
         self.addrs.get(&node)
     }
-    fn set(&mut self, node: NodeId, name: &str, url: String) {
+    fn set(&mut self, node: NodeId, name: &str, url: BaseUrl) {
         if self.addrs.get(&node).is_none_or(|a| a.url != url || a.name != name) {
             self.addrs.insert(node, Arc::new(NodeAddr { name: name.to_string(), url }));
         }
@@ -381,13 +382,16 @@ impl Driver {
         now: herd_core::time::Instant,
         report: Report,
         peer: Option<IpAddr>,
-        url: Option<String>,
+        url: Option<BaseUrl>,
     ) -> Result<Registered, ReportError> {
         let resolved = match &report {
             // The router's own static nodes are where the operator said.
-            Report::Static(hb) => Some((hb.node_id.clone(), url.unwrap_or_default())),
+            Report::Static(hb) => url.map(|u| (hb.node_id.clone(), u)),
             Report::Heartbeat(hb) => {
-                let url = url.unwrap_or_else(|| address::backend_url(&hb.ollama_host, &hb.lan_ip, peer));
+                let url = match url {
+                    Some(u) => u,
+                    None => address::backend_url(&hb.ollama_host, &hb.lan_ip, peer)?,
+                };
                 address::check_node_url(&url, &self.node_networks)?;
                 Some((hb.node_id.clone(), url))
             }

@@ -183,7 +183,7 @@ pub async fn read_json(body: &mut Box<dyn BodyStream>) -> Option<Value> {
 }
 
 /// Pulls `model` onto the Ollama at `url` (within an hour); true when it says success.
-pub async fn pull(app: &App, url: &str, model: &str) -> bool {
+pub async fn pull(app: &App, url: &herd_core::url::BaseUrl, model: &str) -> bool {
     let body = Bytes::from(json!({ "model": model, "stream": false }).to_string());
     let headers = app.node_headers();
     let call = async {
@@ -301,7 +301,7 @@ async fn status(app: &App) -> Answer {
                 nodes.push(json!({
                     "node_id": node.name(),
                     "status": node.status().as_str(),
-                    "url": n.addr(node.id()).map(|a| a.url.clone()),
+                    "url": n.addr(node.id()).map(|a| a.url.to_string()),
                     "models_loaded": rep.ollama.models_loaded.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
                     "models_available": rep.ollama.models_available.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
                     "queues": qs,

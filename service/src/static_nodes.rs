@@ -8,6 +8,7 @@ use crate::driver::{DriverTx, Input};
 use crate::upstream::Upstream;
 use crate::Runtime;
 use herd_core::fleet::heartbeat::{Heartbeat, Memory};
+use herd_core::url::BaseUrl;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +19,8 @@ pub const POLL_EVERY: Duration = Duration::from_secs(5);
 /// What the command line says about static nodes.
 #[derive(Clone, Debug)]
 pub struct StaticNode {
-    /// Base URL, no trailing slash.
-    pub url: String,
+    /// Ollama's base URL.
+    pub url: BaseUrl,
     /// Requests herd may send at once.
     pub parallel: u32,
     /// Memory it can load into, GB (0 = unknown).
@@ -29,33 +30,24 @@ pub struct StaticNode {
 impl StaticNode {
     /// The node's name: the URL's host and port.
     pub fn name(&self) -> String {
-        let rest = self.url.split_once("://").map_or(self.url.as_str(), |(_, r)| r);
-        rest.split('/').next().unwrap_or(rest).to_string()
+        self.url.authority().to_string()
     }
 }
 
-/// Normalises a `--node` value: adds `http://` and the default port, drops a trailing slash.
-pub fn normalise_url(raw: &str) -> String {
-    let raw = raw.trim().trim_end_matches('/');
-    let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("http://{raw}") };
-    let (scheme, rest) = with_scheme.split_once("://").unwrap_or(("http", &with_scheme));
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let has_port = match authority.strip_prefix('[') {
-        Some(v6) => v6.contains("]:"),
-        None => authority.contains(':'),
-    };
-    if has_port {
-        format!("{scheme}://{rest}")
-    } else {
-        format!("{scheme}://{authority}:11434")
-    }
+/// Reads a `--node` value: `http://` and Ollama's port added when missing, a trailing slash
+/// dropped (core's one URL parser).
+///
+/// # Errors
+/// Why it is not a usable address.
+pub fn parse_node_url(raw: &str) -> Result<BaseUrl, String> {
+    BaseUrl::parse(raw, herd_core::fleet::address::OLLAMA_PORT).map_err(|e| format!("--node {raw:?}: {e}"))
 }
 
 /// `GET base/path` as JSON, within 5 s.
 pub async fn get_json(
     client: &dyn Upstream,
     rt: &dyn Runtime,
-    base: &str,
+    base: &BaseUrl,
     path: &str,
     headers: &[(&str, &[u8])],
 ) -> Option<Value> {
@@ -85,7 +77,7 @@ pub fn heartbeat(node: &StaticNode, version: Option<&Value>, ps: Option<&Value>,
             ..Memory::default()
         },
         ollama,
-        ollama_host: node.url.clone(),
+        ollama_host: node.url.to_string(),
         agent_version: format!("herd-static/{}", env!("CARGO_PKG_VERSION")),
         ..Heartbeat::default()
     }
@@ -143,16 +135,18 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(normalise_url("gpu-box"), "http://gpu-box:11434");
-        assert_eq!(normalise_url("http://10.0.0.5:8080/"), "http://10.0.0.5:8080");
-        assert_eq!(normalise_url("10.0.0.5:11434"), "http://10.0.0.5:11434");
-        let n = StaticNode { url: "http://10.0.0.5:8080".into(), parallel: 4, memory_gb: 0.0 };
+        let url = |raw| parse_node_url(raw).unwrap().to_string();
+        assert_eq!(url("gpu-box"), "http://gpu-box:11434");
+        assert_eq!(url("http://10.0.0.5:8080/"), "http://10.0.0.5:8080");
+        assert_eq!(url("10.0.0.5:11434"), "http://10.0.0.5:11434");
+        assert!(parse_node_url("ftp://box").is_err());
+        let n = StaticNode { url: parse_node_url("http://10.0.0.5:8080").unwrap(), parallel: 4, memory_gb: 0.0 };
         assert_eq!(n.name(), "10.0.0.5:8080");
     }
 
     #[test]
     fn heartbeat_from_ollama_answers() {
-        let n = StaticNode { url: "http://box:11434".into(), parallel: 4, memory_gb: 32.0 };
+        let n = StaticNode { url: parse_node_url("http://box:11434").unwrap(), parallel: 4, memory_gb: 32.0 };
         let ps = json!({"models": [{"name": "qwen3:8b", "size": 6_000_000_000u64, "size_vram": 6_000_000_000u64, "context_length": 8192}]});
         let tags = json!({"models": [{"name": "qwen3:8b", "size": 5_200_000_000u64}, {"name": "llama3.1:8b", "size": 4_900_000_000u64}]});
         let hb = heartbeat(&n, Some(&json!({"version": "0.12.6"})), Some(&ps), Some(&tags));

@@ -20,6 +20,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use herd_core::codec::chunked::ChunkedLimits;
 use herd_core::codec::http1::{self, BodyDecoder, Framing, Limits, ResponseHead, ResponseTo};
 use herd_core::codec::Status;
+use herd_core::url::BaseUrl;
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -77,12 +78,12 @@ pub struct Response {
 
 /// The client the service sends node requests through.
 pub trait Upstream: Send + Sync {
-    /// Sends `method path` to the node at `base_url` (`http://host:port`) with `headers` besides
-    /// `Host`, `Content-Type` and `Content-Length`, and a JSON body when given; reads the head.
+    /// Sends `method path` to the node at `base` with `headers` besides `Host`, `Content-Type`
+    /// and `Content-Length`, and a JSON body when given; reads the head.
     fn send<'a>(
         &'a self,
         method: &'a str,
-        base_url: &'a str,
+        base: &'a BaseUrl,
         path: &'a str,
         headers: &'a [(&'a str, &'a [u8])],
         body: Option<Bytes>,
@@ -158,13 +159,13 @@ impl<T: Transport> Upstream for Pool<T> {
     fn send<'a>(
         &'a self,
         method: &'a str,
-        base_url: &'a str,
+        base: &'a BaseUrl,
         path: &'a str,
         headers: &'a [(&'a str, &'a [u8])],
         body: Option<Bytes>,
     ) -> BoxFuture<'a, Result<Response, SendError>> {
         Box::pin(async move {
-            let (head, body) = self.request(method, base_url, path, headers, body).await?;
+            let (head, body) = self.request(method, base, path, headers, body).await?;
             Ok(Response { head, body: Box::new(body) })
         })
     }
@@ -188,15 +189,15 @@ impl<T: Transport> Pool<T> {
     /// As [`Pool::request`].
     pub async fn post_json(
         &self,
-        base_url: &str,
+        base: &BaseUrl,
         path: &str,
         headers: &[(&str, &[u8])],
         body: Bytes,
     ) -> Result<(ResponseHead, UpstreamBody<T>), SendError> {
-        self.request("POST", base_url, path, headers, Some(body)).await
+        self.request("POST", base, path, headers, Some(body)).await
     }
 
-    /// Sends `method path` to the node at `base_url` (`http://host:port`), with `headers` besides
+    /// Sends `method path` to the node at `base` (its path prefix, if any, first), with `headers` besides
     /// `Host`, `Content-Type` and `Content-Length`, and a JSON `body` when given; reads the
     /// answer's head.
     ///
@@ -207,13 +208,23 @@ impl<T: Transport> Pool<T> {
     pub async fn request(
         &self,
         method: &str,
-        base_url: &str,
+        base: &BaseUrl,
         path: &str,
         headers: &[(&str, &[u8])],
         body: Option<Bytes>,
     ) -> Result<(ResponseHead, UpstreamBody<T>), SendError> {
-        let Some(authority) = authority_of(base_url) else {
-            return Err(SendError::Connect(format!("unsupported node address {base_url:?}")));
+        if base.is_https() {
+            return Err(SendError::Connect(format!(
+                "{base}: the router reaches nodes over plain http:// (put TLS in front of the router, not between it and its nodes)"
+            )));
+        }
+        let authority = base.authority();
+        let prefixed;
+        let path = if base.prefix().is_empty() {
+            path
+        } else {
+            prefixed = format!("{}{path}", base.prefix());
+            &prefixed
         };
         let mut fields: Vec<(&str, &[u8])> = Vec::with_capacity(headers.len() + 2);
         fields.push(("host", authority.as_bytes()));
@@ -307,23 +318,9 @@ fn expire<T>(list: &mut Vec<Idle<T>>, now: Instant) {
     list.drain(..stale);
 }
 
-/// `host:port` of `http://host:port[/...]` (port 80 when absent); `None` for other schemes.
-pub fn authority_of(base_url: &str) -> Option<&str> {
-    let (scheme, rest) = base_url.split_once("://")?;
-    if !scheme.eq_ignore_ascii_case("http") {
-        return None;
-    }
-    let authority = rest.split('/').next().unwrap_or(rest);
-    (!authority.is_empty()).then_some(authority)
-}
-
 async fn connect<T: Transport>(rt: &dyn Runtime, net: &dyn Connect<T>, authority: &str) -> Result<T, SendError> {
-    let has_port = match authority.strip_prefix('[') {
-        Some(v6) => v6.contains("]:"),
-        None => authority.contains(':'),
-    };
-    let target = if has_port { authority.to_string() } else { format!("{authority}:80") };
-    match crate::timeout(rt, CONNECT_TIMEOUT, net.connect(target)).await {
+    // A BaseUrl's authority always carries its port.
+    match crate::timeout(rt, CONNECT_TIMEOUT, net.connect(authority.to_string())).await {
         Some(Ok(s)) => Ok(s),
         Some(Err(e)) => Err(SendError::Connect(e.to_string())),
         None => Err(SendError::Connect("connect timed out".into())),

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// The shortest duration any [`AgentConfig`] field may hold; core time has microsecond resolution.
 pub const MIN_CONFIG_DURATION: Duration = Duration::from_millis(1);
 /// The longest router URL accepted, in bytes.
-pub const MAX_URL_BYTES: usize = 2048;
+pub use crate::url::MAX_URL_BYTES;
 
 /// How often and how patiently the agent talks to its routers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,54 +133,27 @@ impl AgentConfig {
     }
 }
 
-/// A router's base URL, normalised: lowercase `http`/`https` scheme (added when missing), no
+/// A router's base URL in [`BaseUrl`](crate::url::BaseUrl)'s normal form: lowercase scheme
+/// (`http` added when missing) and host, the port (11435, the router's, when not given), no
 /// trailing `/`. Two spellings of one router compare equal, which is how duplicates are ignored.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct RouterUrl(String);
 
-/// Why a string is not a usable [`RouterUrl`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RouterUrlError {
-    /// Nothing but spaces, or a scheme with no host.
-    #[error("router URL is empty")]
-    Empty,
-    /// Longer than [`MAX_URL_BYTES`].
-    #[error("router URL is {0} bytes long")]
-    TooLong(usize),
-    /// Contains whitespace or a control character inside.
-    #[error("router URL contains {0:?}")]
-    InvalidChar(char),
-    /// A scheme other than `http` or `https`.
-    #[error("router URL scheme {0:?} is not http or https")]
-    UnsupportedScheme(String),
-}
+/// Why a string is not a usable [`RouterUrl`]: the one URL parser's reasons.
+pub type RouterUrlError = crate::url::UrlError;
+
+/// The router's port, when a router URL gives none.
+pub const ROUTER_PORT: u16 = 11435;
 
 impl RouterUrl {
-    /// Normalises `raw` (`10.0.0.5:11435/` becomes `http://10.0.0.5:11435`).
+    /// Normalises `raw` (`10.0.0.5:11435/` becomes `http://10.0.0.5:11435`, `router.lan`
+    /// becomes `http://router.lan:11435`).
     ///
     /// # Errors
     /// See [`RouterUrlError`].
     pub fn new(raw: &str) -> Result<Self, RouterUrlError> {
-        let raw = raw.trim();
-        if raw.len() > MAX_URL_BYTES {
-            return Err(RouterUrlError::TooLong(raw.len()));
-        }
-        if let Some(c) = raw.chars().find(|c| c.is_whitespace() || c.is_control()) {
-            return Err(RouterUrlError::InvalidChar(c));
-        }
-        let (scheme, rest) = match raw.split_once("://") {
-            Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-            None => ("http".to_string(), raw),
-        };
-        if scheme != "http" && scheme != "https" {
-            return Err(RouterUrlError::UnsupportedScheme(scheme));
-        }
-        let rest = rest.trim_end_matches('/');
-        if rest.is_empty() {
-            return Err(RouterUrlError::Empty);
-        }
-        Ok(RouterUrl(format!("{scheme}://{rest}")))
+        Ok(RouterUrl(crate::url::BaseUrl::parse(raw, ROUTER_PORT)?.as_str().to_string()))
     }
 
     /// The normalised URL; the adapter appends `/heartbeat`.

@@ -164,7 +164,8 @@ fn config_validation_names_the_problem() {
 #[test]
 fn router_urls_are_normalised() {
     assert_eq!(url(" 10.0.0.5:11435/ ").as_str(), "http://10.0.0.5:11435");
-    assert_eq!(url("HTTPS://r.lan//").as_str(), "https://r.lan");
+    assert_eq!(url("HTTPS://r.lan//").as_str(), "https://r.lan:11435");
+    assert_eq!(url("r.lan").as_str(), url("http://R.LAN:11435/").as_str(), "one router, two spellings");
     assert_eq!(RouterUrl::new("  "), Err(RouterUrlError::Empty));
     assert_eq!(RouterUrl::new("http://"), Err(RouterUrlError::Empty));
     assert_eq!(RouterUrl::new("a b"), Err(RouterUrlError::InvalidChar(' ')));

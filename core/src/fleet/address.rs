@@ -4,6 +4,7 @@
 //! heartbeat must not make the router send prompts to `169.254.169.254`), and anything outside
 //! the operator's `--node-networks` when those are set.
 
+use crate::url::BaseUrl;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -16,62 +17,40 @@ use std::str::FromStr;
 ///    proxy advertising its own URL).
 /// 3. Otherwise the heartbeat's source address with the port of `ollama_host` (default 11434).
 /// 4. No usable peer: `lan_ip`, else `ollama_host`.
-pub fn backend_url(ollama_host: &str, lan_ip: &str, peer: Option<IpAddr>) -> String {
-    let (scheme, host, port) = split(ollama_host);
-    let port = port.unwrap_or(11434);
+///
+/// `ollama_host` is read with the one URL parser ([`BaseUrl`]); one it cannot read counts as
+/// unset (the peer's address and Ollama's port are used).
+///
+/// # Errors
+/// [`AddressError::Invalid`] when no usable URL comes out (a `lan_ip` that is not a host).
+pub fn backend_url(ollama_host: &str, lan_ip: &str, peer: Option<IpAddr>) -> Result<BaseUrl, AddressError> {
+    let given = BaseUrl::parse(ollama_host, OLLAMA_PORT).ok();
+    let base = match &given {
+        Some(u) => u.clone(),
+        None => BaseUrl::parse("http://localhost", OLLAMA_PORT).map_err(|e| AddressError::Invalid(e.to_string()))?,
+    };
+    let host = given.as_ref().map_or("", BaseUrl::host);
     let host_is_loopback = host.is_empty() || is_loopback_name(host);
-    if !host_is_loopback && host != "0.0.0.0" && host != "::" && host != "[::]" {
-        return format!("{scheme}://{host}:{port}");
+    if !host_is_loopback && host != "0.0.0.0" && host != "::" {
+        return Ok(base);
     }
+    let invalid = |e: crate::url::UrlError| AddressError::Invalid(e.to_string());
+    let at = |ip: IpAddr| base.with_host(&ip.to_string()).map_err(invalid);
     match peer {
-        None => fallback(scheme, lan_ip, ollama_host, port),
-        Some(ip) if ip.is_loopback() => format!("{scheme}://127.0.0.1:{port}"),
-        Some(IpAddr::V4(v4)) => format!("{scheme}://{v4}:{port}"),
-        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) if v4.is_loopback() => format!("{scheme}://127.0.0.1:{port}"),
-            Some(v4) => format!("{scheme}://{v4}:{port}"),
-            None => format!("{scheme}://[{v6}]:{port}"),
+        None if !lan_ip.trim().is_empty() => base.with_host(lan_ip.trim()).map_err(invalid),
+        None => at(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        Some(ip) => match canonical(ip) {
+            ip if ip.is_loopback() => at(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+            ip => at(ip),
         },
     }
 }
 
-fn fallback(scheme: &str, lan_ip: &str, ollama_host: &str, port: u16) -> String {
-    if !lan_ip.is_empty() {
-        format!("{scheme}://{lan_ip}:{port}")
-    } else if ollama_host.is_empty() {
-        format!("{scheme}://127.0.0.1:{port}")
-    } else {
-        let (_, host, _) = split(ollama_host);
-        let host = if is_loopback_name(host) || host.is_empty() { "127.0.0.1" } else { host };
-        format!("{scheme}://{host}:{port}")
-    }
-}
+/// Ollama's port, when an address gives none.
+pub const OLLAMA_PORT: u16 = 11434;
 
 fn is_loopback_name(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// `(scheme, host, port)` of `http://host:port/...`, `host:port` or `host`.
-fn split(raw: &str) -> (&str, &str, Option<u16>) {
-    let raw = raw.trim();
-    let (scheme, rest) = match raw.split_once("://") {
-        Some((s, r)) if s.eq_ignore_ascii_case("https") => ("https", r),
-        Some((_, r)) => ("http", r),
-        None => ("http", raw),
-    };
-    let authority = rest.split('/').next().unwrap_or("");
-    if let Some(stripped) = authority.strip_prefix('[') {
-        // [v6]:port
-        if let Some((h, p)) = stripped.split_once(']') {
-            let port = p.strip_prefix(':').and_then(|p| p.parse().ok());
-            return (scheme, &authority[..h.len() + 2], port);
-        }
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (scheme, h, p.parse().ok()),
-        _ => (scheme, authority, None),
-    }
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// An IP network in CIDR notation (`10.0.0.0/8`, `fd00::/8`; a bare address is a /32 or /128).
@@ -149,6 +128,9 @@ pub enum AddressError {
     /// A host name, while the operator allows only given networks.
     #[error("{0} is a host name; with --node-networks set, a node must report an IP address")]
     NotAnAddress(String),
+    /// No usable URL could be made of what the node reported.
+    #[error("no usable node address: {0}")]
+    Invalid(String),
 }
 
 /// Hosts that answer cloud instance metadata by name.
@@ -160,9 +142,8 @@ const METADATA_HOSTS: [&str; 4] = ["metadata.google.internal", "metadata", "inst
 ///
 /// # Errors
 /// [`AddressError`] saying why.
-pub fn check_node_url(url: &str, networks: &[Network]) -> Result<(), AddressError> {
-    let (_, host, _) = split(url);
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
+pub fn check_node_url(url: &BaseUrl, networks: &[Network]) -> Result<(), AddressError> {
+    let bare = url.host();
     let ip = bare.parse::<IpAddr>().ok().map(canonical);
     let lower = bare.trim_end_matches('.').to_ascii_lowercase();
     let forbidden = match ip {
@@ -211,22 +192,25 @@ mod tests {
             "http://metadata.google.internal:80",
             "http://METADATA.google.internal.:80",
         ] {
-            assert!(matches!(check_node_url(url, &[]), Err(AddressError::Forbidden(_))), "{url}");
+            assert!(matches!(check_node_url(&u(url), &[]), Err(AddressError::Forbidden(_))), "{url}");
         }
         for url in ["http://10.0.0.5:11434", "http://gpu-box:11434", "http://[fd00::5]:11434", "http://127.0.0.1:1"] {
-            assert_eq!(check_node_url(url, &[]), Ok(()), "{url}");
+            assert_eq!(check_node_url(&u(url), &[]), Ok(()), "{url}");
         }
     }
 
     #[test]
     fn networks_restrict_node_addresses() {
         let nets = parse_networks("10.0.0.0/8, 192.168.1.0/24,fd00::/8").unwrap();
-        assert_eq!(check_node_url("http://10.2.3.4:11434", &nets), Ok(()));
-        assert_eq!(check_node_url("http://[::ffff:192.168.1.9]:11434", &nets), Ok(()));
-        assert_eq!(check_node_url("http://[fd12::1]:11434", &nets), Ok(()));
-        assert!(matches!(check_node_url("http://192.168.2.1:11434", &nets), Err(AddressError::OutsideNetworks(..))));
-        assert!(matches!(check_node_url("http://gpu-box:11434", &nets), Err(AddressError::NotAnAddress(_))));
-        assert!(matches!(check_node_url("http://169.254.1.1:1", &nets), Err(AddressError::Forbidden(_))));
+        assert_eq!(check_node_url(&u("http://10.2.3.4:11434"), &nets), Ok(()));
+        assert_eq!(check_node_url(&u("http://[::ffff:192.168.1.9]:11434"), &nets), Ok(()));
+        assert_eq!(check_node_url(&u("http://[fd12::1]:11434"), &nets), Ok(()));
+        assert!(matches!(
+            check_node_url(&u("http://192.168.2.1:11434"), &nets),
+            Err(AddressError::OutsideNetworks(..))
+        ));
+        assert!(matches!(check_node_url(&u("http://gpu-box:11434"), &nets), Err(AddressError::NotAnAddress(_))));
+        assert!(matches!(check_node_url(&u("http://169.254.1.1:1"), &nets), Err(AddressError::Forbidden(_))));
     }
 
     #[test]
@@ -238,38 +222,57 @@ mod tests {
         assert!(parse_networks("10.0.0.0/8,,").is_ok_and(|n| n.len() == 1));
     }
 
+    fn u(s: &str) -> BaseUrl {
+        BaseUrl::parse(s, 11434).unwrap()
+    }
+
     fn ip(s: &str) -> Option<IpAddr> {
         Some(s.parse().unwrap())
     }
 
     #[test]
     fn loopback_heartbeat_uses_localhost_port() {
-        assert_eq!(backend_url("http://localhost:11434", "", ip("127.0.0.1")), "http://127.0.0.1:11434");
-        assert_eq!(backend_url("http://127.0.0.1:5555", "", ip("::1")), "http://127.0.0.1:5555");
+        assert_eq!(
+            backend_url("http://localhost:11434", "", ip("127.0.0.1")).unwrap().as_str(),
+            "http://127.0.0.1:11434"
+        );
+        assert_eq!(backend_url("http://127.0.0.1:5555", "", ip("::1")).unwrap().as_str(), "http://127.0.0.1:5555");
     }
 
     #[test]
     fn remote_heartbeat_uses_source_ip_and_port() {
-        assert_eq!(backend_url("http://localhost:11434", "10.0.0.9", ip("192.168.1.20")), "http://192.168.1.20:11434");
-        assert_eq!(backend_url("http://0.0.0.0:8080", "", ip("192.168.1.20")), "http://192.168.1.20:8080");
-        assert_eq!(backend_url("", "", ip("::ffff:192.168.1.20")), "http://192.168.1.20:11434");
+        assert_eq!(
+            backend_url("http://localhost:11434", "10.0.0.9", ip("192.168.1.20")).unwrap().as_str(),
+            "http://192.168.1.20:11434"
+        );
+        assert_eq!(
+            backend_url("http://0.0.0.0:8080", "", ip("192.168.1.20")).unwrap().as_str(),
+            "http://192.168.1.20:8080"
+        );
+        assert_eq!(backend_url("", "", ip("::ffff:192.168.1.20")).unwrap().as_str(), "http://192.168.1.20:11434");
     }
 
     #[test]
     fn named_host_wins_for_docker_and_nat() {
-        assert_eq!(backend_url("http://ollama.internal:11434", "", ip("172.17.0.1")), "http://ollama.internal:11434");
-        assert_eq!(backend_url("http://203.0.113.5:40000", "", ip("127.0.0.1")), "http://203.0.113.5:40000");
-        assert_eq!(backend_url("gpu-box:11434", "", ip("10.0.0.2")), "http://gpu-box:11434");
+        assert_eq!(
+            backend_url("http://ollama.internal:11434", "", ip("172.17.0.1")).unwrap().as_str(),
+            "http://ollama.internal:11434"
+        );
+        assert_eq!(
+            backend_url("http://203.0.113.5:40000", "", ip("127.0.0.1")).unwrap().as_str(),
+            "http://203.0.113.5:40000"
+        );
+        assert_eq!(backend_url("gpu-box:11434", "", ip("10.0.0.2")).unwrap().as_str(), "http://gpu-box:11434");
     }
 
     #[test]
     fn no_peer_falls_back_to_lan_ip() {
-        assert_eq!(backend_url("http://localhost:11434", "10.0.0.9", None), "http://10.0.0.9:11434");
-        assert_eq!(backend_url("http://localhost:11434", "", None), "http://127.0.0.1:11434");
+        assert_eq!(backend_url("http://localhost:11434", "10.0.0.9", None).unwrap().as_str(), "http://10.0.0.9:11434");
+        assert_eq!(backend_url("http://localhost:11434", "", None).unwrap().as_str(), "http://127.0.0.1:11434");
     }
 
     #[test]
     fn ipv6_peer_is_bracketed() {
-        assert_eq!(backend_url("http://[::1]:11434", "", ip("fe80::1")), "http://[fe80::1]:11434");
+        assert_eq!(backend_url("http://[::1]:11434", "", ip("fe80::1")).unwrap().as_str(), "http://[fe80::1]:11434");
     }
 }
