@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// The service type ollama-herd's router advertises and its agents browse for.
-pub const SERVICE_TYPE: &str = "_fleet-manager._tcp.local.";
+pub use herd_core::api::names::MDNS_SERVICE_TYPE as SERVICE_TYPE;
 /// ollama-herd's instance name, so that its agents take us for their router.
 pub const INSTANCE_NAME: &str = "Fleet Manager Router";
 /// The API level in the TXT record: what a `herd-node` may expect of this router.

@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// The service type routers advertise (ollama-herd's, kept for compatibility).
-pub const SERVICE_TYPE: &str = "_fleet-manager._tcp.local.";
+pub use herd_core::api::names::MDNS_SERVICE_TYPE as SERVICE_TYPE;
 
 /// How long [`Browser::stop`] waits for the mDNS daemon to confirm it stopped.
 const DAEMON_REPLY_TIMEOUT: Duration = Duration::from_secs(1);

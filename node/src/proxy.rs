@@ -23,7 +23,7 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 512;
 /// The header herd's router presents the fleet key in.
-pub const KEY_HEADER: &str = "x-herd-fleet-key";
+pub use herd_core::api::names::FLEET_KEY_HEADER as KEY_HEADER;
 
 /// Counters, for logs and tests.
 #[derive(Debug, Default)]

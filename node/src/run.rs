@@ -334,7 +334,7 @@ async fn send_heartbeat(
             let include_meta = shared.wants_meta(router, sample.meta_version);
             let hb = heartbeat(&shared.identity, &sample, failures, include_meta, unix_time());
             let body = serde_json::to_vec(&hb).unwrap_or_default();
-            match http::call(&ep, "POST", "/heartbeat", &[], Some(&body), timeout).await {
+            match http::call(&ep, "POST", herd_core::api::names::HEARTBEAT_PATH, &[], Some(&body), timeout).await {
                 Ok(r) if r.ok() => {
                     if include_meta {
                         shared.meta_delivered(router, sample.meta_version);
@@ -368,11 +368,15 @@ async fn send_drain(shared: Arc<Shared>, router: RouterIdx, url: RouterUrl, time
     let body = body.to_string();
     let outcome = match Endpoint::parse(url.as_str(), 11435) {
         Err(_) => SendOutcome::Failed(SendFailure::Connect),
-        Ok(ep) => match http::call(&ep, "POST", "/heartbeat", &[], Some(body.as_bytes()), timeout).await {
-            Ok(r) if r.ok() => SendOutcome::Delivered,
-            Ok(r) => SendOutcome::Failed(SendFailure::Status(r.status)),
-            Err(e) => SendOutcome::Failed(failure(&e)),
-        },
+        Ok(ep) => {
+            match http::call(&ep, "POST", herd_core::api::names::HEARTBEAT_PATH, &[], Some(body.as_bytes()), timeout)
+                .await
+            {
+                Ok(r) if r.ok() => SendOutcome::Delivered,
+                Ok(r) => SendOutcome::Failed(SendFailure::Status(r.status)),
+                Err(e) => SendOutcome::Failed(failure(&e)),
+            }
+        }
     };
     match outcome {
         SendOutcome::Delivered => tracing::info!(router = url.as_str(), "drained: the router has taken this node out"),

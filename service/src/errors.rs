@@ -11,7 +11,7 @@ use std::time::Duration;
 pub use herd_core::api::Protocol as Proto;
 
 /// The content type of JSON answers.
-pub const JSON: &str = "application/json; charset=utf-8";
+pub use herd_core::api::names::JSON;
 
 /// A JSON answer.
 pub fn json_answer(status: u16, value: &serde_json::Value) -> Answer {
@@ -26,7 +26,7 @@ pub fn json_answer(status: u16, value: &serde_json::Value) -> Answer {
 pub fn text_answer(status: u16, text: &'static str) -> Answer {
     Answer {
         status,
-        headers: vec![("content-type", "text/plain; charset=utf-8".to_string())],
+        headers: vec![("content-type", herd_core::api::names::TEXT.to_string())],
         body: AnswerBody::Full(Bytes::from_static(text.as_bytes())),
     }
 }

@@ -7,6 +7,7 @@ use crate::errors::{error_answer, json_answer, text_answer, Proto};
 use crate::{Answer, AnswerBody, App, BodyStream};
 use bytes::Bytes;
 use herd_core::api::body::BodyIndex;
+use herd_core::api::names;
 use herd_core::api::routes::{Route, DRAIN_PREFIX, MODEL_PREFIX};
 use herd_core::fleet::{views, NodeStatus, Registered};
 use herd_core::ids::ModelName;
@@ -153,7 +154,7 @@ async fn forward(app: &App, method: &str, addr: &NodeAddr, path: &str, body: Byt
     let headers = app.node_headers();
     let call = app.upstream.send(method, &addr.url, path, &headers, Some(body));
     let resp = crate::timeout(&*app.runtime, Duration::from_secs(30), call).await?.ok()?;
-    let mut headers = vec![("x-herd-node", addr.name.clone())];
+    let mut headers = vec![(names::NODE_HEADER, addr.name.clone())];
     if let Some(t) = resp.head.header("content-type").and_then(|v| std::str::from_utf8(v).ok()) {
         headers.push(("content-type", t.to_string()));
     }

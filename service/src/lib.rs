@@ -167,7 +167,7 @@ pub trait TraceLog: Send + Sync {
 }
 
 /// The header that carries the fleet key to nodes (checked by `herd-node --proxy-port`).
-pub const FLEET_KEY_HEADER: &str = "x-herd-fleet-key";
+pub use herd_core::api::names::FLEET_KEY_HEADER;
 
 /// What request tasks share.
 pub struct App {

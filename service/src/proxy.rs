@@ -8,6 +8,7 @@ use crate::relay::{cancel_message, EndGuard, Orders, Relay, Shaper};
 use crate::{next_chunk, race, Answer, AnswerBody, App, BodyStream, Either, Headers};
 use bytes::Bytes;
 use herd_core::api::body::BodyIndex;
+use herd_core::api::names;
 use herd_core::api::plan::{AttemptBody, AttemptPlan as Plan, PlanError};
 use herd_core::api::watch::StreamWatch;
 use herd_core::api::{describe_indexed, DescribeContext, Surface};
@@ -58,8 +59,8 @@ impl Hints {
     /// Reads the hints from a request's headers.
     pub fn of(headers: &dyn Headers) -> Hints {
         Hints {
-            tags: headers.get("x-herd-tags").map(herd_core::api::parse_tags_header).unwrap_or_default(),
-            no_fallback: headers.get("x-fleet-no-fallback").and_then(herd_core::api::parse_no_fallback_header),
+            tags: headers.get(names::TAGS_HEADER).map(herd_core::api::parse_tags_header).unwrap_or_default(),
+            no_fallback: headers.get(names::NO_FALLBACK_HEADER).and_then(herd_core::api::parse_no_fallback_header),
         }
     }
 }
@@ -334,12 +335,12 @@ async fn read_error_body(mut body: Box<dyn BodyStream>) -> String {
 /// The headers every routed answer carries: where it went and how.
 pub fn routed_headers(c: &Commit, addr: &NodeAddr) -> [(&'static str, String); 6] {
     [
-        ("x-herd-node", addr.name.clone()),
-        ("x-herd-model", c.model.as_str().to_string()),
-        ("x-herd-attempts", c.attempts.to_string()),
-        ("x-herd-score", format!("{:.1}", c.score)),
-        ("x-herd-route", crate::driver::route_name(c.route).to_string()),
-        ("x-herd-request-id", c.request.0.to_string()),
+        (names::NODE_HEADER, addr.name.clone()),
+        (names::MODEL_HEADER, c.model.as_str().to_string()),
+        (names::ATTEMPTS_HEADER, c.attempts.to_string()),
+        (names::SCORE_HEADER, format!("{:.1}", c.score)),
+        (names::ROUTE_HEADER, crate::driver::route_name(c.route).to_string()),
+        (names::REQUEST_ID_HEADER, c.request.0.to_string()),
     ]
 }
 
@@ -383,10 +384,10 @@ async fn answer(
         }
         Plan::Pass { stream: Some(p), .. } => (Shaper::Pass(StreamWatch::new(p)), p.stream_content_type()),
         Plan::Translate { endpoint: NativeEndpoint::Chat, client_stream: true } => {
-            (Shaper::Chat(Box::new(OpenAiChatStream::new(config()))), "text/event-stream")
+            (Shaper::Chat(Box::new(OpenAiChatStream::new(config()))), names::SSE)
         }
         Plan::Translate { endpoint: NativeEndpoint::Generate, client_stream: true } => {
-            (Shaper::Completion(Box::new(OpenAiCompletionStream::new(config()))), "text/event-stream")
+            (Shaper::Completion(Box::new(OpenAiCompletionStream::new(config()))), names::SSE)
         }
         _ => return aggregate(req, plan, config(), (commit, &addr), upstream_type, first, body, guard, orders).await,
     };
@@ -396,7 +397,7 @@ async fn answer(
         headers: vec![("content-type", ctype.to_string())],
         body: AnswerBody::Stream(Box::new(relay)),
     };
-    if ctype == "text/event-stream" {
+    if ctype == names::SSE {
         answer.headers.push(("cache-control", "no-cache".to_string()));
     }
     headers_for(&mut answer, &commit, &addr);

@@ -144,7 +144,7 @@ pub struct RouterUrl(String);
 pub type RouterUrlError = crate::url::UrlError;
 
 /// The router's port, when a router URL gives none.
-pub const ROUTER_PORT: u16 = 11435;
+pub use crate::api::names::ROUTER_PORT;
 
 impl RouterUrl {
     /// Normalises `raw` (`10.0.0.5:11435/` becomes `http://10.0.0.5:11435`, `router.lan`

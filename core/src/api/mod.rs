@@ -41,6 +41,7 @@ pub mod anthropic;
 pub mod body;
 mod error;
 pub mod estimate;
+pub mod names;
 pub mod ollama;
 pub mod openai;
 pub mod patch;

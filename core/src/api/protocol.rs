@@ -110,8 +110,8 @@ impl Protocol {
     /// The content type of this protocol's streams.
     pub fn stream_content_type(self) -> &'static str {
         match self {
-            Protocol::Ollama => "application/x-ndjson",
-            Protocol::OpenAi | Protocol::Anthropic => "text/event-stream",
+            Protocol::Ollama => super::names::NDJSON,
+            Protocol::OpenAi | Protocol::Anthropic => super::names::SSE,
         }
     }
 }

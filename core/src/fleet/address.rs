@@ -47,7 +47,7 @@ pub fn backend_url(ollama_host: &str, lan_ip: &str, peer: Option<IpAddr>) -> Res
 }
 
 /// Ollama's port, when an address gives none.
-pub const OLLAMA_PORT: u16 = 11434;
+pub use crate::api::names::OLLAMA_PORT;
 
 fn is_loopback_name(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())

@@ -1,0 +1,41 @@
+//! The wire's names, in one place: herd's headers, the content types it writes, the default
+//! ports, the mDNS service and the heartbeat path. The router, the node agent and the tests all
+//! read them from here.
+
+/// Ollama's port.
+pub const OLLAMA_PORT: u16 = 11434;
+/// The router's port.
+pub const ROUTER_PORT: u16 = 11435;
+
+/// The mDNS service type routers advertise (ollama-herd's).
+pub const MDNS_SERVICE_TYPE: &str = "_fleet-manager._tcp.local.";
+/// The path node agents post heartbeats and drains to.
+pub const HEARTBEAT_PATH: &str = "/heartbeat";
+
+/// The fleet key a router presents to a node's proxy, and a node presents to routers.
+pub const FLEET_KEY_HEADER: &str = "x-herd-fleet-key";
+/// Tags for usage tracking (`a,b,c`).
+pub const TAGS_HEADER: &str = "x-herd-tags";
+/// `true` to forbid falling back to another model (ollama-herd's name).
+pub const NO_FALLBACK_HEADER: &str = "x-fleet-no-fallback";
+/// The node that answered.
+pub const NODE_HEADER: &str = "x-herd-node";
+/// The model that answered (differs from the one asked on a fallback).
+pub const MODEL_HEADER: &str = "x-herd-model";
+/// Attempts made.
+pub const ATTEMPTS_HEADER: &str = "x-herd-attempts";
+/// The answering node's score.
+pub const SCORE_HEADER: &str = "x-herd-score";
+/// How the model was chosen (`primary`, `client_fallback`, `substitute`).
+pub const ROUTE_HEADER: &str = "x-herd-route";
+/// The router's id for the request (its trace).
+pub const REQUEST_ID_HEADER: &str = "x-herd-request-id";
+
+/// JSON answers.
+pub const JSON: &str = "application/json; charset=utf-8";
+/// Native streams.
+pub const NDJSON: &str = "application/x-ndjson";
+/// OpenAI and Anthropic streams.
+pub const SSE: &str = "text/event-stream";
+/// Plain-text answers (`Ollama is running`, gin's 404 and 405).
+pub const TEXT: &str = "text/plain; charset=utf-8";
