@@ -1,13 +1,10 @@
-//! A small HTTP/1.1 client on smol for the agent's own calls (heartbeats to routers, probes of the
-//! local Ollama). It speaks through core's push codec: one request per connection
-//! (`Connection: close`), a bounded body, and one deadline over the whole exchange. Plain `http://`
-//! only: routers and Ollama are reached on the LAN.
+//! The agent's calls (heartbeats to routers, probes of the local Ollama) through the router's
+//! own HTTP/1.1 client (`herd_service::upstream::Pool`: core's codecs, keep-alive connections
+//! per address, a stale idle connection retried once), on async-io sockets, with a bounded body
+//! and one deadline over the whole exchange. Plain `http://` only: routers and Ollama are
+//! reached on the LAN.
 
-use async_net::TcpStream;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use herd_core::codec::chunked::ChunkedLimits;
-use herd_core::codec::http1::{self, BodyDecoder, BodyError, Framing, Limits, ResponseTo};
-use herd_core::codec::Status;
+use herd_service::upstream::{SendError, Upstream};
 use std::time::Duration;
 
 /// The largest response body the agent reads (Ollama's `/api/tags` with hundreds of models is
@@ -82,6 +79,14 @@ pub async fn call(
     .await
 }
 
+/// The one HTTP/1.1 client to routers and Ollama: the router's own node client
+/// (`herd_service::upstream::Pool`, keep-alive connections per address, core's codecs), on
+/// async-io sockets. One per process.
+fn pool() -> &'static herd_smol::net::Pool {
+    static POOL: std::sync::OnceLock<herd_smol::net::Pool> = std::sync::OnceLock::new();
+    POOL.get_or_init(herd_smol::net::pool)
+}
+
 async fn exchange(
     ep: &Endpoint,
     method: &str,
@@ -92,77 +97,19 @@ async fn exchange(
     if ep.is_https() {
         return Err(HttpError::Protocol(format!("{ep}: herd-node speaks plain http:// on the LAN")));
     }
-    let authority = ep.authority();
-    let mut headers: Vec<(&str, &[u8])> =
-        vec![("Host", authority.as_bytes()), ("Connection", b"close"), ("User-Agent", USER_AGENT.as_bytes())];
-    if body.is_some() {
-        headers.push(("Content-Type", b"application/json"));
-    }
+    let mut headers: Vec<(&str, &[u8])> = vec![("user-agent", USER_AGENT.as_bytes())];
     headers.extend_from_slice(extra);
-    let framing = body.map_or(Framing::Empty, |b| Framing::Length(b.len() as u64));
-    let target = format!("{}{}", ep.prefix(), path);
-    let mut out = Vec::with_capacity(256 + body.map_or(0, <[u8]>::len));
-    http1::encode_request_head(method, &target, &headers, framing, &mut out)
-        .map_err(|e| HttpError::Protocol(e.to_string()))?;
-    if let Some(b) = body {
-        out.extend_from_slice(b);
-    }
-    let mut stream = TcpStream::connect((ep.host(), ep.port())).await.map_err(HttpError::Connect)?;
-    let _ = stream.set_nodelay(true);
-    stream.write_all(&out).await.map_err(io)?;
-    stream.flush().await.map_err(io)?;
-    read_response(&mut stream, method == "HEAD").await
+    let body = body.map(bytes::Bytes::copy_from_slice);
+    let mut resp = pool().send(method, ep, path, &headers, body).await.map_err(|e| match e {
+        SendError::Connect(m) => HttpError::Connect(std::io::Error::other(m)),
+        SendError::Reset(m) => HttpError::Protocol(m),
+    })?;
+    let body =
+        herd_service::read_to_end(&mut resp.body, MAX_BODY).await.map_err(|e| HttpError::Protocol(e.to_string()))?;
+    Ok(Response { status: resp.head.status, body })
 }
 
 const USER_AGENT: &str = concat!("herd-node/", env!("CARGO_PKG_VERSION"));
-
-fn io(e: std::io::Error) -> HttpError {
-    HttpError::Protocol(e.to_string())
-}
-
-async fn read_response(stream: &mut TcpStream, head_only: bool) -> Result<Response, HttpError> {
-    let limits = Limits::default();
-    let to = if head_only { ResponseTo::Head } else { ResponseTo::NonHead };
-    let mut buf = Vec::with_capacity(8192);
-    let mut chunk = [0u8; 8192];
-    let head = loop {
-        let n = stream.read(&mut chunk).await.map_err(io)?;
-        if n == 0 {
-            return Err(HttpError::Protocol("connection closed before a response head".into()));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        match http1::parse_response(&buf, &limits, to).map_err(|e| HttpError::Protocol(e.to_string()))? {
-            Status::Complete(h) if h.status < 200 => {
-                buf.drain(..h.head_len);
-            }
-            Status::Complete(h) => break h,
-            Status::Partial => {}
-        }
-    };
-    let mut decoder = BodyDecoder::with_max(head.framing, ChunkedLimits::default(), MAX_BODY as u64);
-    let mut body = Vec::new();
-    // What came with the head first, then each read as it is.
-    let mut fed = decoder.feed(&buf[head.head_len..], &mut body);
-    loop {
-        match fed {
-            Ok(Status::Complete(_)) => break,
-            Ok(Status::Partial) => {}
-            Err(BodyError::TooLarge { .. }) => return Err(too_large()),
-            Err(e) => return Err(HttpError::Protocol(e.to_string())),
-        }
-        let got = stream.read(&mut chunk).await.map_err(io)?;
-        if got == 0 {
-            decoder.finish_eof().map_err(|e| HttpError::Protocol(e.to_string()))?;
-            break;
-        }
-        fed = decoder.feed(&chunk[..got], &mut body);
-    }
-    Ok(Response { status: head.status, body })
-}
-
-fn too_large() -> HttpError {
-    HttpError::Protocol(format!("response body over {MAX_BODY} bytes"))
-}
 
 #[cfg(test)]
 mod tests {
