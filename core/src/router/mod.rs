@@ -12,7 +12,7 @@ mod flow;
 mod lifecycle;
 #[cfg(test)]
 mod tests;
-pub mod types;
+mod types;
 
 use crate::config::{ConfigError, RouterConfig};
 use crate::fleet::heartbeat::{Heartbeat, HeartbeatError, Report};

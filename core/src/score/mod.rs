@@ -1,10 +1,10 @@
 //! Scoring: which node should serve a model. Eliminations first, each with a reason; then every
-//! signal of [`signals`] added up; then a ranking whose ties break from the seed (herd) or by
+//! signal (one function each, private to this module) added up; then a ranking whose ties break from the seed (herd) or by
 //! registration order (classic, as ollama-herd). Every decision keeps its breakdown for
 //! `/fleet/explain` and the `X-Herd-Score` header.
 
-pub mod eta;
-pub mod signals;
+mod eta;
+mod signals;
 
 use crate::config::{ScoreConfig, ScorePolicy};
 use crate::fleet::heartbeat::Pressure;

@@ -1,7 +1,8 @@
 //! Translation between the OpenAI-compatible surfaces and Ollama's native API, as pure codecs:
-//! OpenAI request bodies become native ones ([`request`]), native NDJSON answers become OpenAI SSE
-//! events ([`stream`]) or one OpenAI or native object ([`aggregate`]), and `/api/embed` answers
-//! become OpenAI or legacy embeddings ([`embed`]). No IO, clocks or randomness: ids and `created`
+//! OpenAI request bodies become native ones ([`chat_request`], [`completion_request`]), native
+//! NDJSON answers become OpenAI SSE events ([`OpenAiChatStream`], [`OpenAiCompletionStream`]) or
+//! one OpenAI or native object ([`ChatCompletionAggregator`], [`NativeAggregator`]), and
+//! `/api/embed` answers become OpenAI or legacy embeddings ([`openai_embeddings_response`]). No IO, clocks or randomness: ids and `created`
 //! come from the caller, and http(s) image URLs are handed back for the adapter to fetch.
 //!
 //! Everything ollama-herd dropped is kept (herd-router.md §6.1, §7.3, §18 items 4, 6, 8): every
@@ -41,18 +42,18 @@
 //! assert_eq!(stream.usage().unwrap().completion_tokens, 1);
 //! ```
 
-pub mod aggregate;
+mod aggregate;
 pub mod base64;
 mod chunk;
-pub mod embed;
+mod embed;
 mod error;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzz;
 mod messages;
-pub mod request;
+mod request;
 mod scan;
 mod shape;
-pub mod stream;
+mod stream;
 
 #[cfg(test)]
 mod tests;
