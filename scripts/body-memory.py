@@ -21,14 +21,16 @@ import threading
 import time
 
 MB = 1 << 20
+# Where the programs are (set from --bin-dir).
+BIN_DIR = "target/release"
 
 
 def kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
+    """VmRSS or VmHWM of `pid`, kB, from /proc as herd-bench reads it (the one /proc reader)."""
+    out = subprocess.run([os.path.join(BIN_DIR, "herd-bench"), "--proc", str(pid)], capture_output=True, text=True)
+    if out.returncode != 0:
+        return 0
+    return json.loads(out.stdout)["rss_kb" if field == "VmRSS" else "hwm_kb"]
 
 
 def spawn(argv, log):
@@ -126,6 +128,8 @@ def main():
     ap.add_argument("--bin-dir", default="target/release")
     ap.add_argument("--routers", default="herd,herd-lite")
     args = ap.parse_args()
+    global BIN_DIR
+    BIN_DIR = args.bin_dir
     with tempfile.TemporaryDirectory() as data:
         fake, fake_url = spawn([os.path.join(args.bin_dir, "herd-fake-ollama"), "--host", "127.0.0.1", "--port", "0",
                                 "--timing", "fixed", "--models", "qwen3:8b", "--preload", "qwen3:8b",

@@ -7,7 +7,8 @@ set -euo pipefail
 streams=${1:-1000}
 tokens=100 token_ms=200
 cd "$(dirname "$0")/.."
-cargo build --release -q -p herd-smol -p herd-tokio -p herd-fake-ollama --bin herd-lite --bin herd --bin herd-fake-ollama
+cargo build --release -q -p herd-smol -p herd-tokio -p herd-fake-ollama -p herd-bench \
+  --bin herd-lite --bin herd --bin herd-fake-ollama --bin herd-bench
 
 # Each router holds two sockets per stream, the fake and the client one each: raise the soft
 # limit towards the hard one.
@@ -47,7 +48,8 @@ sys.exit(0 if n["status"] == "online" and "qwen3:8b" in m else 1)' 2>/dev/null &
   done
   echo "the router at $1 never showed its node ready" >&2; exit 1
 }
-kb() { awk -v f="$2:" '$1==f{print $2}' "/proc/$1/status"; }
+# kb PID VmRSS|VmHWM: from /proc, read by herd-bench (the one /proc reader).
+kb() { target/release/herd-bench --proc "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['${2,,}'.replace('vmrss','rss_kb').replace('vmhwm','hwm_kb')])"; }
 mb() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
 verdict() { awk -v v="$1" -v g="$2" 'BEGIN{print (v <= g ? "yes" : "NO")}'; }
 
@@ -82,7 +84,7 @@ for router in herd-lite herd; do
   if [ "$router" = herd-lite ]; then goal="goal <= 8 MB: $(verdict "$(mb "$rss")" 8)"; else goal="no goal, for comparison"; fi
   echo "$router idle with one static node, 5 s after it saw the node ready: RSS $(mb "$rss") MB (VmHWM $(mb "$hwm") MB); $goal"
   python3 - "$rurl" "$rpid" "$streams" "$tokens" "$token_ms" "$router" <<'PY'
-import asyncio, collections, json, os, sys, time, urllib.request
+import asyncio, collections, json, os, subprocess, sys, time, urllib.request
 
 url, name = sys.argv[1], sys.argv[6]
 pid, n, tokens, token_ms = (int(a) for a in sys.argv[2:6])
@@ -97,14 +99,15 @@ done_ok = 0
 errors = collections.Counter()
 lasted = []
 
-def kb(field):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith(field))
+def proc():  # the router's memory and CPU from /proc, read by herd-bench (the one /proc reader)
+    out = subprocess.run(["target/release/herd-bench", "--proc", str(pid)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
 
-def cpu_s():  # user + system time, seconds
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def kb(field):
+    return proc()["rss_kb" if field == "VmRSS:" else "hwm_kb"]
+
+def cpu_s():  # user + system time so far, seconds
+    return proc()["cpu_total_secs"]
 
 async def read(coro):
     return await asyncio.wait_for(coro, IDLE_S)

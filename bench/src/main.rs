@@ -85,6 +85,40 @@ struct Args {
     /// Keep the scratch folder (router data, child stderr logs).
     #[arg(long)]
     keep_temp: bool,
+    /// Instead of a benchmark: watch process PID for --proc-secs seconds and print one JSON line
+    /// with its RSS, peak RSS (VmHWM) and CPU use, from /proc (the footprint scripts use it).
+    #[arg(long, value_name = "PID")]
+    proc: Option<u32>,
+    /// How long --proc watches, seconds (0: read once).
+    #[arg(long, default_value_t = 0.0, requires = "proc")]
+    proc_secs: f64,
+}
+
+/// `--proc`: one process's memory and CPU, as /proc reports them, over `secs`.
+fn watch_process(pid: u32, secs: f64) -> ExitCode {
+    let (Some(cpu0), started) = (bench::procs::cpu_secs(pid), std::time::Instant::now()) else {
+        eprintln!("herd-bench: no process {pid}");
+        return ExitCode::from(2);
+    };
+    std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
+    let wall = started.elapsed().as_secs_f64();
+    let (Some(cpu1), Some(rss), Some(hwm)) = (
+        bench::procs::cpu_secs(pid),
+        bench::procs::proc_status_kb(pid, "VmRSS:"),
+        bench::procs::proc_status_kb(pid, "VmHWM:"),
+    ) else {
+        eprintln!("herd-bench: process {pid} is gone");
+        return ExitCode::from(2);
+    };
+    let share = if wall > 0.0 { (cpu1 - cpu0) / wall } else { 0.0 };
+    println!(
+        "{}",
+        json!({
+            "pid": pid, "rss_kb": rss, "hwm_kb": hwm, "cpu_secs": cpu1 - cpu0, "cpu_total_secs": cpu1,
+            "wall_secs": wall, "cpu_cores": share,
+        })
+    );
+    ExitCode::SUCCESS
 }
 
 /// What one column of the results measures.
@@ -138,6 +172,9 @@ struct Memory {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(pid) = args.proc {
+        return watch_process(pid, args.proc_secs);
+    }
     let runtime = if args.generator_threads == 0 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
