@@ -153,9 +153,9 @@ impl BodyIndex {
     /// Whether the body carries herd's own fields (`fallback_models`, `fallback`,
     /// `metadata.tags`), which no backend knows.
     pub fn has_herd_fields(&self, body: &[u8]) -> bool {
-        self.contains("fallback_models")
-            || self.contains("fallback")
-            || self.value(body, "metadata").is_some_and(|m| m.get("tags").is_some())
+        let (outer, inner) = super::wire::HERD_METADATA_FIELD;
+        super::wire::HERD_FIELDS.iter().any(|f| self.contains(f))
+            || self.value(body, outer).is_some_and(|m| m.get(inner).is_some())
     }
 
     /// The body with `patch` applied: the fields the patch touches are parsed, patched with
@@ -175,7 +175,8 @@ impl BodyIndex {
             touched.push("stream");
         }
         if patch.strip_herd_fields {
-            touched.extend(["fallback_models", "fallback", "metadata"]);
+            touched.extend(super::wire::HERD_FIELDS);
+            touched.push(super::wire::HERD_METADATA_FIELD.0);
         }
         let mut small = Map::new();
         for name in &touched {

@@ -70,12 +70,14 @@ pub fn apply_patch(body: &mut Map<String, Value>, patch: &BodyPatch) {
         body.insert("stream".into(), Value::Bool(stream));
     }
     if patch.strip_herd_fields {
-        body.remove("fallback_models");
-        body.remove("fallback");
-        if let Some(Value::Object(metadata)) = body.get_mut("metadata") {
-            metadata.remove("tags");
+        for name in super::wire::HERD_FIELDS {
+            body.remove(name);
+        }
+        let (outer, inner) = super::wire::HERD_METADATA_FIELD;
+        if let Some(Value::Object(metadata)) = body.get_mut(outer) {
+            metadata.remove(inner);
             if metadata.is_empty() {
-                body.remove("metadata");
+                body.remove(outer);
             }
         }
     }

@@ -9,6 +9,12 @@ use serde_json::{Map, Value};
 use super::estimate::TokenTally;
 use super::ApiError;
 
+/// herd's own top-level body fields, which no backend knows: the one list the body index,
+/// the patch and the checks read.
+pub const HERD_FIELDS: [&str; 2] = ["fallback_models", "fallback"];
+/// herd's field inside `metadata` (`metadata.tags`); `metadata` itself may be the API's own.
+pub const HERD_METADATA_FIELD: (&str, &str) = ("metadata", "tags");
+
 /// herd's own body fields, accepted on every surface and flattened into each request type (before
 /// its `extra`, so they never land there). [`super::patch::BodyPatch::strip_herd_fields`] removes
 /// them before a body is forwarded.
