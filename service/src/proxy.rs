@@ -9,7 +9,7 @@ use crate::{next_chunk, race, Answer, AnswerBody, App, BodyStream, Either, Heade
 use bytes::Bytes;
 use herd_core::api::body::BodyIndex;
 use herd_core::api::names;
-use herd_core::api::plan::{AttemptBody, AttemptPlan as Plan, PlanError};
+use herd_core::api::plan::{AnswerShape, AttemptBody, AttemptPlan as Plan, Gathered, PlanError};
 use herd_core::api::watch::StreamWatch;
 use herd_core::api::{describe_indexed, DescribeContext, Surface};
 use herd_core::policy::retry::{is_saturation, UpstreamFailure};
@@ -368,28 +368,25 @@ async fn answer(
     let served =
         if commit.model != req.spec.model { commit.model.as_str().to_string() } else { req.client_model.clone() };
     let config = || {
-        let prefix =
-            if matches!(plan, Plan::Translate { endpoint: NativeEndpoint::Chat, .. }) { "chatcmpl" } else { "cmpl" };
         let mut c = OpenAiResponseConfig::new(
-            format!("{prefix}-{}", commit.request.0),
+            format!("{}-{}", plan.id_prefix(), commit.request.0),
             (req.rt.unix_ms() / 1000) as u64,
             served.clone(),
         );
         c.include_usage = include_usage;
         c
     };
-    let (shaper, ctype) = match plan {
-        Plan::Native { client_stream: true, .. } => {
-            (Shaper::Pass(StreamWatch::new(Proto::Ollama)), Proto::Ollama.stream_content_type())
-        }
-        Plan::Pass { stream: Some(p), .. } => (Shaper::Pass(StreamWatch::new(p)), p.stream_content_type()),
-        Plan::Translate { endpoint: NativeEndpoint::Chat, client_stream: true } => {
+    let (shaper, ctype) = match plan.answer_shape() {
+        AnswerShape::PassStream(p) => (Shaper::Pass(StreamWatch::new(p)), p.stream_content_type()),
+        AnswerShape::TranslateStream(NativeEndpoint::Chat) => {
             (Shaper::Chat(Box::new(OpenAiChatStream::new(config()))), names::SSE)
         }
-        Plan::Translate { endpoint: NativeEndpoint::Generate, client_stream: true } => {
+        AnswerShape::TranslateStream(NativeEndpoint::Generate) => {
             (Shaper::Completion(Box::new(OpenAiCompletionStream::new(config()))), names::SSE)
         }
-        _ => return aggregate(req, plan, config(), (commit, &addr), upstream_type, first, body, guard, orders).await,
+        AnswerShape::Gather(how) => {
+            return aggregate(req, how, config(), (commit, &addr), upstream_type, first, body, guard, orders).await
+        }
     };
     let relay = Relay::new(body, first, shaper, guard, orders, req.rt.clone());
     let mut answer = Answer {
@@ -407,7 +404,7 @@ async fn answer(
 #[allow(clippy::too_many_arguments)]
 async fn aggregate(
     req: &Request,
-    plan: Plan,
+    how: Gathered,
     config: OpenAiResponseConfig,
     (commit, addr): (Commit, &NodeAddr),
     upstream_type: Option<String>,
@@ -422,11 +419,11 @@ async fn aggregate(
         Text(TextCompletionAggregator),
         Raw(Vec<u8>),
     }
-    let mut agg = match plan {
-        Plan::Native { endpoint, .. } => Agg::Native(NativeAggregator::new(endpoint)),
-        Plan::Translate { endpoint: NativeEndpoint::Chat, .. } => Agg::Chat(ChatCompletionAggregator::new(config)),
-        Plan::Translate { .. } => Agg::Text(TextCompletionAggregator::new(config)),
-        Plan::Pass { .. } => Agg::Raw(Vec::new()),
+    let mut agg = match how {
+        Gathered::Native(endpoint) => Agg::Native(NativeAggregator::new(endpoint)),
+        Gathered::OpenAiChat => Agg::Chat(ChatCompletionAggregator::new(config)),
+        Gathered::OpenAiCompletion => Agg::Text(TextCompletionAggregator::new(config)),
+        Gathered::AsIs => Agg::Raw(Vec::new()),
     };
     let feed = |agg: &mut Agg, data: &[u8]| match agg {
         Agg::Native(a) => a.handle_bytes(data),

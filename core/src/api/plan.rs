@@ -41,6 +41,32 @@ pub enum AttemptPlan {
     },
 }
 
+/// How an attempt's answer reaches the client.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AnswerShape {
+    /// Streamed as the node writes it (native NDJSON, OpenAI or Anthropic SSE), its ending and
+    /// usage read by [`super::watch::StreamWatch`] in this protocol.
+    PassStream(Protocol),
+    /// Native NDJSON translated, as it streams, to OpenAI chat (`Chat`) or completion
+    /// (`Generate`) SSE.
+    TranslateStream(NativeEndpoint),
+    /// Gathered into one answer before it is written.
+    Gather(Gathered),
+}
+
+/// How a gathered answer is made.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Gathered {
+    /// Native NDJSON into one native object.
+    Native(NativeEndpoint),
+    /// Native NDJSON into one OpenAI chat completion.
+    OpenAiChat,
+    /// Native NDJSON into one OpenAI text completion.
+    OpenAiCompletion,
+    /// The node's own whole answer, as it is (embeddings, Anthropic).
+    AsIs,
+}
+
 /// The body of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptBody {
@@ -101,6 +127,27 @@ impl AttemptPlan {
             | AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, .. } => "/api/chat",
             AttemptPlan::Native { .. } | AttemptPlan::Translate { .. } => "/api/generate",
             AttemptPlan::Pass { path, .. } => path,
+        }
+    }
+
+    /// How the answer reaches the client.
+    pub fn answer_shape(self) -> AnswerShape {
+        match self {
+            AttemptPlan::Native { client_stream: true, .. } => AnswerShape::PassStream(Protocol::Ollama),
+            AttemptPlan::Native { endpoint, .. } => AnswerShape::Gather(Gathered::Native(endpoint)),
+            AttemptPlan::Pass { stream: Some(p), .. } => AnswerShape::PassStream(p),
+            AttemptPlan::Pass { stream: None, .. } => AnswerShape::Gather(Gathered::AsIs),
+            AttemptPlan::Translate { endpoint, client_stream: true } => AnswerShape::TranslateStream(endpoint),
+            AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, .. } => AnswerShape::Gather(Gathered::OpenAiChat),
+            AttemptPlan::Translate { .. } => AnswerShape::Gather(Gathered::OpenAiCompletion),
+        }
+    }
+
+    /// The prefix of the ids of a translated answer (`chatcmpl-…` for chat, `cmpl-…` else).
+    pub fn id_prefix(self) -> &'static str {
+        match self {
+            AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, .. } => "chatcmpl",
+            _ => "cmpl",
         }
     }
 
@@ -253,6 +300,7 @@ mod tests {
             let plan = AttemptPlan::of(surface, &spec, &d);
             // The client gets what it asked for.
             prop_assert_eq!(plan.streams(), spec.stream);
+            prop_assert_eq!(!matches!(plan.answer_shape(), AnswerShape::Gather(_)), spec.stream);
             let (body, _) = plan.body(&raw, &index, &spec, &d, &mut || {}).unwrap();
             let sent: Value = match &body {
                 AttemptBody::AsSent => {
