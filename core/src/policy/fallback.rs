@@ -35,8 +35,11 @@ pub fn substitution_allowed(c: &PolicyConfig, spec: &RequestSpec) -> bool {
 
 /// Whether `candidate` (loaded somewhere) may serve a request for `requested`.
 ///
-/// Never an embedding model for chat or the reverse, never a non-vision model for a request
-/// with images, and across categories only when configured.
+/// Never for an embedding request: vectors from another model live in another space (often of
+/// another dimension), and a vector store built with the requested model would be silently
+/// corrupted (ollama-herd never changed the model for embeddings either); the requested model is
+/// loaded instead, or served where it is loaded. Never an embedding model for chat, never a
+/// non-vision model for a request with images, and across categories only when configured.
 pub fn may_substitute(
     c: &PolicyConfig,
     spec: &RequestSpec,
@@ -46,7 +49,7 @@ pub fn may_substitute(
 ) -> bool {
     let cat = model::classify(candidate, candidate_meta);
     let want_embed = spec.kind == RequestKind::Embed;
-    if want_embed != (cat == Category::Embedding) || cat == Category::Image {
+    if want_embed || cat == Category::Embedding || cat == Category::Image {
         return false;
     }
     if spec.has_images && !model::accepts_images(candidate, candidate_meta) {
@@ -94,7 +97,9 @@ mod tests {
         assert!(may_substitute(&c, &img, Category::Vision, &ModelName::new("llava:7b"), None));
         let mut embed = RequestSpec::chat("nomic-embed-text");
         embed.kind = RequestKind::Embed;
-        assert!(may_substitute(&c, &embed, Category::Embedding, &ModelName::new("mxbai-embed-large"), None));
+        // Another embedding model's vectors would corrupt the caller's store: never.
+        assert!(!may_substitute(&c, &embed, Category::Embedding, &ModelName::new("mxbai-embed-large"), None));
+        assert!(!may_substitute(&cross, &embed, Category::Embedding, &ModelName::new("nomic-embed-text:v1.5"), None));
         assert!(!may_substitute(&cross, &embed, Category::Embedding, &ModelName::new("llama3.1:8b"), None));
         let mut strict = chat.clone();
         strict.fallback = FallbackChoice::Deny;

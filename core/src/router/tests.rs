@@ -449,6 +449,26 @@ fn vram_fallback_same_category_and_strict_mode() {
 }
 
 #[test]
+fn an_embedding_request_is_never_served_by_another_embedding_model() {
+    // The requested model is only on disk; another embedding model is loaded, even on the same
+    // node: its vectors would be of another space, so the requested one is loaded instead.
+    for fallback in [FallbackChoice::Default, FallbackChoice::Allow] {
+        let mut t = T::new(RouterConfig::default());
+        let mut a = loaded("a", "mxbai-embed-large");
+        a.ollama.models_available.push(ModelName::new("nomic-embed-text"));
+        t.node(secs(0), a);
+        t.node(secs(0), loaded("b", "nomic-embed-text:v1.5"));
+        let mut embed = RequestSpec::chat("nomic-embed-text");
+        embed.kind = RequestKind::Embed;
+        // Even when the client allows fallback explicitly.
+        embed.fallback = fallback;
+        t.request(secs(1), embed);
+        let d = t.dispatch();
+        assert_eq!((d.model.as_str(), d.route), ("nomic-embed-text:latest", RouteKind::Primary), "{fallback:?}");
+    }
+}
+
+#[test]
 fn per_client_cap_answers_429() {
     let mut c = RouterConfig::default();
     c.queue.client_max_in_flight = 1;
