@@ -12,7 +12,8 @@ pub struct Args {
     /// The options both routers share.
     #[command(flatten)]
     pub router: RouterArgs,
-    /// Where herd keeps its data (the trace database). Default: ~/.herd.
+    /// Where herd keeps its data (the trace database). Default: ~/.herd; with --demo, a
+    /// temporary folder removed at exit.
     #[arg(long, env = "HERD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Keep traces this many days.
@@ -31,12 +32,27 @@ impl std::ops::Deref for Args {
 }
 
 impl Args {
-    /// The data directory, `~/.herd` unless given.
+    /// The data directory: `--data-dir`, else `~/.herd`, else (a `--demo`, whose traces are a
+    /// playground's) a temporary folder of this process.
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-            home.join(".herd")
-        })
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        if self.demo {
+            return self.demo_data_dir();
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        home.join(".herd")
+    }
+
+    /// The temporary folder a `--demo` without `--data-dir` keeps its traces in.
+    pub fn demo_data_dir(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("herd-demo-{}", std::process::id()))
+    }
+
+    /// Whether the data directory is the demo's temporary one (removed at exit).
+    pub fn data_dir_is_temporary(&self) -> bool {
+        self.demo && self.data_dir.is_none()
     }
 }
 
@@ -50,10 +66,16 @@ mod tests {
     fn cli_defaults_and_env_names() {
         let a = Args::try_parse_from(["herd"]).unwrap();
         assert_eq!(a.port, 11435);
-        assert_eq!(a.host.to_string(), "0.0.0.0");
+        assert_eq!(a.host().to_string(), "0.0.0.0");
+        assert!(!a.data_dir_is_temporary());
         let a =
             Args::try_parse_from(["herd", "--node", "http://a:11434", "--node", "http://b:11434", "--demo"]).unwrap();
         assert_eq!(a.nodes.len(), 2);
         assert!(a.demo);
+        assert_eq!(a.host().to_string(), "127.0.0.1", "a demo listens on loopback");
+        assert!(a.data_dir_is_temporary() && a.data_dir() == a.demo_data_dir());
+        let shared = Args::try_parse_from(["herd", "--demo", "--host", "0.0.0.0", "--data-dir", "/tmp/x"]).unwrap();
+        assert_eq!(shared.host().to_string(), "0.0.0.0", "unless told otherwise");
+        assert!(!shared.data_dir_is_temporary());
     }
 }

@@ -79,6 +79,9 @@ async fn run(args: Args) -> std::process::ExitCode {
         f.shutdown();
     }
     running.shutdown();
+    if args.data_dir_is_temporary() {
+        let _ = std::fs::remove_dir_all(args.data_dir());
+    }
     std::process::ExitCode::SUCCESS
 }
 

@@ -28,9 +28,10 @@ fn key(raw: &str) -> Option<String> {
 /// The router's options.
 #[derive(Args, Debug, Clone)]
 pub struct RouterArgs {
-    /// Address to listen on.
-    #[arg(long, env = "HERD_HOST", default_value = "0.0.0.0")]
-    pub host: IpAddr,
+    /// Address to listen on [default: 0.0.0.0; 127.0.0.1 with --demo, a playground nobody else
+    /// should reach].
+    #[arg(long, env = "HERD_HOST")]
+    pub host: Option<IpAddr>,
     /// Port to listen on (0 = any free port).
     #[arg(long, env = "HERD_PORT", default_value_t = 11435)]
     pub port: u16,
@@ -136,9 +137,18 @@ impl RouterArgs {
         self.seed.unwrap_or_else(|| rt.seed())
     }
 
+    /// The address to listen on: `--host`, else every interface, or loopback for `--demo`.
+    pub fn host(&self) -> IpAddr {
+        self.host.unwrap_or(if self.demo {
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        })
+    }
+
     /// Where to listen.
     pub fn listen_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.host, self.port)
+        SocketAddr::new(self.host(), self.port)
     }
 
     /// The `--node` static nodes.
@@ -205,7 +215,7 @@ impl RouterArgs {
         let (driver, pulls) = crate::driver::spawn(router, sink, rt.clone());
         let app = Arc::new(self.app(&config, driver, upstream, rt, log));
         crate::start_background(&app, pulls, nodes);
-        if !self.host.is_loopback() && app.api_keys.is_empty() && app.admin_key.is_none() {
+        if !self.host().is_loopback() && app.api_keys.is_empty() && app.admin_key.is_none() {
             tracing::warn!(
                 "listening on {} with no HERD_API_KEYS and no HERD_ADMIN_KEY: anyone who can reach this port can \
                  use and administer the fleet",
