@@ -32,6 +32,26 @@ pub struct Args {
     pub trace_ring: usize,
 }
 
+impl Args {
+    /// The command line as herd-lite shows it: `--no-mdns` hidden (herd-lite does not advertise
+    /// over mDNS), and `--demo` too in a build without simulated nodes.
+    pub fn command_line() -> clap::Command {
+        let cmd = <Args as clap::CommandFactory>::command().mut_arg("no_mdns", |a| a.hide(true));
+        if cfg!(feature = "demo") {
+            cmd
+        } else {
+            cmd.mut_arg("demo", |a| a.hide(true))
+        }
+    }
+
+    /// Parses the process's arguments with [`Args::command_line`]; exits with clap's message on
+    /// an error, as `Parser::parse` does.
+    pub fn parse_command_line() -> Args {
+        let matches = Args::command_line().get_matches();
+        <Args as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
 impl std::ops::Deref for Args {
     type Target = RouterArgs;
     fn deref(&self) -> &RouterArgs {
@@ -101,5 +121,19 @@ pub fn release_freed_memory() {
     // heaps to the system; no live allocation is touched.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::Args;
+
+    #[test]
+    fn help_shows_only_what_this_build_does() {
+        let help = Args::command_line().render_long_help().to_string();
+        let flag = |name: &str| help.lines().any(|l| l.trim_start().starts_with(name));
+        assert!(!flag("--no-mdns"), "herd-lite does not advertise over mDNS");
+        assert_eq!(flag("--demo"), cfg!(feature = "demo"), "{help}");
+        assert!(flag("--port") && flag("--trace-ring"));
     }
 }

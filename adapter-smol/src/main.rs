@@ -1,6 +1,5 @@
 //! `herd-lite`: the herd router for small devices. See `herd-lite --help`.
 
-use clap::Parser;
 use herd_smol::Args;
 use std::io::Write;
 use std::process::ExitCode;
@@ -24,7 +23,7 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    let args = Args::parse();
+    let args = Args::parse_command_line();
     herd_service::args::init_logging();
     if args.threads > 0 && std::env::var_os("SMOL_THREADS").is_none() {
         // Read by smol's global executor when it starts, which is below: nothing runs yet.
