@@ -5,7 +5,7 @@ mod common;
 
 use common::{fast, spec, Fleet};
 use herd_fake_ollama::{FakeFault, Timing};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 fn chat(model: &str, stream: bool) -> serde_json::Value {
@@ -376,7 +376,16 @@ async fn admin_calls_go_to_the_named_node() {
     assert_eq!(r.status, 404);
     let r = f.post("/fleet/drain/beta", json!({})).await;
     assert_eq!(r.status, 200);
-    let status = f.get("/fleet/status").await.json();
-    let beta = status["nodes"].as_array().unwrap().iter().find(|n| n["node_id"] == "beta").unwrap().clone();
-    assert_eq!(beta["status"], "draining");
+    let beta_status =
+        |v: Value| v["nodes"].as_array().unwrap().iter().find(|n| n["node_id"] == "beta").unwrap()["status"].clone();
+    assert_eq!(beta_status(f.get("/fleet/status").await.json()), "draining");
+    // A heartbeat after the drain (beta sends one every 100 ms; this one is sent here, so the
+    // test does not depend on timing) is told the node is draining and does not undo it.
+    let beat = json!({"node_id": "beta", "cpu": {"cores_physical": 8}, "memory": {"total_gb": 64, "available_gb": 40}, "ollama": {}});
+    let hb = f.post("/heartbeat", beat).await;
+    assert_eq!((hb.status, hb.json()["status"].clone()), (200, json!("draining")), "{}", hb.text());
+    assert_eq!(beta_status(f.get("/fleet/status").await.json()), "draining");
+    let r = f.post("/fleet/undrain/beta", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(beta_status(f.get("/fleet/status").await.json()), "online");
 }

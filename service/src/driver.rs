@@ -149,7 +149,8 @@ pub enum Input {
     /// A report from a static-node poller, with the URL it polls.
     Static(Box<Heartbeat>, BaseUrl),
     /// Drain a node by name (admin).
-    Drain(String, oneshot::Sender<Result<Registered, ReportError>>),
+    /// An operator's drain (`true`) or undrain of the named node.
+    Drain(String, bool, oneshot::Sender<Result<Registered, ReportError>>),
     /// A pull ended.
     PullResult(NodeId, ModelName, bool),
     /// A read-only query.
@@ -369,8 +370,10 @@ impl Driver {
                     tracing::warn!(node = url.as_str(), "static node report refused: {e}");
                 }
             }
-            Input::Drain(name, reply) => {
-                let _ = reply.send(self.router.handle_report(now, Report::AdminDrain { node_id: name }));
+            Input::Drain(name, on, reply) => {
+                let report =
+                    if on { Report::AdminDrain { node_id: name } } else { Report::AdminUndrain { node_id: name } };
+                let _ = reply.send(self.router.handle_report(now, report));
             }
             Input::PullResult(node, model, ok) => self.router.handle_pull_result(now, node, model, ok),
             Input::Query(f) => f(&self.router, &self.nodes),
@@ -395,7 +398,7 @@ impl Driver {
                 address::check_node_url(&url, &self.node_networks)?;
                 Some((hb.node_id.clone(), url))
             }
-            Report::Drain { .. } | Report::AdminDrain { .. } => None,
+            Report::Drain { .. } | Report::AdminDrain { .. } | Report::AdminUndrain { .. } => None,
         };
         let registered = self.router.handle_report(now, report)?;
         if let Some((name, url)) = resolved {

@@ -8,7 +8,7 @@ use crate::{Answer, AnswerBody, App, BodyStream};
 use bytes::Bytes;
 use herd_core::api::body::BodyIndex;
 use herd_core::api::names;
-use herd_core::api::routes::{Route, DRAIN_PREFIX, MODEL_PREFIX};
+use herd_core::api::routes::{Route, DRAIN_PREFIX, MODEL_PREFIX, UNDRAIN_PREFIX};
 use herd_core::fleet::{views, NodeStatus, Registered};
 use herd_core::ids::ModelName;
 use herd_core::router::Router;
@@ -56,7 +56,8 @@ pub async fn route(app: Arc<App>, call: Call<'_>) -> Answer {
         Route::FleetUsage => usage(&app).await,
         Route::Heartbeat => heartbeat(&app, call.body, call.peer).await,
         Route::Show => show(&app, call.body).await,
-        Route::Drain => drain(&app, &path[DRAIN_PREFIX.len()..]).await,
+        Route::Drain => drain(&app, &path[DRAIN_PREFIX.len()..], true).await,
+        Route::Undrain => drain(&app, &path[UNDRAIN_PREFIX.len()..], false).await,
         // Inference is the proxy's; the admin forwards are above.
         Route::Inference(_) | Route::Pull | Route::Delete | Route::Copy | Route::Create | Route::Push => {
             text_answer(404, "404 page not found")
@@ -275,11 +276,17 @@ async fn heartbeat(app: &App, body: Bytes, peer: SocketAddr) -> Answer {
     }
 }
 
-async fn drain(app: &App, name: &str) -> Answer {
+/// Drains a node (`on`), holding over its heartbeats until undrained, or takes that back.
+async fn drain(app: &App, name: &str, on: bool) -> Answer {
     let (reply, rx) = tokio::sync::oneshot::channel();
-    app.driver.send(Input::Drain(path_segment(name), reply)).await;
+    app.driver.send(Input::Drain(path_segment(name), on, reply)).await;
     match rx.await {
-        Ok(Ok(_)) => json_answer(200, &json!({ "status": "draining", "node_id": name })),
+        Ok(Ok(r)) if on => {
+            json_answer(200, &json!({ "status": "draining", "node_id": name, "node_status": r.status.as_str() }))
+        }
+        Ok(Ok(r)) => {
+            json_answer(200, &json!({ "status": "undrained", "node_id": name, "node_status": r.status.as_str() }))
+        }
         Ok(Err(e)) => error_answer(Proto::Ollama, e.http_status(), &format!("cannot drain '{name}': {e}"), None),
         Err(_) => unavailable(),
     }

@@ -55,6 +55,8 @@ pub enum Route {
     Push,
     /// `/fleet/drain/{node}`.
     Drain,
+    /// `/fleet/undrain/{node}`: takes an operator's drain back.
+    Undrain,
 }
 
 /// The key a route needs.
@@ -72,6 +74,8 @@ pub enum Access {
 pub const MODEL_PREFIX: &str = "/v1/models/";
 /// The prefix of [`Route::Drain`] paths.
 pub const DRAIN_PREFIX: &str = "/fleet/drain/";
+/// The prefix of [`Route::Undrain`] paths.
+pub const UNDRAIN_PREFIX: &str = "/fleet/undrain/";
 
 impl Route {
     /// The route of `path` (a trailing `/` ignored), if the router serves it.
@@ -99,6 +103,7 @@ impl Route {
             "/api/push" => Route::Push,
             p if p.starts_with(MODEL_PREFIX) => Route::Model,
             p if p.starts_with(DRAIN_PREFIX) => Route::Drain,
+            p if p.starts_with(UNDRAIN_PREFIX) => Route::Undrain,
             _ => return None,
         })
     }
@@ -107,7 +112,7 @@ impl Route {
     pub fn allow(self) -> &'static str {
         match self {
             Route::Inference(_) | Route::Heartbeat | Route::Show | Route::Pull | Route::Copy | Route::Create => "POST",
-            Route::Push | Route::Drain => "POST",
+            Route::Push | Route::Drain | Route::Undrain => "POST",
             Route::Delete => "DELETE",
             _ => "GET, HEAD",
         }
@@ -122,7 +127,9 @@ impl Route {
     pub fn access(self) -> Access {
         match self {
             Route::Root | Route::Version | Route::Heartbeat => Access::Open,
-            Route::Pull | Route::Delete | Route::Copy | Route::Create | Route::Push | Route::Drain => Access::Admin,
+            Route::Pull | Route::Delete | Route::Copy | Route::Create | Route::Push | Route::Drain | Route::Undrain => {
+                Access::Admin
+            }
             _ => Access::Api,
         }
     }

@@ -50,8 +50,15 @@ pub enum Report {
         machine_id: Option<String>,
     },
     /// The operator drains a node (`POST /fleet/drain/{node}` with the admin key): no key or
-    /// identity to check, any node.
+    /// identity to check, any node. The drain holds over the node's heartbeats until
+    /// [`Report::AdminUndrain`], or until the node restarts (it drains itself on the way down,
+    /// or goes offline).
     AdminDrain {
+        /// The node.
+        node_id: String,
+    },
+    /// The operator takes an admin drain back (`POST /fleet/undrain/{node}`).
+    AdminUndrain {
         /// The node.
         node_id: String,
     },

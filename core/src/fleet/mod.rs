@@ -115,6 +115,8 @@ pub struct Node {
     models: Vec<(u64, ModelName, ModelEntry)>,
     free_gb: f64,
     origin: Origin,
+    /// Drained by the operator: heartbeats keep it draining until undrained or restarted.
+    held: bool,
 }
 
 /// Who reports a node.
@@ -407,11 +409,26 @@ impl Fleet {
                     (Some(_), None) => return Err(FleetError::MissingMachineId(node_id)),
                     _ => {}
                 }
+                // The node is going down by itself: when it comes back it is a new start, and an
+                // operator's drain does not outlive it.
+                node.held = false;
                 Ok(self.set_draining(now, id))
             }
             Report::AdminDrain { node_id } => {
                 let id = *self.by_name.get(&node_id).ok_or(FleetError::UnknownNode(node_id))?;
+                self.nodes.get_mut(&id).expect("by_name and nodes agree").held = true;
                 Ok(self.set_draining(now, id))
+            }
+            Report::AdminUndrain { node_id } => {
+                let id = *self.by_name.get(&node_id).ok_or(FleetError::UnknownNode(node_id))?;
+                let node = self.nodes.get_mut(&id).expect("by_name and nodes agree");
+                let previous = node.status;
+                node.held = false;
+                if node.status == NodeStatus::Draining {
+                    // Routable again at once; the timers take it from its last report as usual.
+                    node.status = NodeStatus::Online;
+                }
+                Ok(Registered { node: id, new: false, previous: Some(previous), status: node.status })
             }
 
             Report::Heartbeat(hb) => {
@@ -461,6 +478,7 @@ impl Fleet {
                 models: Vec::new(),
                 free_gb: 0.0,
                 origin,
+                held: false,
             };
             let mut node = node;
             node.reindex();
@@ -501,9 +519,10 @@ impl Fleet {
         let previous = node.status;
         node.report = hb;
         node.last_report = now;
-        node.status = NodeStatus::Online;
+        // An operator's drain holds over heartbeats.
+        node.status = if node.held { NodeStatus::Draining } else { NodeStatus::Online };
         node.reindex();
-        Ok(Registered { node: id, new: false, previous: Some(previous), status: NodeStatus::Online })
+        Ok(Registered { node: id, new: false, previous: Some(previous), status: node.status })
     }
 
     /// Moves nodes along the status diagram for the time passed; returns what changed.
@@ -529,6 +548,10 @@ impl Fleet {
                     to: Some(to),
                 });
                 node.status = to;
+                if to == NodeStatus::Offline {
+                    // Gone silent: it comes back as a new start, not under an old drain.
+                    node.held = false;
+                }
             }
         }
         let forget: Vec<NodeId> = self

@@ -255,3 +255,34 @@ fn views_merge_the_listed_nodes() {
     assert!(views::tags(&f).is_empty());
     assert_eq!(views::ollama_version(&f), None);
 }
+
+#[test]
+fn an_admin_drain_holds_over_heartbeats_until_undrained_or_restarted() {
+    let mut f = Fleet::new(FleetConfig::default());
+    let t = |s| Instant::from_secs(s);
+    f.handle_report(t(1), report(hb("a", &[], &["m"]))).unwrap();
+    let r = f.handle_report(t(2), Report::AdminDrain { node_id: "a".into() }).unwrap();
+    assert_eq!(r.status, NodeStatus::Draining);
+    // Its next heartbeats do not put it back online.
+    let r = f.handle_report(t(5), report(hb("a", &[], &["m"]))).unwrap();
+    assert_eq!(r.status, NodeStatus::Draining, "the operator's drain holds");
+    assert!(!f.by_name("a").unwrap().routable());
+    // Undone by the operator: routable at once, and heartbeats keep it online.
+    let r = f.handle_report(t(6), Report::AdminUndrain { node_id: "a".into() }).unwrap();
+    assert_eq!((r.previous, r.status), (Some(NodeStatus::Draining), NodeStatus::Online));
+    assert_eq!(f.handle_report(t(7), report(hb("a", &[], &["m"]))).unwrap().status, NodeStatus::Online);
+    // A restart ends it too: the node drains itself on the way down, then comes back.
+    f.handle_report(t(8), Report::AdminDrain { node_id: "a".into() }).unwrap();
+    let own = Report::Drain { node_id: "a".into(), fleet_key: None, machine_id: None };
+    f.handle_report(t(9), own).unwrap();
+    assert_eq!(f.handle_report(t(12), report(hb("a", &[], &["m"]))).unwrap().status, NodeStatus::Online);
+    // And so does going offline (a node that died and came back).
+    f.handle_report(t(13), Report::AdminDrain { node_id: "a".into() }).unwrap();
+    f.handle_timeout(t(13 + 60));
+    assert_eq!(f.by_name("a").unwrap().status(), NodeStatus::Offline);
+    assert_eq!(f.handle_report(t(80), report(hb("a", &[], &["m"]))).unwrap().status, NodeStatus::Online);
+    assert!(matches!(
+        f.handle_report(t(81), Report::AdminUndrain { node_id: "zz".into() }),
+        Err(FleetError::UnknownNode(_))
+    ));
+}
