@@ -24,7 +24,7 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let args = Args::parse_command_line();
-    herd_service::args::init_logging();
+    herd_service::args::init_logging(&args);
     if args.threads > 0 && std::env::var_os("SMOL_THREADS").is_none() {
         // Read by smol's global executor when it starts, which is below: nothing runs yet.
         std::env::set_var("SMOL_THREADS", args.threads.to_string());

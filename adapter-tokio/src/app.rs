@@ -74,6 +74,10 @@ mod tests {
         assert!(a.demo);
         assert_eq!(a.host().to_string(), "127.0.0.1", "a demo listens on loopback");
         assert!(a.data_dir_is_temporary() && a.data_dir() == a.demo_data_dir());
+        let logs = Args::try_parse_from(["herd", "--log-level", "debug", "--log-format", "json"]).unwrap();
+        assert_eq!(logs.log_level.as_deref(), Some("debug"));
+        assert_eq!(logs.log_format, herd_service::args::LogFormat::Json);
+        assert!(Args::try_parse_from(["herd", "--log-format", "xml"]).is_err());
         let shared = Args::try_parse_from(["herd", "--demo", "--host", "0.0.0.0", "--data-dir", "/tmp/x"]).unwrap();
         assert_eq!(shared.host().to_string(), "0.0.0.0", "unless told otherwise");
         assert!(!shared.data_dir_is_temporary());

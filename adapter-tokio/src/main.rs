@@ -26,7 +26,7 @@ fn tune_allocator() {
 fn main() -> std::process::ExitCode {
     tune_allocator();
     let args = Args::parse();
-    herd_service::args::init_logging();
+    herd_service::args::init_logging(&args);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if args.threads > 0 {
         builder.worker_threads(args.threads);

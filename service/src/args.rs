@@ -12,12 +12,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Logs to stderr at `HERD_LOG` (default `info`), in colour only on a terminal without `NO_COLOR`.
-pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HERD_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
-        .init();
+pub fn init_logging(args: &RouterArgs) {
+    let filter = match args.log_level.as_deref().map(tracing_subscriber::EnvFilter::try_new) {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => {
+            eprintln!("--log-level {:?}: {e}; logging at info", args.log_level.as_deref().unwrap_or_default());
+            "info".into()
+        }
+        None => tracing_subscriber::EnvFilter::try_from_env("HERD_LOG").unwrap_or_else(|_| "info".into()),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+    }
+}
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// A key as configured: trimmed (`"k1, k2"` is two keys), empty = none.
@@ -32,6 +52,13 @@ pub struct RouterArgs {
     /// should reach].
     #[arg(long, env = "HERD_HOST")]
     pub host: Option<IpAddr>,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`) or a filter such as
+    /// `info,herd_service=debug`; overrides `HERD_LOG`.
+    #[arg(long, env = "HERD_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format: `text`, or `json` (one object per line) for log shippers.
+    #[arg(long, env = "HERD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Port to listen on (0 = any free port).
     #[arg(long, env = "HERD_PORT", default_value_t = 11435)]
     pub port: u16,
