@@ -12,6 +12,7 @@ use herd_core::api::names;
 use herd_core::api::plan::{AnswerShape, AttemptBody, AttemptPlan as Plan, Gathered, PlanError};
 use herd_core::api::watch::StreamWatch;
 use herd_core::api::{describe_indexed, DescribeContext, Surface};
+use herd_core::ids::ModelName;
 use herd_core::policy::retry::{is_saturation, UpstreamFailure};
 use herd_core::request::RequestSpec;
 use herd_core::router::{CancelReason, Commit, Dispatch, Rejection};
@@ -332,8 +333,10 @@ async fn read_error_body(mut body: Box<dyn BodyStream>) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The headers every routed answer carries: where it went and how.
-pub fn routed_headers(c: &Commit, addr: &NodeAddr) -> [(&'static str, String); 6] {
+/// The headers every routed answer carries: where it went and how, in herd's names and in
+/// ollama-herd's (`X-Fleet-*`, herd-router.md §9.1) for its operators' scripts. `requested` is
+/// the model the client asked for.
+pub fn routed_headers(c: &Commit, addr: &NodeAddr, requested: &ModelName) -> [(&'static str, String); 13] {
     [
         (names::NODE_HEADER, addr.name.clone()),
         (names::MODEL_HEADER, c.model.as_str().to_string()),
@@ -341,11 +344,18 @@ pub fn routed_headers(c: &Commit, addr: &NodeAddr) -> [(&'static str, String); 6
         (names::SCORE_HEADER, format!("{:.1}", c.score)),
         (names::ROUTE_HEADER, crate::driver::route_name(c.route).to_string()),
         (names::REQUEST_ID_HEADER, c.request.0.to_string()),
+        (names::FLEET_NODE_HEADER, addr.name.clone()),
+        (names::FLEET_SERVED_MODEL_HEADER, c.model.as_str().to_string()),
+        (names::FLEET_REQUESTED_MODEL_HEADER, requested.as_str().to_string()),
+        (names::FLEET_FALLBACK_HEADER, (c.model != *requested).to_string()),
+        (names::FLEET_BACKEND_HEADER, "ollama".to_string()),
+        (names::FLEET_RETRIES_HEADER, c.attempts.saturating_sub(1).to_string()),
+        (names::FLEET_SCORE_HEADER, format!("{}", c.score.round() as i64)),
     ]
 }
 
-fn headers_for(answer: &mut Answer, c: &Commit, addr: &NodeAddr) {
-    for (k, v) in routed_headers(c, addr) {
+fn headers_for(answer: &mut Answer, c: &Commit, addr: &NodeAddr, requested: &ModelName) {
+    for (k, v) in routed_headers(c, addr, requested) {
         // Header values must be visible ASCII; a node name that is not is left out.
         if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             answer.headers.push((k, v));
@@ -397,7 +407,7 @@ async fn answer(
     if ctype == names::SSE {
         answer.headers.push(("cache-control", "no-cache".to_string()));
     }
-    headers_for(&mut answer, &commit, &addr);
+    headers_for(&mut answer, &commit, &addr, &req.spec.model);
     answer
 }
 
@@ -442,7 +452,7 @@ async fn aggregate(
                 guard.disarm();
                 let status = UpstreamFailure::Timeout.status_after_commit();
                 let mut answer = error_answer(req.proto, status, cancel_message(reason), None);
-                headers_for(&mut answer, &commit, addr);
+                headers_for(&mut answer, &commit, addr, &req.spec.model);
                 return answer;
             }
         };
@@ -478,14 +488,14 @@ async fn aggregate(
             guard.end(AttemptInput::Finished(usage));
             let mut answer =
                 Answer { status: 200, headers: vec![("content-type", ctype)], body: AnswerBody::Full(body) };
-            headers_for(&mut answer, &commit, addr);
+            headers_for(&mut answer, &commit, addr, &req.spec.model);
             answer
         }
         Err(message) => {
             let status = UpstreamFailure::Reset.status_after_commit();
             guard.end(AttemptInput::Failed(UpstreamFailure::Reset));
             let mut answer = error_answer(req.proto, status, &message, None);
-            headers_for(&mut answer, &commit, addr);
+            headers_for(&mut answer, &commit, addr, &req.spec.model);
             answer
         }
     }

@@ -454,6 +454,15 @@ fn routed_answers_say_where_they_went(r: Router) {
         assert_eq!(reply.header("x-herd-attempts"), "1", "{path} {body}");
         let score = reply.header("x-herd-score");
         assert!(score.parse::<f64>().is_ok_and(f64::is_finite), "{path} {body}: score {score:?}");
+        // ollama-herd's names for the same facts, for its operators' scripts.
+        let asked = if body.get("fallback_models").is_some() { "llama3.3:70b" } else { "llama3.1:8b" };
+        assert_eq!(reply.header("x-fleet-node"), "alpha", "{path} {body}");
+        assert_eq!(reply.header("x-fleet-served-model"), "llama3.1:8b", "{path} {body}");
+        assert_eq!(reply.header("x-fleet-requested-model"), asked, "{path} {body}");
+        let fell_back = if asked == "llama3.1:8b" { "false" } else { "true" };
+        assert_eq!(reply.header("x-fleet-fallback"), fell_back, "{path} {body}");
+        assert_eq!((reply.header("x-fleet-backend"), reply.header("x-fleet-retries")), ("ollama", "0"), "{path}");
+        assert!(reply.header("x-fleet-score").parse::<i64>().is_ok(), "{path} {body}");
     }
 }
 

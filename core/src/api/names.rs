@@ -31,6 +31,22 @@ pub const ROUTE_HEADER: &str = "x-herd-route";
 /// The router's id for the request (its trace).
 pub const REQUEST_ID_HEADER: &str = "x-herd-request-id";
 
+/// ollama-herd's names for the same facts (herd-router.md §9.1), sent beside herd's so its
+/// operators' scripts keep working: the node.
+pub const FLEET_NODE_HEADER: &str = "x-fleet-node";
+/// ollama-herd: the model that answered.
+pub const FLEET_SERVED_MODEL_HEADER: &str = "x-fleet-served-model";
+/// ollama-herd: the model the client asked for.
+pub const FLEET_REQUESTED_MODEL_HEADER: &str = "x-fleet-requested-model";
+/// ollama-herd: `true` when the served model differs from the requested one.
+pub const FLEET_FALLBACK_HEADER: &str = "x-fleet-fallback";
+/// ollama-herd: the backend kind (`ollama` for text).
+pub const FLEET_BACKEND_HEADER: &str = "x-fleet-backend";
+/// ollama-herd: retries before this answer (attempts − 1).
+pub const FLEET_RETRIES_HEADER: &str = "x-fleet-retries";
+/// ollama-herd: the node's score, as an integer.
+pub const FLEET_SCORE_HEADER: &str = "x-fleet-score";
+
 /// JSON answers.
 pub const JSON: &str = "application/json; charset=utf-8";
 /// Native streams.
