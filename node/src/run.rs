@@ -10,6 +10,7 @@ use crate::ollama::OllamaProbe;
 use crate::probe::{MachineProbe, MachineSample};
 use crate::proxy;
 use herd_core::agent::{Agent, AgentCommand, AgentConfig, Discovered, RouterIdx, RouterUrl, SendFailure, SendOutcome};
+use herd_core::api::names::{HEARTBEAT_PATH, OLLAMA_PORT};
 use herd_core::fleet::heartbeat::{Heartbeat, Ollama};
 use herd_core::time::Instant;
 use smol::channel::{Receiver, Sender};
@@ -327,31 +328,26 @@ async fn send_heartbeat(
     failures: (u32, u64),
     timeout: Duration,
 ) {
-    let outcome = match Endpoint::parse(url.as_str(), 11435) {
-        Err(_) => SendOutcome::Failed(SendFailure::Connect),
-        Ok(ep) => {
-            let sample = shared.collector.lock().await.sample(shared.max_age).await;
-            let include_meta = shared.wants_meta(router, sample.meta_version);
-            let hb = heartbeat(&shared.identity, &sample, failures, include_meta, unix_time());
-            let body = serde_json::to_vec(&hb).unwrap_or_default();
-            match http::call(&ep, "POST", herd_core::api::names::HEARTBEAT_PATH, &[], Some(&body), timeout).await {
-                Ok(r) if r.ok() => {
-                    if include_meta {
-                        shared.meta_delivered(router, sample.meta_version);
-                    }
-                    log_commands(url.as_str(), &r.body);
-                    SendOutcome::Delivered
-                }
-                Ok(r) => {
-                    let text = String::from_utf8_lossy(&r.body[..r.body.len().min(200)]).into_owned();
-                    tracing::warn!(router = url.as_str(), status = r.status, body = %text, "router refused the heartbeat");
-                    SendOutcome::Failed(SendFailure::Status(r.status))
-                }
-                Err(e) => {
-                    tracing::debug!(router = url.as_str(), error = %e, "heartbeat failed");
-                    SendOutcome::Failed(failure(&e))
-                }
+    let sample = shared.collector.lock().await.sample(shared.max_age).await;
+    let include_meta = shared.wants_meta(router, sample.meta_version);
+    let hb = heartbeat(&shared.identity, &sample, failures, include_meta, unix_time());
+    let body = serde_json::to_vec(&hb).unwrap_or_default();
+    let outcome = match http::call(url.base(), "POST", HEARTBEAT_PATH, &[], Some(&body), timeout).await {
+        Ok(r) if r.ok() => {
+            if include_meta {
+                shared.meta_delivered(router, sample.meta_version);
             }
+            log_commands(url.as_str(), &r.body);
+            SendOutcome::Delivered
+        }
+        Ok(r) => {
+            let text = String::from_utf8_lossy(&r.body[..r.body.len().min(200)]).into_owned();
+            tracing::warn!(router = url.as_str(), status = r.status, body = %text, "router refused the heartbeat");
+            SendOutcome::Failed(SendFailure::Status(r.status))
+        }
+        Err(e) => {
+            tracing::debug!(router = url.as_str(), error = %e, "heartbeat failed");
+            SendOutcome::Failed(failure(&e))
         }
     };
     let _ = shared.events.send(Event::Sent { router, seq, outcome }).await;
@@ -366,17 +362,10 @@ async fn send_drain(shared: Arc<Shared>, router: RouterIdx, url: RouterUrl, time
         body["machine_id"] = m.clone().into();
     }
     let body = body.to_string();
-    let outcome = match Endpoint::parse(url.as_str(), 11435) {
-        Err(_) => SendOutcome::Failed(SendFailure::Connect),
-        Ok(ep) => {
-            match http::call(&ep, "POST", herd_core::api::names::HEARTBEAT_PATH, &[], Some(body.as_bytes()), timeout)
-                .await
-            {
-                Ok(r) if r.ok() => SendOutcome::Delivered,
-                Ok(r) => SendOutcome::Failed(SendFailure::Status(r.status)),
-                Err(e) => SendOutcome::Failed(failure(&e)),
-            }
-        }
+    let outcome = match http::call(url.base(), "POST", HEARTBEAT_PATH, &[], Some(body.as_bytes()), timeout).await {
+        Ok(r) if r.ok() => SendOutcome::Delivered,
+        Ok(r) => SendOutcome::Failed(SendFailure::Status(r.status)),
+        Err(e) => SendOutcome::Failed(failure(&e)),
     };
     match outcome {
         SendOutcome::Delivered => tracing::info!(router = url.as_str(), "drained: the router has taken this node out"),
@@ -405,11 +394,14 @@ pub async fn setup(args: &Args) -> Result<Setup, StartError> {
         .ok()
         .filter(|d| *d >= Duration::from_millis(10))
         .ok_or(StartError::Interval)?;
-    let ollama = http::endpoint(&args.ollama_host, 11434).map_err(StartError::OllamaHost)?;
+    let ollama = http::endpoint(&args.ollama_host, OLLAMA_PORT).map_err(StartError::OllamaHost)?;
     let mut routers = Vec::new();
     for raw in args.router_url.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        let ep = http::endpoint(raw, 11435).map_err(|e| StartError::RouterUrl(raw.to_string(), e))?;
-        routers.push(RouterUrl::new(ep.as_str()).map_err(|e| StartError::RouterUrl(raw.to_string(), e.to_string()))?);
+        let url = RouterUrl::new(raw).map_err(|e| StartError::RouterUrl(raw.to_string(), e.to_string()))?;
+        if url.base().is_https() {
+            return Err(StartError::RouterUrl(raw.to_string(), "herd-node speaks plain http:// on the LAN".into()));
+        }
+        routers.push(url);
     }
     let lan = lan_ip();
     let mut ollama_host = ollama.to_string();

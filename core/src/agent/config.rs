@@ -136,9 +136,8 @@ impl AgentConfig {
 /// A router's base URL in [`BaseUrl`](crate::url::BaseUrl)'s normal form: lowercase scheme
 /// (`http` added when missing) and host, the port (11435, the router's, when not given), no
 /// trailing `/`. Two spellings of one router compare equal, which is how duplicates are ignored.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct RouterUrl(String);
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouterUrl(crate::url::BaseUrl);
 
 /// Why a string is not a usable [`RouterUrl`]: the one URL parser's reasons.
 pub type RouterUrlError = crate::url::UrlError;
@@ -153,18 +152,29 @@ impl RouterUrl {
     /// # Errors
     /// See [`RouterUrlError`].
     pub fn new(raw: &str) -> Result<Self, RouterUrlError> {
-        Ok(RouterUrl(crate::url::BaseUrl::parse(raw, ROUTER_PORT)?.as_str().to_string()))
+        Ok(RouterUrl(crate::url::BaseUrl::parse(raw, ROUTER_PORT)?))
     }
 
     /// The normalised URL; the adapter appends `/heartbeat`.
     pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The parsed URL, to connect to.
+    pub fn base(&self) -> &crate::url::BaseUrl {
         &self.0
+    }
+}
+
+impl serde::Serialize for RouterUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
 impl fmt::Display for RouterUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
