@@ -4,7 +4,7 @@
 use async_io::{Async, Timer};
 use bytes::BytesMut;
 use herd_service::upstream::Transport;
-use herd_service::{AsyncTimer, BoxFuture, Instant, Runtime};
+use herd_service::{clock, AsyncTimer, BoxFuture, Instant, Runtime};
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -26,7 +26,7 @@ impl SmolRuntime {
     }
 
     fn at(&self, at: Instant) -> std::time::Instant {
-        self.epoch + Duration::from_micros(at.as_micros().min(u64::MAX / 4))
+        self.epoch + clock::offset(at)
     }
 }
 
@@ -54,14 +54,13 @@ impl AsyncTimer for SmolTimer {
 
 impl Runtime for SmolRuntime {
     fn now(&self) -> Instant {
-        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+        clock::instant(self.epoch.elapsed())
     }
     fn unix_ms(&self) -> i64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+        clock::unix_ms(std::time::SystemTime::now())
     }
     fn seed(&self) -> u64 {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        (nanos as u64) ^ (u64::from(std::process::id()) << 32)
+        clock::seed(std::time::SystemTime::now())
     }
     fn timer(&self, at: Instant) -> Pin<Box<dyn AsyncTimer>> {
         Box::pin(SmolTimer { timer: Timer::at(self.at(at)), rt: *self })

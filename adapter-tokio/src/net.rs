@@ -3,7 +3,7 @@
 
 use bytes::BytesMut;
 use herd_service::upstream::Transport;
-use herd_service::{AsyncTimer, BoxFuture, Instant, Runtime};
+use herd_service::{clock, AsyncTimer, BoxFuture, Instant, Runtime};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -30,7 +30,7 @@ impl TokioRuntime {
     }
 
     fn at(&self, at: Instant) -> tokio::time::Instant {
-        self.epoch + Duration::from_micros(at.as_micros().min(u64::MAX / 4))
+        self.epoch + clock::offset(at)
     }
 }
 
@@ -59,14 +59,13 @@ impl AsyncTimer for TokioTimer {
 
 impl Runtime for TokioRuntime {
     fn now(&self) -> Instant {
-        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+        clock::instant(self.epoch.elapsed())
     }
     fn unix_ms(&self) -> i64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+        clock::unix_ms(std::time::SystemTime::now())
     }
     fn seed(&self) -> u64 {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        (nanos as u64) ^ (u64::from(std::process::id()) << 32)
+        clock::seed(std::time::SystemTime::now())
     }
     fn timer(&self, at: Instant) -> Pin<Box<dyn AsyncTimer>> {
         Box::pin(TokioTimer { sleep: Box::pin(tokio::time::sleep_until(self.at(at))), rt: *self })

@@ -75,6 +75,35 @@ pub trait AsyncTimer: Send + Sync {
 /// Core's monotonic time, as the runtime tells it.
 pub use herd_core::time::Instant;
 
+/// The conversions every system-clock [`Runtime`] makes, from readings it takes itself (the
+/// service reads no clock).
+pub mod clock {
+    use super::Instant;
+    use std::time::{Duration, SystemTime};
+
+    /// Core's instant `elapsed` after the runtime's epoch.
+    pub fn instant(elapsed: Duration) -> Instant {
+        Instant::from_micros(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// How long after the runtime's epoch `at` is, bounded so that adding it to a system
+    /// instant cannot overflow (`Instant::MAX` is "never": about 146,000 years ahead).
+    pub fn offset(at: Instant) -> Duration {
+        Duration::from_micros(at.as_micros().min(u64::MAX / 4))
+    }
+
+    /// Milliseconds since the Unix epoch of a wall-clock reading.
+    pub fn unix_ms(wall: SystemTime) -> i64 {
+        wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    }
+
+    /// A seed for core's randomness from a wall-clock reading and this process's id.
+    pub fn seed(wall: SystemTime) -> u64 {
+        let nanos = wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        (nanos as u64) ^ (u64::from(std::process::id()) << 32)
+    }
+}
+
 /// After a request with a large body is answered: gives freed memory back now, and once more a
 /// second later, for buffers still held as the answer went out (the node connection's) and freed
 /// just after.
