@@ -31,14 +31,9 @@ pub fn text_answer(status: u16, text: &'static str) -> Answer {
     }
 }
 
-/// The error body of `proto`.
-pub fn error_value(proto: Proto, status: u16, message: &str) -> serde_json::Value {
-    proto.error_value(status, message)
-}
-
 /// An error answer before commit.
 pub fn error_answer(proto: Proto, status: u16, message: &str, retry_after: Option<Duration>) -> Answer {
-    let mut answer = json_answer(status, &error_value(proto, status, message));
+    let mut answer = json_answer(status, &proto.error_value(status, message));
     if let Some(after) = retry_after {
         let secs = after.as_secs_f64().ceil().max(1.0) as u64;
         answer.headers.push(("retry-after", secs.to_string()));

@@ -37,17 +37,12 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
 /// The answer to a known path asked with a method it does not answer: 405 with `Allow` (RFC 9110
 /// §15.5.6), in the protocol's error shape on `/v1/*` and as Ollama's plain text elsewhere.
 pub fn method_not_allowed(path: &str) -> Answer {
-    let mut answer = match proto_of_path(path) {
+    let mut answer = match Proto::of_path(path) {
         Proto::Ollama => text_answer(405, "405 method not allowed"),
         proto => error_answer(proto, 405, "method not allowed", None),
     };
     answer.headers.push(("allow", allowed_methods(path).unwrap_or("GET, HEAD").to_string()));
     answer
-}
-
-/// The envelope errors on `path` use (core's rule).
-pub fn proto_of_path(path: &str) -> Proto {
-    Proto::of_path(path)
 }
 
 fn presented_key(headers: &dyn Headers) -> Option<&str> {
@@ -91,7 +86,7 @@ fn check(app: &App, guard: Access, headers: &dyn Headers, proto: Proto) -> Optio
 /// the answer to send without reading the body.
 pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Result<Admitted, Answer> {
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
-    let proto = proto_of_path(path);
+    let proto = Proto::of_path(path);
     let route = Route::of(path);
     if let Some(Route::Inference(surface)) = route {
         if method != "POST" {

@@ -25,11 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// The protocol whose envelope a surface's errors use.
-pub fn proto_of(surface: Surface) -> Proto {
-    Proto::of(surface)
-}
-
 /// Everything one request carries through its attempts.
 struct Request {
     surface: Surface,
@@ -68,7 +63,7 @@ impl Hints {
 
 /// Serves one inference request on `surface`.
 pub async fn serve(app: Arc<App>, surface: Surface, hints: Hints, body: Bytes, client: Option<String>) -> Answer {
-    let proto = proto_of(surface);
+    let proto = Proto::of(surface);
     let index = match BodyIndex::new(&body, &app.body_limits) {
         Ok(i) => i,
         Err(e) => return error_answer(proto, e.http_status(), &e.to_string(), None),

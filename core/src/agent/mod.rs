@@ -521,11 +521,9 @@ impl Agent {
                 return Ok(Discovered::Known(old));
             }
         } else if self.discovered.len() >= self.config.max_routers * 4 {
-            // Names that map to tracked routers only: many instances for few routers is noise.
-            self.discovered.retain(|_, i| self.routers.contains_key(i));
-            if self.discovered.len() >= self.config.max_routers * 4 {
-                return Err(AddRouterError::Full(self.config.max_routers));
-            }
+            // Every name maps to a tracked router (removing one forgets its names), so this many
+            // is many names for few routers: noise, and a bound on the table.
+            return Err(AddRouterError::Full(self.config.max_routers));
         }
         if let Some(old) = old {
             self.remove_router(old);

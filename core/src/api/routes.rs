@@ -111,8 +111,15 @@ impl Route {
     /// The methods it answers, as an `Allow` header value.
     pub fn allow(self) -> &'static str {
         match self {
-            Route::Inference(_) | Route::Heartbeat | Route::Show | Route::Pull | Route::Copy | Route::Create => "POST",
-            Route::Push | Route::Drain | Route::Undrain => "POST",
+            Route::Inference(_)
+            | Route::Heartbeat
+            | Route::Show
+            | Route::Pull
+            | Route::Copy
+            | Route::Create
+            | Route::Push
+            | Route::Drain
+            | Route::Undrain => "POST",
             Route::Delete => "DELETE",
             _ => "GET, HEAD",
         }

@@ -24,25 +24,19 @@ use std::str::FromStr;
 /// # Errors
 /// [`AddressError::Invalid`] when no usable URL comes out (a `lan_ip` that is not a host).
 pub fn backend_url(ollama_host: &str, lan_ip: &str, peer: Option<IpAddr>) -> Result<BaseUrl, AddressError> {
-    let given = BaseUrl::parse(ollama_host, OLLAMA_PORT).ok();
-    let base = match &given {
-        Some(u) => u.clone(),
-        None => BaseUrl::parse("http://localhost", OLLAMA_PORT).map_err(|e| AddressError::Invalid(e.to_string()))?,
-    };
-    let host = given.as_ref().map_or("", BaseUrl::host);
-    let host_is_loopback = host.is_empty() || is_loopback_name(host);
-    if !host_is_loopback && host != "0.0.0.0" && host != "::" {
+    let base = BaseUrl::parse(ollama_host, OLLAMA_PORT)
+        .unwrap_or_else(|_| BaseUrl::parse("localhost", OLLAMA_PORT).expect("a literal host parses"));
+    let host = base.host();
+    if !is_loopback_name(host) && host != "0.0.0.0" && host != "::" {
         return Ok(base);
     }
-    let invalid = |e: crate::url::UrlError| AddressError::Invalid(e.to_string());
-    let at = |ip: IpAddr| base.with_host(&ip.to_string()).map_err(invalid);
-    match peer {
-        None if !lan_ip.trim().is_empty() => base.with_host(lan_ip.trim()).map_err(invalid),
-        None => at(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
-        Some(ip) => match canonical(ip) {
-            ip if ip.is_loopback() => at(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
-            ip => at(ip),
-        },
+    let at = |host: &str| base.with_host(host).map_err(|e| AddressError::Invalid(e.to_string()));
+    let localhost = std::net::Ipv4Addr::LOCALHOST.to_string();
+    match peer.map(canonical) {
+        None if !lan_ip.trim().is_empty() => at(lan_ip.trim()),
+        None => at(&localhost),
+        Some(ip) if ip.is_loopback() => at(&localhost),
+        Some(ip) => at(&ip.to_string()),
     }
 }
 
