@@ -236,8 +236,8 @@ impl Machine {
         };
         match (req.method.as_str(), path.as_str()) {
             ("GET", "/api/version") => return send_json(conn, 200, &json!({ "version": "0.12.6" })).await,
-            ("GET", "/api/tags") => return send_json(conn, 200, &self.tags()).await,
-            ("GET", "/api/ps") => return send_json(conn, 200, &self.ps()).await,
+            ("GET", "/api/tags") => return send_json(conn, 200, &self.models(false)).await,
+            ("GET", "/api/ps") => return send_json(conn, 200, &self.models(true)).await,
             ("POST", "/api/show") => {
                 let model = body["model"].as_str().or(body["name"].as_str()).unwrap_or("").to_string();
                 return if self.has(&model) {
@@ -308,7 +308,7 @@ impl Machine {
             Style::Ollama => body["stream"].as_bool().unwrap_or(true),
             _ => body["stream"].as_bool().unwrap_or(false),
         };
-        let mut shape = Shape::new(&path, &model, stream, &body);
+        let shape = Shape::new(&path, &model, &body);
         lock(&self.log).answering += 1;
         let index = {
             let mut log = lock(&self.log);
@@ -380,34 +380,26 @@ impl Machine {
         self.config.models.iter().any(|x| herd_core::ids::ModelName::new(x) == m)
     }
 
-    fn tags(&self) -> Value {
+    /// `/api/tags` (`loaded: false`) or `/api/ps` (`loaded: true`): every model, in Ollama's shape.
+    fn models(&self, loaded: bool) -> Value {
         let models: Vec<Value> = self
             .config
             .models
             .iter()
             .map(|m| {
-                json!({
-                    "name": m, "model": m, "modified_at": "2026-01-01T00:00:00Z", "size": 4_900_000_000u64,
+                let mut v = json!({
+                    "name": m, "model": m,
                     "digest": format!("{:064x}", fnv1a(FNV_OFFSET, m.as_bytes())),
                     "details": { "format": "gguf", "family": "llama", "parameter_size": "8.0B", "quantization_level": "Q4_K_M" }
-                })
-            })
-            .collect();
-        json!({ "models": models })
-    }
-
-    fn ps(&self) -> Value {
-        let models: Vec<Value> = self
-            .config
-            .models
-            .iter()
-            .map(|m| {
-                json!({
-                    "name": m, "model": m, "size": 6_000_000_000u64, "size_vram": 6_000_000_000u64,
-                    "digest": format!("{:064x}", fnv1a(FNV_OFFSET, m.as_bytes())),
-                    "details": { "format": "gguf", "family": "llama", "parameter_size": "8.0B", "quantization_level": "Q4_K_M" },
-                    "expires_at": "2099-01-01T00:00:00Z", "context_length": 8192
-                })
+                });
+                let extra = if loaded {
+                    json!({ "size": 6_000_000_000u64, "size_vram": 6_000_000_000u64,
+                            "expires_at": "2099-01-01T00:00:00Z", "context_length": 8192 })
+                } else {
+                    json!({ "size": 4_900_000_000u64, "modified_at": "2026-01-01T00:00:00Z" })
+                };
+                merge(&mut v, extra);
+                v
             })
             .collect();
         json!({ "models": models })
@@ -451,7 +443,7 @@ enum Kind {
 const CREATED_AT: &str = "2026-01-01T00:00:00.000000000Z";
 
 impl Shape {
-    fn new(path: &str, model: &str, _stream: bool, body: &Value) -> Shape {
+    fn new(path: &str, model: &str, body: &Value) -> Shape {
         let kind = match path {
             "/api/chat" => Kind::Chat,
             "/api/generate" => Kind::Generate,
@@ -588,7 +580,7 @@ impl Shape {
         }
     }
 
-    fn whole(&mut self, text: &str, n: usize) -> Value {
+    fn whole(&self, text: &str, n: usize) -> Value {
         match self.kind {
             Kind::Chat => {
                 let mut v = json!({ "model": self.model, "created_at": CREATED_AT,
