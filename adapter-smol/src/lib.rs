@@ -63,6 +63,8 @@ impl std::ops::Deref for Args {
 pub struct Running {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its own `/metrics` listener listens (`--metrics-addr`).
+    pub metrics_addr: Option<SocketAddr>,
     /// Shared state.
     pub app: Arc<App>,
     /// The traces kept.
@@ -102,13 +104,24 @@ pub fn start(args: &Args) -> Result<Running, String> {
         Arc::new(net::SmolRuntime::new()),
         Some(Box::new(traces.clone())),
         Some(Arc::new(traces.clone())),
+        "herd-lite",
     )?;
     let addr = args.listen_addr();
     let listener = Async::<TcpListener>::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.get_ref().local_addr().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let draining = server::Draining::default();
     smol::spawn(server::serve(listener, app.clone(), draining.clone())).detach();
-    Ok(Running { addr, app, traces, draining })
+    let metrics_addr = match args.metrics_addr {
+        Some(want) => {
+            let l = Async::<TcpListener>::bind(want).map_err(|e| format!("cannot listen on {want}: {e}"))?;
+            let bound = l.get_ref().local_addr().map_err(|e| format!("cannot listen on {want}: {e}"))?;
+            tracing::info!(addr = %bound, "serving /metrics on its own listener");
+            smol::spawn(server::serve(l, app.for_metrics(), draining.clone())).detach();
+            Some(bound)
+        }
+        None => None,
+    };
+    Ok(Running { addr, metrics_addr, app, traces, draining })
 }
 
 /// Gives memory freed inside glibc's heaps back to the system (`malloc_trim`), after a request

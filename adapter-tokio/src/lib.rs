@@ -23,6 +23,8 @@ use std::time::Duration;
 pub struct Running {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its own `/metrics` listener listens (`--metrics-addr`).
+    pub metrics_addr: Option<SocketAddr>,
     /// Shared state (driver handle, client).
     pub app: Arc<App>,
     /// The trace store, flushed on [`Running::shutdown`].
@@ -106,16 +108,28 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
             Arc::new(net::TokioRuntime::new()),
             Some(Box::new(store.writer())),
             Some(Arc::new(store::SharedReader::new(reader))),
+            "herd",
         )
         .map_err(StartError::Config)?;
     let addr = args.listen_addr();
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     let draining = server::Draining::default();
-    let tasks = vec![tokio::spawn(server::serve(listener, app.clone(), draining.clone()))];
+    let mut tasks = vec![tokio::spawn(server::serve(listener, app.clone(), draining.clone()))];
+    let metrics_addr = match args.metrics_addr {
+        Some(want) => {
+            let l =
+                tokio::net::TcpListener::bind(want).await.map_err(|source| StartError::Bind { addr: want, source })?;
+            let bound = l.local_addr().map_err(|source| StartError::Bind { addr: want, source })?;
+            tracing::info!(addr = %bound, "serving /metrics on its own listener");
+            tasks.push(tokio::spawn(server::serve(l, app.for_metrics(), draining.clone())));
+            Some(bound)
+        }
+        None => None,
+    };
     // A demo router is a playground: real agents on the LAN must not find it and register.
     let mdns = if args.no_mdns || args.demo { None } else { advertise(addr) };
-    Ok(Running { addr, app, store: Some(store), mdns, draining, tasks })
+    Ok(Running { addr, metrics_addr, app, store: Some(store), mdns, draining, tasks })
 }
 
 /// Advertises the router over mDNS unless it listens on loopback. A failure is one warning: the

@@ -131,6 +131,14 @@ pub struct RouterArgs {
     /// Seed of the router's tie-breaks (default: from the clock).
     #[arg(long, env = "HERD_SEED")]
     pub seed: Option<u64>,
+    /// Also serve `/metrics` (Prometheus) on this address of its own, e.g. `127.0.0.1:9435`; the
+    /// main port serves it too.
+    #[arg(long, env = "HERD_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Let `/metrics` answer without a key when API keys are set (for a scraper on a trusted
+    /// network; or give the scraper a key: Prometheus' `authorization` setting).
+    #[arg(long, env = "HERD_METRICS_OPEN")]
+    pub metrics_open: bool,
 }
 
 impl RouterArgs {
@@ -203,6 +211,7 @@ impl RouterArgs {
         upstream: Arc<dyn Upstream>,
         runtime: Arc<dyn Runtime>,
         traces: Option<Arc<dyn TraceLog>>,
+        binary: &'static str,
     ) -> App {
         App {
             driver,
@@ -219,6 +228,9 @@ impl RouterArgs {
                 ((self.max_inflight_body_mb.max(self.max_body_mb).max(1)) as usize) << 20,
             ),
             traces,
+            metrics_open: self.metrics_open,
+            binary,
+            only_metrics: false,
         }
     }
 
@@ -234,13 +246,14 @@ impl RouterArgs {
         rt: Arc<dyn Runtime>,
         sink: Option<Box<dyn TraceSink>>,
         log: Option<Arc<dyn TraceLog>>,
+        binary: &'static str,
     ) -> Result<Arc<App>, String> {
         let config = self.router_config()?;
         let nodes = self.static_nodes()?;
         let router = herd_core::router::Router::new(config.clone(), self.seed(&*rt), rt.now())
             .map_err(|e| format!("invalid configuration: {e}"))?;
         let (driver, pulls) = crate::driver::spawn(router, sink, rt.clone());
-        let app = Arc::new(self.app(&config, driver, upstream, rt, log));
+        let app = Arc::new(self.app(&config, driver, upstream, rt, log, binary));
         crate::start_background(&app, pulls, nodes);
         if !self.host().is_loopback() && app.api_keys.is_empty() && app.admin_key.is_none() {
             tracing::warn!(

@@ -9,6 +9,7 @@ use herd_core::fleet::address;
 use herd_core::fleet::heartbeat::{Heartbeat, Report};
 use herd_core::fleet::Registered;
 use herd_core::ids::{AttemptId, ModelName, NodeId, RequestId};
+use herd_core::metrics::{BuildInfo, ChunkGaps, Metrics, MetricsConfig};
 use herd_core::policy::retry::UpstreamFailure;
 use herd_core::request::RequestSpec;
 use herd_core::router::{
@@ -106,6 +107,8 @@ pub enum AttemptInput {
     Progress,
     /// Done, with token counts.
     Finished(Usage),
+    /// The gaps between the chunks of the attempt's answer, sent once just before its end.
+    Gaps(Box<ChunkGaps>),
     /// Failed.
     Failed(UpstreamFailure),
 }
@@ -155,6 +158,8 @@ pub enum Input {
     PullResult(NodeId, ModelName, bool),
     /// A read-only query.
     Query(Query),
+    /// The `/metrics` text, for this binary.
+    Metrics(BuildInfo<'static>, oneshot::Sender<String>),
 }
 
 /// The handle request tasks hold.
@@ -273,6 +278,9 @@ pub struct Driver {
     pulls: mpsc::UnboundedSender<(NodeId, ModelName, Arc<NodeAddr>)>,
     /// Where agents' nodes may be reached (`--node-networks`).
     node_networks: Vec<address::Network>,
+    /// What `/metrics` counts; fed here, on the one task that owns the router, so the hot path
+    /// takes no lock.
+    metrics: Metrics,
 }
 
 /// The auto-pull orders the driver hands out: pull this model onto this node.
@@ -284,8 +292,18 @@ pub fn spawn(router: Router, traces: Option<Box<dyn TraceSink>>, rt: Arc<dyn Run
     let (urgent, urgent_rx) = mpsc::unbounded_channel();
     let (pulls, pull_rx) = mpsc::unbounded_channel();
     let node_networks = router.config().fleet.node_networks();
-    let driver =
-        Driver { router, nodes: Nodes::default(), live: BTreeMap::new(), rt: rt.clone(), traces, pulls, node_networks };
+    let metrics =
+        Metrics::new(MetricsConfig { max_nodes: router.config().fleet.max_nodes.max(1), ..MetricsConfig::default() });
+    let driver = Driver {
+        router,
+        nodes: Nodes::default(),
+        live: BTreeMap::new(),
+        rt: rt.clone(),
+        traces,
+        pulls,
+        node_networks,
+        metrics,
+    };
     let rx = DriverRx { rx, urgent: urgent_rx, stash: None };
     rt.spawn(Box::pin(driver.run(rx)));
     (DriverTx { tx, urgent }, pull_rx)
@@ -351,6 +369,11 @@ impl Driver {
                 AttemptInput::Progress => self.router.handle_progress(now, attempt),
                 AttemptInput::Finished(usage) => self.router.handle_finished(now, attempt, usage),
                 AttemptInput::Failed(f) => self.router.handle_failed(now, attempt, f),
+                AttemptInput::Gaps(g) => {
+                    if let Some(model) = self.router.attempt_model(attempt) {
+                        self.metrics.observe_gaps(model, &g);
+                    }
+                }
             },
             Input::ClientGone(id) => self.router.handle_client_gone(now, id),
             Input::Heartbeat { body, peer, reply } => {
@@ -377,6 +400,11 @@ impl Driver {
             }
             Input::PullResult(node, model, ok) => self.router.handle_pull_result(now, node, model, ok),
             Input::Query(f) => f(&self.router, &self.nodes),
+            Input::Metrics(build, reply) => {
+                let mut text = String::with_capacity(64 << 10);
+                self.metrics.render(&self.router, now, build, &mut text);
+                let _ = reply.send(text);
+            }
         }
     }
 
@@ -443,6 +471,7 @@ impl Driver {
             }
             // The request task answered the client at the first byte, from `Dispatch::commit`.
             Command::Commit(c) => {
+                self.metrics.observe_commit(c.route);
                 if let Some(l) = self.live.get_mut(&c.request) {
                     l.route = Some(c.route);
                 }
@@ -466,10 +495,14 @@ impl Driver {
     }
 
     fn event(&mut self, ev: Event) {
+        if !matches!(ev, Event::Ended(_)) {
+            self.metrics.observe_event(&self.router, &ev);
+        }
         match ev {
             Event::Ended(trace) => {
                 let live = self.live.remove(&trace.request);
                 let Some(live) = live else { return };
+                self.metrics.observe_end(&self.router, live.meta.surface, &trace);
                 let Some(writer) = &self.traces else { return };
                 let (prompt_tokens, completion_tokens, error) = match &trace.outcome {
                     Outcome::Completed(u) => (u.prompt_tokens, u.completion_tokens, None),
@@ -481,7 +514,7 @@ impl Driver {
                 writer.record(TraceRecord {
                     request_id: trace.request.0,
                     started_unix_ms: live.meta.started_unix_ms,
-                    surface: surface_name(live.meta.surface).to_string(),
+                    surface: live.meta.surface.name().to_string(),
                     requested_model: trace.requested_model.as_str().to_string(),
                     served_model: trace.served_model.as_ref().map(|m| m.as_str().to_string()),
                     node,
@@ -492,7 +525,7 @@ impl Driver {
                     // task wrote it.
                     status: trace.outcome.http_status(live.stream),
                     error: error.or(live.error),
-                    route: live.route.map(|r| route_name(r).to_string()),
+                    route: live.route.map(|r| r.as_str().to_string()),
                     queued_ms: ms(trace.queued),
                     ttft_ms: trace.ttft.map(ms),
                     total_ms: ms(trace.total),
@@ -523,7 +556,7 @@ impl Driver {
                     request = request.0,
                     from = from.as_str(),
                     to = to.as_str(),
-                    route = route_name(route),
+                    route = route.as_str(),
                     "fallback"
                 );
             }
@@ -534,27 +567,4 @@ impl Driver {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// The trace name of a surface.
-pub fn surface_name(s: Surface) -> &'static str {
-    match s {
-        Surface::OllamaChat => "ollama_chat",
-        Surface::OllamaGenerate => "ollama_generate",
-        Surface::OllamaEmbed => "ollama_embed",
-        Surface::OllamaEmbeddings => "ollama_embeddings",
-        Surface::OpenAiChat => "openai_chat",
-        Surface::OpenAiCompletions => "openai_completions",
-        Surface::OpenAiEmbeddings => "openai_embeddings",
-        Surface::AnthropicMessages => "anthropic_messages",
-    }
-}
-
-/// The trace name of a route.
-pub fn route_name(r: RouteKind) -> &'static str {
-    match r {
-        RouteKind::Primary => "primary",
-        RouteKind::ClientFallback => "client_fallback",
-        RouteKind::Substitute => "substitute",
-    }
 }

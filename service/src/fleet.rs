@@ -58,10 +58,29 @@ pub async fn route(app: Arc<App>, call: Call<'_>) -> Answer {
         Route::Show => show(&app, call.body).await,
         Route::Drain => drain(&app, &path[DRAIN_PREFIX.len()..], true).await,
         Route::Undrain => drain(&app, &path[UNDRAIN_PREFIX.len()..], false).await,
+        Route::Metrics => metrics(&app).await,
         // Inference is the proxy's; the admin forwards are above.
         Route::Inference(_) | Route::Pull | Route::Delete | Route::Copy | Route::Create | Route::Push => {
             text_answer(404, "404 page not found")
         }
+    }
+}
+
+/// Prometheus' text format, version 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `/metrics`: the driver renders the text (it owns the counters).
+async fn metrics(app: &App) -> Answer {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let build = herd_core::metrics::BuildInfo { binary: app.binary, version: env!("CARGO_PKG_VERSION") };
+    app.driver.send(Input::Metrics(build, reply)).await;
+    match rx.await {
+        Ok(text) => Answer {
+            status: 200,
+            headers: vec![("content-type", METRICS_CONTENT_TYPE.to_string())],
+            body: AnswerBody::Full(Bytes::from(text)),
+        },
+        Err(_) => unavailable(),
     }
 }
 

@@ -88,6 +88,9 @@ pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Resu
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
     let proto = Proto::of_path(path);
     let route = Route::of(path);
+    if app.only_metrics && route != Some(Route::Metrics) {
+        return Err(text_answer(404, "404 page not found (this listener serves /metrics only)"));
+    }
     if let Some(Route::Inference(surface)) = route {
         if method != "POST" {
             return Err(method_not_allowed(path));
@@ -105,7 +108,11 @@ pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Resu
         });
     }
     // An unknown path needs a key too, so it says nothing to a caller without one.
-    if let Some(refused) = check(app, route.map_or(Access::Api, Route::access), headers, proto) {
+    let access = match route {
+        Some(Route::Metrics) if app.metrics_open => Access::Open,
+        r => r.map_or(Access::Api, Route::access),
+    };
+    if let Some(refused) = check(app, access, headers, proto) {
         return Err(refused);
     }
     let body_limit = if route == Some(Route::Heartbeat) { app.max_report_bytes } else { app.max_body_bytes };

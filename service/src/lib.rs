@@ -199,6 +199,7 @@ pub trait TraceLog: Send + Sync {
 pub use herd_core::api::names::FLEET_KEY_HEADER;
 
 /// What request tasks share.
+#[derive(Clone)]
 pub struct App {
     /// The driver.
     pub driver: driver::DriverTx,
@@ -225,9 +226,20 @@ pub struct App {
     pub fleet_key: Option<String>,
     /// Trace reader for `/fleet/traces` and `/fleet/usage`.
     pub traces: Option<Arc<dyn TraceLog>>,
+    /// `/metrics` answers without a key even when keys are set (`--metrics-open`).
+    pub metrics_open: bool,
+    /// The binary's name, for `herd_build_info`.
+    pub binary: &'static str,
+    /// This listener serves `/metrics` only (`--metrics-addr`).
+    pub only_metrics: bool,
 }
 
 impl App {
+    /// The state for a listener of its own that serves `/metrics` only (`--metrics-addr`).
+    pub fn for_metrics(&self) -> Arc<App> {
+        Arc::new(App { only_metrics: true, ..self.clone() })
+    }
+
     /// The extra header every request to a node carries.
     pub fn node_headers(&self) -> Vec<(&'static str, &[u8])> {
         self.fleet_key.as_deref().map(|k| (FLEET_KEY_HEADER, k.as_bytes())).into_iter().collect()

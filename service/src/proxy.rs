@@ -337,7 +337,7 @@ pub fn routed_headers(c: &Commit, addr: &NodeAddr, requested: &ModelName) -> [(&
         (names::MODEL_HEADER, c.model.as_str().to_string()),
         (names::ATTEMPTS_HEADER, c.attempts.to_string()),
         (names::SCORE_HEADER, format!("{:.1}", c.score)),
-        (names::ROUTE_HEADER, crate::driver::route_name(c.route).to_string()),
+        (names::ROUTE_HEADER, c.route.as_str().to_string()),
         (names::REQUEST_ID_HEADER, c.request.0.to_string()),
         (names::FLEET_NODE_HEADER, addr.name.clone()),
         (names::FLEET_SERVED_MODEL_HEADER, c.model.as_str().to_string()),
@@ -438,6 +438,7 @@ async fn aggregate(
     };
     feed(&mut agg, &first);
     let mut last_progress = req.rt.now();
+    guard.chunk_at(last_progress);
     let mut failed = false;
     loop {
         let frame = match race(next_chunk(&mut body), orders.cancelled()).await {
@@ -456,6 +457,7 @@ async fn aggregate(
             Ok(data) => {
                 feed(&mut agg, &data);
                 let now = req.rt.now();
+                guard.chunk_at(now);
                 if now.saturating_since(last_progress) >= Duration::from_millis(500) {
                     last_progress = now;
                     guard.report(AttemptInput::Progress);

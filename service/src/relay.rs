@@ -11,6 +11,7 @@ use crate::{Instant, Runtime};
 use bytes::{Bytes, BytesMut};
 use herd_core::api::watch::{StreamEnd, StreamWatch};
 use herd_core::ids::{AttemptId, RequestId};
+use herd_core::metrics::ChunkGaps;
 use herd_core::policy::retry::UpstreamFailure;
 use herd_core::router::{CancelReason, Usage};
 use herd_core::translate::{OpenAiChatStream, OpenAiCompletionStream, SseEvent};
@@ -31,12 +32,16 @@ pub struct EndGuard {
     request: Option<RequestId>,
     attempt: Option<AttemptId>,
     ended: bool,
+    /// The gaps between the answer's chunks, handed to the router's metrics at the end (boxed
+    /// at the first gap: the guard travels in results and stays small).
+    gaps: Option<Box<ChunkGaps>>,
+    last_chunk: Option<Instant>,
 }
 
 impl EndGuard {
     /// A guard for a request whose id is not known yet.
     pub fn new(driver: DriverTx) -> Self {
-        EndGuard { driver, request: None, attempt: None, ended: false }
+        EndGuard { driver, request: None, attempt: None, ended: false, gaps: None, last_chunk: None }
     }
     /// The router's id for the request.
     pub fn admitted(&mut self, id: RequestId) {
@@ -49,6 +54,8 @@ impl EndGuard {
     /// The attempt now running.
     pub fn attempt(&mut self, attempt: AttemptId) {
         self.attempt = Some(attempt);
+        self.gaps = None;
+        self.last_chunk = None;
     }
     /// Reports an attempt input.
     pub fn report(&self, input: AttemptInput) {
@@ -56,9 +63,18 @@ impl EndGuard {
             self.driver.send_now(Input::Attempt(a, input));
         }
     }
+    /// Notes that answer bytes arrived from the node at `now` (the first call starts the clock).
+    pub fn chunk_at(&mut self, now: Instant) {
+        if let Some(last) = self.last_chunk.replace(now) {
+            self.gaps.get_or_insert_with(Box::default).observe(now.saturating_since(last));
+        }
+    }
     /// Reports the end (finished or failed) and disarms the guard.
     pub fn end(&mut self, input: AttemptInput) {
         if !self.ended {
+            if let Some(gaps) = self.gaps.take() {
+                self.report(AttemptInput::Gaps(gaps));
+            }
             self.report(input);
             self.ended = true;
         }
@@ -255,6 +271,8 @@ impl Relay {
         rt: Arc<dyn Runtime>,
     ) -> Self {
         let last_progress = rt.now();
+        let mut guard = guard;
+        guard.chunk_at(last_progress);
         let mut relay = Relay { upstream, shaper, out: VecDeque::new(), guard, orders, rt, last_progress, done: false };
         relay.shaper.feed(first, &mut relay.out);
         relay
@@ -297,6 +315,7 @@ impl BodyStream for Relay {
         }
         if fed && !this.done {
             let now = this.rt.now();
+            this.guard.chunk_at(now);
             if now.saturating_since(this.last_progress) >= PROGRESS_EVERY {
                 this.last_progress = now;
                 this.guard.report(AttemptInput::Progress);

@@ -12,10 +12,13 @@ mod hardening;
 mod harness;
 #[path = "conformance/http.rs"]
 mod http;
+#[path = "conformance/metrics.rs"]
+mod metrics;
 #[path = "conformance/python.rs"]
 mod python;
 
 use hardening::*;
+use metrics::*;
 
 use harness::{FakeSpec, Fleet, Router};
 use http::{Ending, Reply};
@@ -77,6 +80,9 @@ conformance! {
     oversized_body_is_not_buffered => herd_oversized_body_is_not_buffered, lite_oversized_body_is_not_buffered;
     request_bodies_are_bounded_by_count => herd_request_bodies_are_bounded_by_count, lite_request_bodies_are_bounded_by_count;
     bodies_in_flight_are_budgeted => herd_bodies_in_flight_are_budgeted, lite_bodies_in_flight_are_budgeted;
+    metrics_count_what_the_traces_show => herd_metrics_count_what_the_traces_show, lite_metrics_count_what_the_traces_show;
+    metrics_listener_and_keys => herd_metrics_listener_and_keys, lite_metrics_listener_and_keys;
+    prometheus_scrapes_and_agrees_with_the_traces => herd_prometheus_scrapes_and_agrees_with_the_traces, lite_prometheus_scrapes_and_agrees_with_the_traces;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -117,6 +117,20 @@ impl Surface {
         }
     }
 
+    /// Its name in traces and metrics (`ollama_chat`, `openai_chat`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Surface::OllamaChat => "ollama_chat",
+            Surface::OllamaGenerate => "ollama_generate",
+            Surface::OllamaEmbed => "ollama_embed",
+            Surface::OllamaEmbeddings => "ollama_embeddings",
+            Surface::OpenAiChat => "openai_chat",
+            Surface::OpenAiCompletions => "openai_completions",
+            Surface::OpenAiEmbeddings => "openai_embeddings",
+            Surface::AnthropicMessages => "anthropic_messages",
+        }
+    }
+
     /// The surface served on `path` (a trailing `/` is ignored), if any.
     pub fn from_path(path: &str) -> Option<Surface> {
         let path = path.strip_suffix('/').unwrap_or(path);

@@ -57,6 +57,8 @@ pub enum Route {
     Drain,
     /// `/fleet/undrain/{node}`: takes an operator's drain back.
     Undrain,
+    /// `/metrics`: Prometheus' scrape.
+    Metrics,
 }
 
 /// The key a route needs.
@@ -95,6 +97,7 @@ impl Route {
             "/fleet/traces" => Route::FleetTraces,
             "/fleet/usage" => Route::FleetUsage,
             "/heartbeat" => Route::Heartbeat,
+            "/metrics" => Route::Metrics,
             "/api/show" => Route::Show,
             "/api/pull" => Route::Pull,
             "/api/delete" => Route::Delete,
@@ -175,5 +178,6 @@ mod tests {
         }
         assert_eq!(Route::Pull.admin_forward(), Some(("/api/pull", true)));
         assert_eq!(Route::Tags.admin_forward(), None);
+        assert_eq!((Route::of("/metrics"), Route::Metrics.access()), (Some(Route::Metrics), Access::Api));
     }
 }

@@ -73,6 +73,7 @@ impl Router {
             node: None,
             first_dispatch: None,
             first_byte: None,
+            cold_load: None,
             counted_client: false,
         };
         let q = &self.config.queue;
@@ -457,7 +458,15 @@ impl Router {
         }
         self.attempts.insert(
             aid,
-            Attempt { request: id, node, model: model.clone(), state: AttState::Dispatched, started: now, deadline },
+            Attempt {
+                request: id,
+                node,
+                model: model.clone(),
+                state: AttState::Dispatched,
+                started: now,
+                deadline,
+                cold: resident.is_none(),
+            },
         );
         self.timers.insert((deadline, Timer::Attempt(aid)));
         self.commands.push_back(Command::Dispatch(Dispatch {

@@ -13,11 +13,13 @@ impl Router {
         }
         a.state = AttState::Streaming;
         let (rid, node, model) = (a.request, a.node, a.model.clone());
+        let cold_since = a.cold.then_some(a.started);
         let deadline = self.now + self.config.retry.stall_timeout;
         self.set_attempt_deadline(aid, deadline);
         let req = self.requests.get_mut(&rid).expect("attempts belong to live requests");
         req.state = ReqState::Committed(aid);
         req.first_byte = Some(self.now);
+        req.cold_load = cold_since.map(|t| self.now.saturating_since(t));
         let (_, route, score) = req.served.clone().unwrap_or((model.clone(), RouteKind::Primary, 0.0));
         // Pins follow where the request actually runs, not where it was first sent.
         if let Some(k) = req.spec.session_key.clone() {
@@ -263,6 +265,7 @@ impl Router {
             queued: req.first_dispatch.unwrap_or(now).saturating_since(req.admitted),
             ttft: req.first_byte.map(|t| t.saturating_since(req.admitted)),
             total: now.saturating_since(req.admitted),
+            cold_load: req.cold_load,
             tags: req.spec.tags,
             client: req.spec.client,
         }));

@@ -28,6 +28,7 @@ use crate::rng::Rng;
 use crate::score::Decision;
 use crate::time::Instant;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 pub use types::*;
 
 /// How long core waits, after a first-byte-timeout [`Command::Cancel`], for the adapter to report
@@ -100,6 +101,9 @@ pub(crate) struct Req {
     pub(crate) node: Option<NodeId>,
     pub(crate) first_dispatch: Option<Instant>,
     pub(crate) first_byte: Option<Instant>,
+    /// How long the committed attempt's node took to its first byte, when it had to load the
+    /// model first (a cold load).
+    pub(crate) cold_load: Option<Duration>,
     pub(crate) counted_client: bool,
 }
 
@@ -131,6 +135,8 @@ pub(crate) struct Attempt {
     pub(crate) state: AttState,
     pub(crate) started: Instant,
     pub(crate) deadline: Instant,
+    /// The model was not loaded on the node at dispatch.
+    pub(crate) cold: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -495,6 +501,16 @@ impl Router {
     /// The last `now` seen.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// The model an attempt in progress runs.
+    pub fn attempt_model(&self, attempt: AttemptId) -> Option<&ModelName> {
+        self.attempts.get(&attempt).map(|a| &a.model)
+    }
+
+    /// A node's breaker state now (closed when it has none).
+    pub fn breaker_state(&self, node: NodeId) -> crate::policy::breaker::BreakerState {
+        self.breakers.get(&node).map_or(crate::policy::breaker::BreakerState::Closed, |b| b.state(self.now))
     }
 
     /// Status of a node by id.

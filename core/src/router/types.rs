@@ -122,6 +122,17 @@ pub enum RouteKind {
     Substitute,
 }
 
+impl RouteKind {
+    /// Its name in traces, headers and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Primary => "primary",
+            RouteKind::ClientFallback => "client_fallback",
+            RouteKind::Substitute => "substitute",
+        }
+    }
+}
+
 /// Why an attempt is cancelled.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum CancelReason {
@@ -288,6 +299,9 @@ pub struct Trace {
     pub ttft: Option<Duration>,
     /// Time from admission to the end.
     pub total: Duration,
+    /// When the node that answered had to load the model first: its time from dispatch to the
+    /// first byte (the cold load, prefill included).
+    pub cold_load: Option<Duration>,
     /// Request tags.
     pub tags: Vec<String>,
     /// Client identity.

@@ -150,7 +150,7 @@ pub fn run_seed(seed: u64) -> Result<Report, String> {
     let pool: Pool<SimConn> = Pool::new(rt.clone(), Arc::new(connect));
     let app = cli
         .router
-        .start_service(Arc::new(pool.clone()), rt.clone(), Some(Box::new(traces.clone())), None)
+        .start_service(Arc::new(pool.clone()), rt.clone(), Some(Box::new(traces.clone())), None, "herd")
         .map_err(|e| format!("router: {e}"))?;
     let draining = herd_service::server::Draining::default();
     let listener = net.listen(ROUTER);
