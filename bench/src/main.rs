@@ -12,6 +12,7 @@ mod bench {
     pub mod load;
     pub mod procs;
     pub mod report;
+    pub mod scrape;
 }
 
 use std::path::PathBuf;
@@ -92,6 +93,63 @@ struct Args {
     /// How long --proc watches, seconds (0: read once).
     #[arg(long, default_value_t = 0.0, requires = "proc")]
     proc_secs: f64,
+    /// Instead of a benchmark: time Prometheus scrapes of a large fleet (--scrape-nodes nodes with
+    /// --scrape-models models loaded each), over HTTP against herd (and herd-lite with --lite)
+    /// and in process with every series filled.
+    #[arg(long)]
+    scrape: bool,
+    /// Nodes in the --scrape fleet.
+    #[arg(long, default_value_t = 100)]
+    scrape_nodes: usize,
+    /// Models loaded on each node of the --scrape fleet.
+    #[arg(long, default_value_t = 20)]
+    scrape_models: usize,
+    /// Scrapes timed by --scrape.
+    #[arg(long, default_value_t = 200)]
+    scrapes: usize,
+}
+
+/// `--scrape`: one line per measurement.
+fn scrape(args: &Args) -> ExitCode {
+    let shape =
+        bench::scrape::Shape { nodes: args.scrape_nodes, models: args.scrape_models, scrapes: args.scrapes.max(1) };
+    let dir = match args.bin_dir.clone().or_else(|| std::env::current_exe().ok()?.parent().map(PathBuf::from)) {
+        Some(d) => d,
+        None => return ExitCode::from(2),
+    };
+    let scratch = std::env::temp_dir().join(format!("herd-bench-scrape-{}", std::process::id()));
+    let mut ok = true;
+    println!("scrape of {} nodes x {} models, {} scrapes", shape.nodes, shape.models, shape.scrapes);
+    let mut programs = vec!["herd"];
+    if args.lite {
+        programs.push("herd-lite");
+    }
+    for name in programs {
+        match bench::scrape::over_http(&dir.join(name), &scratch, shape) {
+            Ok((p50, p99, max, bytes, series)) => println!(
+                "{name:<10} over HTTP: p50 {p50:.2} ms  p99 {p99:.2} ms  max {max:.2} ms  ({bytes} bytes, {series} samples)"
+            ),
+            Err(e) => {
+                eprintln!("herd-bench: {name}: {e}");
+                ok = false;
+            }
+        }
+    }
+    match bench::scrape::in_process(shape) {
+        Ok((p50, p99, bytes, series)) => println!(
+            "core render, every series filled: p50 {p50:.2} ms  p99 {p99:.2} ms  ({bytes} bytes, {series} samples)"
+        ),
+        Err(e) => {
+            eprintln!("herd-bench: in process: {e}");
+            ok = false;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 /// `--proc`: one process's memory and CPU, as /proc reports them, over `secs`.
@@ -174,6 +232,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(pid) = args.proc {
         return watch_process(pid, args.proc_secs);
+    }
+    if args.scrape {
+        return scrape(&args);
     }
     let runtime = if args.generator_threads == 0 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()

@@ -565,25 +565,31 @@ impl Metrics {
                 }
             }
         }
-        let mut in_flight: Vec<(u32, usize)> = Vec::new();
+        // Attempts running and requests waiting per node, in one pass over the queues.
+        let mut load: BTreeMap<crate::ids::NodeId, (u32, usize)> = BTreeMap::new();
+        for (node, _, q) in router.queues().iter() {
+            let e = load.entry(node).or_default();
+            e.0 += q.in_flight;
+            e.1 += q.pending.len();
+        }
         w.family("herd_model_loaded_bytes", "gauge", "Memory a loaded model takes on a node, by node and model.");
+        let mut rows: BTreeMap<u16, f64> = BTreeMap::new();
         for n in fleet.nodes() {
             // Models beyond the label limit add up under `other`.
-            let mut rows: BTreeMap<u16, f64> = BTreeMap::new();
+            rows.clear();
             for l in &n.report().ollama.models_loaded {
                 *rows.entry(self.served(&l.name)).or_insert(0.0) += l.size_gb * GB;
             }
-            for (model, bytes) in rows {
-                let bytes = bytes.round();
-                w.sample("herd_model_loaded_bytes", &[("node", n.name()), ("model", self.models.name(model))], bytes);
+            for (&model, &bytes) in &rows {
+                w.sample(
+                    "herd_model_loaded_bytes",
+                    &[("node", n.name()), ("model", self.models.name(model))],
+                    bytes.round(),
+                );
             }
-            let (running, waiting) = router
-                .queues()
-                .iter()
-                .filter(|(id, _, _)| *id == n.id())
-                .fold((0, 0), |(r, p), (_, _, q)| (r + q.in_flight, p + q.pending.len()));
-            in_flight.push((running, waiting));
         }
+        let in_flight: Vec<(u32, usize)> =
+            fleet.nodes().map(|n| load.get(&n.id()).copied().unwrap_or_default()).collect();
         w.family("herd_node_in_flight_requests", "gauge", "Attempts running on the node now.");
         for (n, (running, _)) in fleet.nodes().zip(&in_flight) {
             w.sample("herd_node_in_flight_requests", &[("node", n.name())], *running);
@@ -608,13 +614,13 @@ impl Writer<'_> {
         let _ = write!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
     }
 
-    fn labels(&mut self, labels: &[(&str, &str)], le: Option<&str>) {
-        if labels.is_empty() && le.is_none() {
+    fn labels(&mut self, labels: &[(&str, &str)]) {
+        if labels.is_empty() {
             return;
         }
         self.out.push('{');
         let mut first = true;
-        for (k, v) in labels.iter().copied().chain(le.map(|le| ("le", le))) {
+        for &(k, v) in labels {
             if !first {
                 self.out.push(',');
             }
@@ -636,35 +642,39 @@ impl Writer<'_> {
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Value) {
         self.out.push_str(name);
-        self.labels(labels, None);
+        self.labels(labels);
         self.out.push(' ');
         value.write(self.out);
         self.out.push('\n');
     }
 
     fn histogram(&mut self, name: &str, labels: &[(&str, &str)], bounds: &[f64], h: &Histogram) {
+        // The series' labels are written once, then copied before each bucket's `le`.
+        let start = self.out.len();
+        self.labels(labels);
+        let written: String = self.out[start..].to_string();
+        self.out.truncate(start);
+        let open = written.strip_suffix('}').map_or_else(|| "{".to_string(), |l| format!("{l},"));
         let mut cumulative = 0u64;
-        let mut le = String::new();
         for (i, &c) in h.counts.iter().enumerate() {
             cumulative += c;
-            le.clear();
+            self.out.push_str(name);
+            self.out.push_str("_bucket");
+            self.out.push_str(&open);
+            self.out.push_str("le=\"");
             match bounds.get(i) {
-                Some(b) => {
-                    let _ = write!(le, "{b}");
-                }
-                None => le.push_str("+Inf"),
+                Some(b) => b.write(self.out),
+                None => self.out.push_str("+Inf"),
             }
-            let _ = write!(self.out, "{name}_bucket");
-            self.labels(labels, Some(&le));
-            let _ = writeln!(self.out, " {cumulative}");
+            self.out.push_str("\"} ");
+            cumulative.write(self.out);
+            self.out.push('\n');
         }
-        let _ = write!(self.out, "{name}_sum");
-        self.labels(labels, None);
-        self.out.push(' ');
+        let _ = write!(self.out, "{name}_sum{written} ");
         h.sum.write(self.out);
-        let _ = write!(self.out, "\n{name}_count");
-        self.labels(labels, None);
-        let _ = writeln!(self.out, " {cumulative}");
+        let _ = write!(self.out, "\n{name}_count{written} ");
+        cumulative.write(self.out);
+        self.out.push('\n');
     }
 }
 

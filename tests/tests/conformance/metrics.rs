@@ -292,3 +292,47 @@ pub fn prometheus_scrapes_and_agrees_with_the_traces(r: Router) {
     );
     assert!(q_rate <= upper * 1.5, "rate-based p99 {q_rate} s vs bucket ({lower}, {upper}]");
 }
+
+/// The Grafana dashboard in `contrib/grafana/herd.json`: every query parses (`promtool check
+/// rules`, each query a recording rule) and names only metrics herd exposes.
+#[test]
+fn grafana_dashboard_queries_parse_and_name_real_metrics() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/grafana/herd.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).expect("JSON");
+    let mut exprs = Vec::new();
+    for p in dash["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    assert!(exprs.len() >= 20, "{} queries", exprs.len());
+    // Every family core renders, from its TYPE lines (present with or without samples).
+    let router = herd_core::router::Router::new(Default::default(), 1, herd_core::time::Instant::ZERO).unwrap();
+    let mut text = String::new();
+    let build = herd_core::metrics::BuildInfo { binary: "herd", version: "0" };
+    herd_core::metrics::Metrics::default().render(&router, herd_core::time::Instant::ZERO, build, &mut text);
+    let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        let e = e.replace("$__rate_interval", "5m").replace("$job", ".*").replace("$model", ".*");
+        for name in e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("herd_")) {
+            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+            assert!(families.contains(&family) || families.contains(&name), "{name} in {e} is not a herd metric");
+        }
+        rules.push_str(&format!(
+            "      - record: herd_dashboard:query_{i}\n        expr: '{}'\n",
+            e.replace('\'', "''")
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yml");
+    std::fs::write(&file, &rules).unwrap();
+    let (promtool, _) = prometheus_tools();
+    let out = Command::new(promtool).args(["check", "rules"]).arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}\n{rules}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
