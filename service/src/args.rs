@@ -131,6 +131,13 @@ pub struct RouterArgs {
     /// Seed of the router's tie-breaks (default: from the clock).
     #[arg(long, env = "HERD_SEED")]
     pub seed: Option<u64>,
+    /// `keep_alive` sent with a request to a node's native API (chat, generate, embeddings) when
+    /// the client sent none: seconds (`-1` keeps the model loaded, `0` unloads it after the
+    /// request), an Ollama duration (`5m`, `1h`), or `off` to send none (the node's
+    /// OLLAMA_KEEP_ALIVE applies). The client's own value always wins [default: -1, or the
+    /// config file's policy.keep_alive].
+    #[arg(long, env = "HERD_KEEP_ALIVE", allow_hyphen_values = true)]
+    pub keep_alive: Option<herd_core::config::KeepAlive>,
 }
 
 impl RouterArgs {
@@ -141,6 +148,9 @@ impl RouterArgs {
     /// The file cannot be read or parsed, or the configuration is invalid.
     pub fn router_config(&self) -> Result<herd_core::config::RouterConfig, String> {
         let mut config = crate::load_config(self.config.as_deref(), self.fleet_key.as_deref())?;
+        if let Some(k) = &self.keep_alive {
+            config.policy.keep_alive = k.clone();
+        }
         let networks: Vec<String> =
             self.node_networks.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
         if !networks.is_empty() {
