@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+pub mod fleet_env;
 mod keep_alive;
 
 pub use keep_alive::{KeepAlive, KeepAliveError};
