@@ -23,8 +23,18 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    let args = Args::parse_command_line();
+    // ollama-herd's env file and FLEET_* settings, before the command line reads HERD_*.
+    let fleet = match herd_service::fleet_env::load() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("herd-lite: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut args = Args::parse_command_line();
+    args.router.fleet_env = fleet.env.clone();
     herd_service::args::init_logging(&args);
+    fleet.log();
     if args.threads > 0 && std::env::var_os("SMOL_THREADS").is_none() {
         // Read by smol's global executor when it starts, which is below: nothing runs yet.
         std::env::set_var("SMOL_THREADS", args.threads.to_string());

@@ -22,6 +22,13 @@ pub struct Args {
     /// Keep at most this many traces.
     #[arg(long, env = "HERD_TRACE_ROWS", default_value_t = 1_000_000)]
     pub trace_rows: u64,
+    /// The mDNS service type to advertise (ollama-herd's FLEET_MDNS_SERVICE_TYPE; agents browse
+    /// for the same one: herd-node --mdns-service).
+    #[arg(long, env = "HERD_MDNS_SERVICE", default_value = crate::mdns::SERVICE_TYPE)]
+    pub mdns_service: String,
+    /// The mDNS instance name to advertise (ollama-herd's FLEET_MDNS_SERVICE_NAME).
+    #[arg(long, env = "HERD_MDNS_NAME", default_value = crate::mdns::INSTANCE_NAME)]
+    pub mdns_name: String,
 }
 
 impl std::ops::Deref for Args {
@@ -48,6 +55,15 @@ impl Args {
     /// The temporary folder a `--demo` without `--data-dir` keeps its traces in.
     pub fn demo_data_dir(&self) -> PathBuf {
         std::env::temp_dir().join(format!("herd-demo-{}", std::process::id()))
+    }
+
+    /// What to advertise over mDNS.
+    pub fn mdns_options(&self) -> crate::mdns::AdvertiseOptions {
+        crate::mdns::AdvertiseOptions {
+            instance: self.mdns_name.clone(),
+            service_type: self.mdns_service.clone(),
+            ..crate::mdns::AdvertiseOptions::default()
+        }
     }
 
     /// Whether the data directory is the demo's temporary one (removed at exit).
@@ -81,5 +97,15 @@ mod tests {
         let shared = Args::try_parse_from(["herd", "--demo", "--host", "0.0.0.0", "--data-dir", "/tmp/x"]).unwrap();
         assert_eq!(shared.host().to_string(), "0.0.0.0", "unless told otherwise");
         assert!(!shared.data_dir_is_temporary());
+        let mdns = a.mdns_options();
+        assert_eq!(
+            (mdns.service_type.as_str(), mdns.instance.as_str()),
+            (crate::mdns::SERVICE_TYPE, "Fleet Manager Router")
+        );
+        let own = Args::try_parse_from(["herd", "--mdns-service", "_lab._tcp.local.", "--mdns-name", "Lab"]).unwrap();
+        assert_eq!(
+            (own.mdns_options().service_type.as_str(), own.mdns_options().instance.as_str()),
+            ("_lab._tcp.local.", "Lab")
+        );
     }
 }

@@ -128,18 +128,18 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
         None => None,
     };
     // A demo router is a playground: real agents on the LAN must not find it and register.
-    let mdns = if args.no_mdns || args.demo { None } else { advertise(addr) };
+    let mdns = if args.no_mdns || args.demo { None } else { advertise(addr, args.mdns_options()) };
     Ok(Running { addr, metrics_addr, app, store: Some(store), mdns, draining, tasks })
 }
 
 /// Advertises the router over mDNS unless it listens on loopback. A failure is one warning: the
 /// router works without it, and agents can be given `--router-url`.
-fn advertise(addr: SocketAddr) -> Option<mdns::Advertiser> {
-    match mdns::advertise(addr, &mdns::AdvertiseOptions::default()) {
+fn advertise(addr: SocketAddr, options: mdns::AdvertiseOptions) -> Option<mdns::Advertiser> {
+    match mdns::advertise(addr, &options) {
         Ok(Some(a)) => {
             tracing::info!(
-                instance = mdns::INSTANCE_NAME,
-                service = mdns::SERVICE_TYPE,
+                instance = %options.instance,
+                service = %options.service_type,
                 port = addr.port(),
                 addresses = %mdns::describe(addr),
                 "advertising the router over mDNS"

@@ -25,8 +25,18 @@ fn tune_allocator() {
 
 fn main() -> std::process::ExitCode {
     tune_allocator();
-    let args = Args::parse();
+    // ollama-herd's env file and FLEET_* settings, before the command line reads HERD_*.
+    let fleet = match herd_service::fleet_env::load() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("herd: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let mut args = Args::parse();
+    args.router.fleet_env = fleet.env.clone();
     herd_service::args::init_logging(&args);
+    fleet.log();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if args.threads > 0 {
         builder.worker_threads(args.threads);

@@ -4,6 +4,11 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+pub mod fleet_env;
+mod keep_alive;
+
+pub use keep_alive::{KeepAlive, KeepAliveError};
+
 /// How the scorer weighs nodes.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -295,6 +300,9 @@ pub struct PolicyConfig {
     pub thinking_overhead: f64,
     /// Thinking models: least `num_predict` after inflation. Default 1024.
     pub thinking_min_predict: u32,
+    /// `keep_alive` for a body sent to a native Ollama endpoint without one (the client's own
+    /// always wins). Default `-1`, ollama-herd's: models stay loaded.
+    pub keep_alive: KeepAlive,
 }
 
 impl Default for PolicyConfig {
@@ -308,6 +316,7 @@ impl Default for PolicyConfig {
             context_protection: ContextProtection::Strip,
             thinking_overhead: 4.0,
             thinking_min_predict: 1024,
+            keep_alive: KeepAlive::default(),
         }
     }
 }

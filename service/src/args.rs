@@ -139,16 +139,35 @@ pub struct RouterArgs {
     /// network; or give the scraper a key: Prometheus' `authorization` setting).
     #[arg(long, env = "HERD_METRICS_OPEN")]
     pub metrics_open: bool,
+    /// `keep_alive` sent with a request to a node's native API (chat, generate, embeddings) when
+    /// the client sent none: seconds (`-1` keeps the model loaded, `0` unloads it after the
+    /// request), an Ollama duration (`5m`, `1h`), or `off` to send none (the node's
+    /// OLLAMA_KEEP_ALIVE applies). The client's own value always wins [default: -1, or the
+    /// config file's policy.keep_alive].
+    #[arg(long, env = "HERD_KEEP_ALIVE", allow_hyphen_values = true)]
+    pub keep_alive: Option<herd_core::config::KeepAlive>,
+    /// ollama-herd's `FLEET_*` settings, read before the command line
+    /// ([`crate::fleet_env::load`]); its configuration fields go under the `--config` file's.
+    #[arg(skip)]
+    pub fleet_env: herd_core::config::fleet_env::FleetEnv,
 }
 
 impl RouterArgs {
-    /// The router configuration: the `--config` file over core's defaults, and the fleet key.
+    /// The router configuration, in layers, each over the one before: core's defaults,
+    /// ollama-herd's `FLEET_*` settings, the `--config` file, then the flags (and their `HERD_*`
+    /// variables). herd's own settings always win over ollama-herd's.
     ///
     /// # Errors
     ///
     /// The file cannot be read or parsed, or the configuration is invalid.
     pub fn router_config(&self) -> Result<herd_core::config::RouterConfig, String> {
-        let mut config = crate::load_config(self.config.as_deref(), self.fleet_key.as_deref())?;
+        let mut base = herd_core::config::RouterConfig::default();
+        self.fleet_env.apply(&mut base);
+        let mut config =
+            crate::load_config(base, self.config.as_deref(), self.fleet_key.as_deref()).map_err(|e| self.blame(e))?;
+        if let Some(k) = &self.keep_alive {
+            config.policy.keep_alive = k.clone();
+        }
         let networks: Vec<String> =
             self.node_networks.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
         if !networks.is_empty() {
@@ -164,7 +183,16 @@ impl RouterArgs {
                 *field = v;
             }
         }
-        config.validate().map_err(|e| format!("invalid configuration: {e}"))
+        config.validate().map_err(|e| self.blame(format!("invalid configuration: {e}")))
+    }
+
+    /// `error`, naming the `FLEET_*` settings that went into the configuration, if any.
+    fn blame(&self, error: String) -> String {
+        if self.fleet_env.config.is_empty() {
+            return error;
+        }
+        let vars: Vec<String> = self.fleet_env.config.iter().map(|s| format!("{}={}", s.var, s.value)).collect();
+        format!("{error} (with ollama-herd's {})", vars.join(", "))
     }
 
     /// The seed for core's randomness: `--seed`, else the runtime's.
@@ -263,5 +291,53 @@ impl RouterArgs {
             );
         }
         Ok(app)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use herd_core::config::{fleet_env, KeepAlive};
+    use std::collections::BTreeSet;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        router: RouterArgs,
+    }
+
+    fn args(argv: &[&str], fleet: &[(&str, &str)]) -> RouterArgs {
+        let mut a = Cli::try_parse_from(std::iter::once("herd").chain(argv.iter().copied())).unwrap().router;
+        a.fleet_env = fleet_env::map(fleet.iter().copied(), &BTreeSet::new(), None);
+        a
+    }
+
+    /// core's defaults, then ollama-herd's settings, then the `--config` file, then flags.
+    #[test]
+    fn configuration_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, r#"{"score": {"model_warm": 7}, "policy": {"keep_alive": "10m"}}"#).unwrap();
+        let fleet = [("FLEET_SCORE_MODEL_HOT", "60"), ("FLEET_SCORE_MODEL_WARM", "40"), ("FLEET_MAX_RETRIES", "0")];
+
+        let c = args(&[], &fleet).router_config().unwrap();
+        assert_eq!((c.score.model_hot, c.score.model_warm, c.retry.max_attempts), (60.0, 40.0, 1));
+        assert_eq!(c.policy.keep_alive, KeepAlive::Seconds(-1.0), "ollama-herd's keep_alive by default");
+
+        let with_file = ["--config", file.to_str().unwrap()];
+        let c = args(&with_file, &fleet).router_config().unwrap();
+        assert_eq!((c.score.model_hot, c.score.model_warm), (60.0, 7.0), "the file over FLEET_*, field by field");
+        assert_eq!(c.policy.keep_alive, KeepAlive::Duration("10m".into()));
+
+        let c = args(&[with_file[0], with_file[1], "--keep-alive", "-1"], &fleet).router_config().unwrap();
+        assert_eq!(c.policy.keep_alive, KeepAlive::Seconds(-1.0), "the flag over the file");
+        let c = args(&["--keep-alive", "off"], &[]).router_config().unwrap();
+        assert_eq!(c.policy.keep_alive, KeepAlive::Off);
+        assert!(Cli::try_parse_from(["herd", "--keep-alive", "forever"]).is_err(), "a bad value refuses to start");
+
+        // A configuration the FLEET_* settings made invalid says which ones went in.
+        let e = args(&[], &[("FLEET_HEARTBEAT_TIMEOUT", "40")]).router_config().unwrap_err();
+        assert!(e.contains("fleet.degraded_after") && e.contains("FLEET_HEARTBEAT_TIMEOUT=40"), "{e}");
     }
 }

@@ -19,6 +19,7 @@ pub mod args;
 pub mod driver;
 pub mod errors;
 pub mod fleet;
+pub mod fleet_env;
 pub mod http;
 pub mod proxy;
 pub mod relay;
@@ -246,27 +247,53 @@ impl App {
     }
 }
 
-/// Reads the router configuration: the JSON file's fields over core's defaults, then the fleet
-/// key from the command line.
+/// Reads the router configuration: the JSON file's fields over `base` (core's defaults with
+/// ollama-herd's `FLEET_*` settings applied), then the fleet key from the command line.
 ///
 /// # Errors
 ///
 /// The file cannot be read or parsed (with its path), or the configuration is invalid.
 pub fn load_config(
+    base: herd_core::config::RouterConfig,
     file: Option<&std::path::Path>,
     fleet_key: Option<&str>,
 ) -> Result<herd_core::config::RouterConfig, String> {
     let mut config = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
-            serde_json::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?
+            let shown = path.display();
+            let text = std::fs::read_to_string(path).map_err(|e| format!("config file {shown}: {e}"))?;
+            // Read as a configuration first, for errors with a line and column.
+            serde_json::from_str::<herd_core::config::RouterConfig>(&text)
+                .map_err(|e| format!("config file {shown}: {e}"))?;
+            let file: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("config file {shown}: {e}"))?;
+            let mut merged = serde_json::to_value(&base).map_err(|e| format!("config: {e}"))?;
+            merge_json(&mut merged, file);
+            serde_json::from_value(merged).map_err(|e| format!("config file {shown}: {e}"))?
         }
-        None => herd_core::config::RouterConfig::default(),
+        None => base,
     };
     if let Some(k) = fleet_key.map(str::trim).filter(|k| !k.is_empty()) {
         config.fleet.fleet_key = Some(k.to_string());
     }
     config.validate().map_err(|e| format!("invalid configuration: {e}"))
+}
+
+/// `over` written onto `base`: objects field by field (at any depth), anything else replaced.
+fn merge_json(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge_json(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
 }
 
 /// Starts what runs beside the requests: a poller per static node and the auto-pull worker.

@@ -83,6 +83,7 @@ conformance! {
     metrics_count_what_the_traces_show => herd_metrics_count_what_the_traces_show, lite_metrics_count_what_the_traces_show;
     metrics_listener_and_keys => herd_metrics_listener_and_keys, lite_metrics_listener_and_keys;
     prometheus_scrapes_and_agrees_with_the_traces => herd_prometheus_scrapes_and_agrees_with_the_traces, lite_prometheus_scrapes_and_agrees_with_the_traces;
+    keep_alive_goes_to_the_native_api => herd_keep_alive_goes_to_the_native_api, lite_keep_alive_goes_to_the_native_api;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -484,6 +485,44 @@ fn static_node_serves_a_chat(r: Router) {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("x-herd-node"), name);
     assert_eq!(reply.json()["done"], true, "{}", reply.text());
+}
+
+/// herd asks a node to keep the model loaded (`keep_alive: -1`, as ollama-herd does) on every
+/// call to its native API (chat, generate, embeddings, and OpenAI requests translated to native)
+/// unless the client chose its own; calls passed to the node's OpenAI or Anthropic endpoints,
+/// which have no keep_alive, go as the client sent them. `--keep-alive off` sends none.
+fn keep_alive_goes_to_the_native_api(r: Router) {
+    let stats = |f: &Fleet| {
+        let node = f.fake_url("alpha").trim_start_matches("http://").parse().expect("a node address");
+        http::call(node, "GET", "/_fake/stats", &[], b"").expect("the node's stats").json()
+    };
+    let sent = |f: &Fleet, path: &str, body: Value| {
+        let reply = f.post(path, &body);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        stats(f)["last_body"].get("keep_alive").cloned()
+    };
+    let f = one_node(r, &[]);
+    let chat = Proto::Ollama.chat_body("qwen3:8b");
+    assert_eq!(sent(&f, "/api/chat", chat.clone()), Some(json!(-1)));
+    let mut own = chat.clone();
+    own["keep_alive"] = json!("7m");
+    assert_eq!(sent(&f, "/api/chat", own), Some(json!("7m")), "the client's own keep_alive wins");
+    assert_eq!(sent(&f, "/api/generate", json!({"model": "qwen3:8b", "prompt": "hi"})), Some(json!(-1)));
+    assert_eq!(sent(&f, "/api/embed", json!({"model": "qwen3:8b", "input": "hi"})), Some(json!(-1)));
+    assert_eq!(sent(&f, "/v1/chat/completions", Proto::OpenAi.chat_body("qwen3:8b")), Some(json!(-1)), "translated");
+    // An OpenAI stream goes to the node's /v1 as sent unless herd must patch it (a pinned num_ctx
+    // is only taken natively): keep_alive exactly when it went to /api/chat.
+    let mut stream = Proto::OpenAi.chat_body("qwen3:8b");
+    stream["stream"] = json!(true);
+    let native_before = stats(&f)["requests"]["/api/chat"].as_u64();
+    let keep_alive = sent(&f, "/v1/chat/completions", stream);
+    let translated = stats(&f)["requests"]["/api/chat"].as_u64() != native_before;
+    assert_eq!(keep_alive, translated.then(|| json!(-1)), "translated: {translated}");
+    assert_eq!(sent(&f, "/v1/messages", Proto::Anthropic.chat_body("qwen3:8b")), None);
+    assert_eq!(sent(&f, "/v1/embeddings", json!({"model": "qwen3:8b", "input": "hi"})), None);
+    drop(f);
+    let off = one_node(r, &["--keep-alive", "off"]);
+    assert_eq!(sent(&off, "/api/chat", chat), None);
 }
 
 /// With `--fleet-key`, a heartbeat without the key or with a wrong one is 401 (Ollama envelope),

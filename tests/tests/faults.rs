@@ -53,14 +53,16 @@ impl Proc {
     fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Proc, String> {
         let mut cmd = Command::new(program);
         cmd.args(args);
-        // Settings from the environment would override the flags' defaults.
+        // Settings from the environment would override the flags' defaults (ollama-herd's
+        // FLEET_* too; FLEET_ENV_FILE=/dev/null keeps its env file out).
         for (k, _) in std::env::vars_os() {
             if let Some(k) = k.to_str() {
-                if k.starts_with("HERD_") || k.starts_with("FAKE_OLLAMA_") {
+                if k.starts_with("HERD_") || k.starts_with("FAKE_OLLAMA_") || k.starts_with("FLEET_") {
                     cmd.env_remove(k);
                 }
             }
         }
+        cmd.env("FLEET_ENV_FILE", "/dev/null");
         cmd.env("NO_COLOR", "1");
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| e.to_string())?;
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);

@@ -24,8 +24,9 @@ pub enum AttemptPlan {
         /// Whether the client asked for a stream.
         client_stream: bool,
     },
-    /// Forwarded as sent (model patched, herd's fields stripped): embeddings, Anthropic, and
-    /// OpenAI streams that need no change; `stream` is the protocol of a streamed answer.
+    /// Forwarded as sent (model patched, herd's fields stripped, and `keep_alive` added for the
+    /// native embedding endpoints): embeddings, Anthropic, and OpenAI streams that need no change;
+    /// `stream` is the protocol of a streamed answer.
     Pass {
         /// The node endpoint (the client's own).
         path: &'static str,
@@ -151,6 +152,13 @@ impl AttemptPlan {
         }
     }
 
+    /// Whether the node endpoint reads `keep_alive`: the native ones (`/api/chat`,
+    /// `/api/generate`, `/api/embed`, `/api/embeddings`). Ollama's OpenAI and Anthropic endpoints
+    /// have no way to set it (wire-api.md §6.1), so a body passed to them keeps its bytes.
+    pub fn reads_keep_alive(self) -> bool {
+        self.path().starts_with("/api/")
+    }
+
     /// Whether the client gets a stream (else one gathered answer).
     pub fn streams(self) -> bool {
         match self {
@@ -176,7 +184,8 @@ impl AttemptPlan {
         release: &mut dyn FnMut(),
     ) -> Result<(AttemptBody, bool), PlanError> {
         let model = (d.model != spec.model).then(|| d.model.clone());
-        let mut patch = BodyPatch { model, strip_herd_fields: true, ..BodyPatch::default() };
+        let keep_alive = if self.reads_keep_alive() { d.keep_alive.value() } else { None };
+        let mut patch = BodyPatch { model, keep_alive, strip_herd_fields: true, ..BodyPatch::default() };
         let mut include_usage = false;
         let body = match self {
             AttemptPlan::Native { .. } => {
@@ -186,7 +195,11 @@ impl AttemptPlan {
                 index.patched(raw, &patch)
             }
             AttemptPlan::Pass { .. } => {
-                if patch.model.is_none() && !index.has_herd_fields(raw) {
+                let clients_keep_alive = || index.value(raw, "keep_alive").is_some_and(|v| !v.is_null());
+                if patch.model.is_none()
+                    && !index.has_herd_fields(raw)
+                    && (patch.keep_alive.is_none() || clients_keep_alive())
+                {
                     // Nothing to change: forward the client's own bytes.
                     return Ok((AttemptBody::AsSent, false));
                 }
@@ -238,13 +251,14 @@ fn write_sized<T: serde::Serialize>(value: &T, about: usize) -> serde_json::Resu
 mod tests {
     use super::*;
     use crate::api::{describe_indexed, DescribeContext};
+    use crate::config::KeepAlive;
     use crate::ids::{AttemptId, ModelName, NodeId, RequestId};
     use crate::policy::context::ContextAction;
     use crate::router::RouteKind;
     use proptest::prelude::*;
     use serde_json::Value;
 
-    fn dispatch(model: &str, num_ctx: Option<u32>, num_predict: Option<u32>) -> Dispatch {
+    fn dispatch(model: &str, num_ctx: Option<u32>, num_predict: Option<u32>, keep_alive: KeepAlive) -> Dispatch {
         Dispatch {
             request: RequestId(1),
             attempt: AttemptId(1),
@@ -253,6 +267,7 @@ mod tests {
             model: ModelName::new(model),
             num_ctx,
             num_predict,
+            keep_alive,
             context: ContextAction::Untouched,
             first_byte_deadline: crate::time::Instant::ZERO,
             route: RouteKind::Primary,
@@ -260,7 +275,7 @@ mod tests {
         }
     }
 
-    fn body_for(surface: Surface, stream: bool, herd_field: bool) -> Vec<u8> {
+    fn body_for(surface: Surface, stream: bool, herd_field: bool, keep_alive: bool) -> Vec<u8> {
         let mut v = match surface {
             Surface::OllamaGenerate | Surface::OpenAiCompletions => {
                 serde_json::json!({ "model": "m", "prompt": "hi", "stream": stream })
@@ -278,6 +293,9 @@ mod tests {
         if herd_field {
             v["fallback_models"] = serde_json::json!(["other"]);
         }
+        if keep_alive {
+            v["keep_alive"] = serde_json::json!("7m");
+        }
         serde_json::to_vec(&v).unwrap()
     }
 
@@ -290,14 +308,20 @@ mod tests {
             herd_field in any::<bool>(),
             num_ctx in proptest::option::of(512u32..65_536),
             num_predict in proptest::option::of(1u32..4096),
+            clients_keep_alive in any::<bool>(),
+            keep_alive_on in any::<bool>(),
         ) {
             let surface = Surface::ALL[surface_i];
-            let raw = body_for(surface, stream, herd_field);
+            let raw = body_for(surface, stream, herd_field, clients_keep_alive);
             let index = BodyIndex::new(&raw, &BodyLimits::default()).unwrap();
             let spec = describe_indexed(surface, &raw, &index, &DescribeContext::default()).unwrap();
             let served = if fallback { "other" } else { "m" };
-            let d = dispatch(served, num_ctx, num_predict);
+            let keep_alive = if keep_alive_on { KeepAlive::default() } else { KeepAlive::Off };
+            let d = dispatch(served, num_ctx, num_predict, keep_alive);
             let plan = AttemptPlan::of(surface, &spec, &d);
+            // keep_alive is added only where the node reads it and the client sent none.
+            let adds_keep_alive = plan.reads_keep_alive() && keep_alive_on && !clients_keep_alive;
+            let unchanged = !fallback && !herd_field && !adds_keep_alive;
             // The client gets what it asked for.
             prop_assert_eq!(plan.streams(), spec.stream);
             prop_assert_eq!(!matches!(plan.answer_shape(), AnswerShape::Gather(_)), spec.stream);
@@ -305,12 +329,23 @@ mod tests {
             let sent: Value = match &body {
                 AttemptBody::AsSent => {
                     // Only when nothing had to change.
-                    prop_assert!(!fallback && !herd_field);
+                    prop_assert!(unchanged);
                     prop_assert!(matches!(plan, AttemptPlan::Pass { .. }), "forwarded as sent only when passed through");
                     serde_json::from_slice(&raw).unwrap()
                 }
-                AttemptBody::Rewritten(b) => serde_json::from_slice(b).unwrap(),
+                AttemptBody::Rewritten(b) => {
+                    // And always then, when passed through.
+                    prop_assert!(!(unchanged && matches!(plan, AttemptPlan::Pass { .. })), "rewrote a body that needed no change");
+                    serde_json::from_slice(b).unwrap()
+                }
             };
+            // The client's keep_alive always wins; herd's goes only to native endpoints.
+            let want_keep_alive = if clients_keep_alive {
+                Some(serde_json::json!("7m"))
+            } else {
+                adds_keep_alive.then(|| serde_json::json!(-1))
+            };
+            prop_assert_eq!(sent.get("keep_alive").cloned(), want_keep_alive);
             prop_assert_eq!(sent["model"].as_str(), Some(d.model.as_str()).filter(|_| fallback).or(Some("m")));
             prop_assert!(sent.get("fallback_models").is_none(), "herd's fields never reach a node");
             match plan {

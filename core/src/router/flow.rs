@@ -477,6 +477,7 @@ impl Router {
             model,
             num_ctx: shape.num_ctx,
             num_predict: shape.num_predict,
+            keep_alive: c.policy.keep_alive.clone(),
             context: shape.context,
             first_byte_deadline: deadline,
             route,

@@ -64,6 +64,9 @@ pub struct Dispatch {
     pub num_ctx: Option<u32>,
     /// Set `options.num_predict` to this.
     pub num_predict: Option<u32>,
+    /// The `keep_alive` to send when the client sent none (`policy.keep_alive`); the attempt's
+    /// plan puts it only on bodies for native endpoints, the only ones that read it.
+    pub keep_alive: crate::config::KeepAlive,
     /// What context protection did.
     pub context: ContextAction,
     /// The attempt's first-byte deadline (core enforces it; the adapter may use it as a hint).

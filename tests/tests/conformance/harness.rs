@@ -67,12 +67,15 @@ impl Proc {
     fn spawn(name: &str, program: &Path, args: &[String], log: &Path, first_line: bool) -> (Proc, Option<String>) {
         let mut cmd = Command::new(program);
         cmd.args(args);
-        // Settings from the environment would override the flags' defaults.
+        // Settings from the environment would override the flags' defaults: herd's own, and
+        // ollama-herd's, which the routers read too (FLEET_ENV_FILE=/dev/null: no env file).
         for (k, _) in std::env::vars_os() {
-            if let Some(k) = k.to_str().filter(|k| k.starts_with("HERD_") || k.starts_with("FAKE_OLLAMA_")) {
+            if let Some(k) = k.to_str().filter(|k| ["HERD_", "FAKE_OLLAMA_", "FLEET_"].iter().any(|p| k.starts_with(p)))
+            {
                 cmd.env_remove(k);
             }
         }
+        cmd.env("FLEET_ENV_FILE", "/dev/null");
         cmd.env("NO_COLOR", "1");
         let open = || std::fs::OpenOptions::new().create(true).append(true).open(log).expect("opening a log");
         cmd.stdin(Stdio::null()).stderr(open());
