@@ -193,6 +193,23 @@ async fn refuse_unread(app: &App, mut body: Incoming, mut answer: Answer, expect
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    use herd_core::api::cors::Cors;
+    match service::cors(&app, req.method().as_str(), &HyperHeaders(req.headers())) {
+        Cors::None => serve_request(app, req, peer).await,
+        Cors::Preflight(status, h) => response(service::preflight_answer(status, h), false),
+        Cors::Headers(h) => {
+            let mut resp = serve_request(app, req, peer).await;
+            for (k, v) in h {
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    resp.headers_mut().append(HeaderName::from_static(k), v);
+                }
+            }
+            resp
+        }
+    }
+}
+
+async fn serve_request(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str();
     let version = if parts.version == hyper::Version::HTTP_11 { Version::Http11 } else { Version::Http10 };

@@ -139,6 +139,10 @@ pub struct RouterArgs {
     /// network; or give the scraper a key: Prometheus' `authorization` setting).
     #[arg(long, env = "HERD_METRICS_OPEN")]
     pub metrics_open: bool,
+    /// Browser origins allowed to call the router (CORS), comma-separated: `*` for any, or
+    /// origins like `http://localhost:3000`, `https://*.example.com` [default: none, CORS off].
+    #[arg(long, env = "HERD_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
     /// `keep_alive` sent with a request to a node's native API (chat, generate, embeddings) when
     /// the client sent none: seconds (`-1` keeps the model loaded, `0` unloads it after the
     /// request), an Ollama duration (`5m`, `1h`), or `off` to send none (the node's
@@ -160,6 +164,15 @@ impl RouterArgs {
     /// # Errors
     ///
     /// The file cannot be read or parsed, or the configuration is invalid.
+    /// The CORS policy (`None`: off).
+    ///
+    /// # Errors
+    /// An origin in the list is not one.
+    pub fn cors(&self) -> Result<Option<herd_core::api::cors::CorsPolicy>, String> {
+        herd_core::api::cors::CorsPolicy::parse(self.cors_origins.as_deref().unwrap_or(""))
+            .map_err(|e| format!("--cors-origins: {e}"))
+    }
+
     pub fn router_config(&self) -> Result<herd_core::config::RouterConfig, String> {
         let mut base = herd_core::config::RouterConfig::default();
         self.fleet_env.apply(&mut base);
@@ -257,6 +270,7 @@ impl RouterArgs {
             ),
             traces,
             metrics_open: self.metrics_open,
+            cors: self.cors().ok().flatten(),
             binary,
             only_metrics: false,
         }
@@ -278,6 +292,7 @@ impl RouterArgs {
     ) -> Result<Arc<App>, String> {
         let config = self.router_config()?;
         let nodes = self.static_nodes()?;
+        self.cors()?;
         let router = herd_core::router::Router::new(config.clone(), self.seed(&*rt), rt.now())
             .map_err(|e| format!("invalid configuration: {e}"))?;
         let (driver, pulls) = crate::driver::spawn(router, sink, rt.clone());

@@ -82,6 +82,30 @@ fn check(app: &App, guard: Access, headers: &dyn Headers, proto: Proto) -> Optio
     }
 }
 
+/// What CORS adds to a request (before anything else: a preflight is answered here, without a
+/// key). Adapters answer `Cors::Preflight` as it is and add `Cors::Headers` to every answer.
+pub fn cors(app: &App, method: &str, headers: &dyn Headers) -> herd_core::api::cors::Cors {
+    match &app.cors {
+        None => herd_core::api::cors::Cors::None,
+        Some(policy) => policy.decide(
+            method,
+            headers.get("origin"),
+            headers.get("access-control-request-method"),
+            headers.get("access-control-request-headers"),
+        ),
+    }
+}
+
+/// A preflight's answer: its status and headers, a short text for a refusal.
+pub fn preflight_answer(status: u16, headers: Vec<(&'static str, String)>) -> Answer {
+    let body = if status == 204 {
+        Bytes::new()
+    } else {
+        Bytes::from_static(b"origin not allowed by the router's CORS settings")
+    };
+    Answer { status, headers, body: crate::AnswerBody::Full(body) }
+}
+
 /// Checks a request head: the method of an inference path, and the key its path needs. `Err` is
 /// the answer to send without reading the body.
 pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Result<Admitted, Answer> {

@@ -229,6 +229,8 @@ pub struct App {
     pub traces: Option<Arc<dyn TraceLog>>,
     /// `/metrics` answers without a key even when keys are set (`--metrics-open`).
     pub metrics_open: bool,
+    /// Browser origins allowed (`--cors-origins`; `None`: CORS off).
+    pub cors: Option<herd_core::api::cors::CorsPolicy>,
     /// The binary's name, for `herd_build_info`.
     pub binary: &'static str,
     /// This listener serves `/metrics` only (`--metrics-addr`).

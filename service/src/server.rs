@@ -13,6 +13,7 @@ use crate::errors::{body_timeout, body_unreadable, error_answer, too_large, Prot
 use crate::upstream::{write_all, Transport};
 use crate::{http as service, next_chunk, race, Answer, AnswerBody, App, AsyncTimer, Either, Headers, Instant};
 use bytes::{Buf, Bytes, BytesMut};
+use herd_core::api::cors::Cors;
 use herd_core::codec::chunked::{encode_chunk, encode_last, ChunkedLimits};
 use herd_core::codec::http1::{self, BodyDecoder, BodyError, Framing, HeadError, Header, Limits, RequestHead};
 use herd_core::codec::Status;
@@ -68,7 +69,7 @@ impl Draining {
 pub async fn serve_connection<S: Transport>(stream: S, peer: SocketAddr, app: Arc<App>, draining: Draining) {
     let _live = draining.live.clone();
     let timer = app.runtime.timer(Instant::MAX);
-    let conn = Conn { stream, peer, app, draining, buf: BytesMut::new(), timer };
+    let conn = Conn { stream, peer, app, draining, buf: BytesMut::new(), timer, cors: Vec::new() };
     conn.run().await;
 }
 
@@ -99,6 +100,8 @@ struct Conn<S> {
     buf: BytesMut,
     /// The read deadline, moved for each wait.
     timer: Pin<Box<dyn AsyncTimer>>,
+    /// CORS headers for the answers to the request being served.
+    cors: Vec<(&'static str, String)>,
 }
 
 impl<S: Transport> Conn<S> {
@@ -202,6 +205,16 @@ impl<S: Transport> Conn<S> {
         if let Err(e) = http1::host_rule(head.version, hosts) {
             self.write(head_error(&e), is_head, false).await?;
             return Ok(false);
+        }
+        self.cors.clear();
+        match service::cors(&self.app, &head.method, &HeadHeaders(&head.headers)) {
+            Cors::None => {}
+            Cors::Headers(h) => self.cors = h,
+            Cors::Preflight(status, h) => {
+                let clean = !head.framing.has_body();
+                self.write(service::preflight_answer(status, h), false, keep_alive && clean).await?;
+                return Ok(keep_alive && clean);
+            }
         }
         let admitted = match service::admit(&self.app, &head.method, path, &HeadHeaders(&head.headers)) {
             Ok(a) => a,
@@ -342,6 +355,7 @@ impl<S: Transport> Conn<S> {
         let mut fields: Vec<(&str, &[u8])> = answer
             .headers
             .iter()
+            .chain(&self.cors)
             .filter(|(k, _)| *k != "connection" && *k != "content-length" && *k != "transfer-encoding")
             .map(|(k, v)| (*k, v.as_bytes()))
             .collect();

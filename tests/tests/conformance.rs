@@ -6,6 +6,8 @@
 //!
 //! `cargo test -p herd-sim --test conformance herd_` runs the `herd` half, `lite_` the other.
 
+#[path = "conformance/compat.rs"]
+mod compat;
 #[path = "conformance/hardening.rs"]
 mod hardening;
 #[path = "conformance/harness.rs"]
@@ -17,6 +19,7 @@ mod metrics;
 #[path = "conformance/python.rs"]
 mod python;
 
+use compat::*;
 use hardening::*;
 use metrics::*;
 
@@ -82,6 +85,7 @@ conformance! {
     bodies_in_flight_are_budgeted => herd_bodies_in_flight_are_budgeted, lite_bodies_in_flight_are_budgeted;
     metrics_count_what_the_traces_show => herd_metrics_count_what_the_traces_show, lite_metrics_count_what_the_traces_show;
     metrics_listener_and_keys => herd_metrics_listener_and_keys, lite_metrics_listener_and_keys;
+    cors_off_by_default_and_preflights_when_configured => herd_cors_off_by_default_and_preflights_when_configured, lite_cors_off_by_default_and_preflights_when_configured;
     prometheus_scrapes_and_agrees_with_the_traces => herd_prometheus_scrapes_and_agrees_with_the_traces, lite_prometheus_scrapes_and_agrees_with_the_traces;
     keep_alive_goes_to_the_native_api => herd_keep_alive_goes_to_the_native_api, lite_keep_alive_goes_to_the_native_api;
 }

@@ -393,7 +393,7 @@ pub const FLEET_VARS: &[Row] = &[
     row_of("FLEET_DEBUG_REQUEST_RETENTION_DAYS", unsupported("herd never records request or response bodies")),
     row_of("FLEET_OFFLINE_ALERT", unsupported("herd sends no offline alerts")),
     row_of("FLEET_OFFLINE_ALERT_URL", unsupported("herd sends no offline alerts")),
-    row_of("FLEET_CORS_ORIGINS", Target::Planned),
+    row_of("FLEET_CORS_ORIGINS", flag("HERD_CORS_ORIGINS", text)),
     row_of("FLEET_ANTHROPIC_MODEL_MAP", Target::Planned),
     row_of("FLEET_ANTHROPIC_AUTO_ROUTE", Target::Planned),
     row_of("FLEET_ANTHROPIC_REQUIRE_KEY", Target::Planned),

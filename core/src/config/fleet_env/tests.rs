@@ -121,7 +121,6 @@ fn unsupported_names_are_reported_with_why() {
             ("FLEET_PORTT", "1"),
             ("FLEET_NODE_OLLAMA_HOST", "http://x:11434"),
             ("FLEET_TELEMETRY", "false"),
-            ("FLEET_CORS_ORIGINS", "*"),
             ("FLEET_ANTHROPIC_API_KEY", "k"),
             ("FLEET_ENV_FILE", "/etc/fleet.env"),
             ("FLEET_REBALANCE_INTERVAL", ""),
