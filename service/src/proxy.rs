@@ -331,8 +331,8 @@ async fn read_error_body(mut body: Box<dyn BodyStream>) -> String {
 /// The headers every routed answer carries: where it went and how, in herd's names and in
 /// ollama-herd's (`X-Fleet-*`, herd-router.md §9.1) for its operators' scripts. `requested` is
 /// the model the client asked for.
-pub fn routed_headers(c: &Commit, addr: &NodeAddr, requested: &ModelName) -> [(&'static str, String); 13] {
-    [
+pub fn routed_headers(c: &Commit, addr: &NodeAddr, requested: &ModelName) -> Vec<(&'static str, String)> {
+    let mut h = vec![
         (names::NODE_HEADER, addr.name.clone()),
         (names::MODEL_HEADER, c.model.as_str().to_string()),
         (names::ATTEMPTS_HEADER, c.attempts.to_string()),
@@ -346,7 +346,12 @@ pub fn routed_headers(c: &Commit, addr: &NodeAddr, requested: &ModelName) -> [(&
         (names::FLEET_BACKEND_HEADER, "ollama".to_string()),
         (names::FLEET_RETRIES_HEADER, c.attempts.saturating_sub(1).to_string()),
         (names::FLEET_SCORE_HEADER, format!("{}", c.score.round() as i64)),
-    ]
+        (names::FLEET_AFFINITY_HEADER, c.affinity.as_str().to_string()),
+    ];
+    if let Some((need, ctx)) = c.overflow {
+        h.push((names::FLEET_CONTEXT_OVERFLOW_HEADER, format!("estimated_tokens={need}; context_length={ctx}")));
+    }
+    h
 }
 
 fn headers_for(answer: &mut Answer, c: &Commit, addr: &NodeAddr, requested: &ModelName) {

@@ -85,6 +85,7 @@ conformance! {
     bodies_in_flight_are_budgeted => herd_bodies_in_flight_are_budgeted, lite_bodies_in_flight_are_budgeted;
     metrics_count_what_the_traces_show => herd_metrics_count_what_the_traces_show, lite_metrics_count_what_the_traces_show;
     metrics_listener_and_keys => herd_metrics_listener_and_keys, lite_metrics_listener_and_keys;
+    context_upgrade_and_overflow => herd_context_upgrade_and_overflow, lite_context_upgrade_and_overflow;
     cors_off_by_default_and_preflights_when_configured => herd_cors_off_by_default_and_preflights_when_configured, lite_cors_off_by_default_and_preflights_when_configured;
     prometheus_scrapes_and_agrees_with_the_traces => herd_prometheus_scrapes_and_agrees_with_the_traces, lite_prometheus_scrapes_and_agrees_with_the_traces;
     keep_alive_goes_to_the_native_api => herd_keep_alive_goes_to_the_native_api, lite_keep_alive_goes_to_the_native_api;
@@ -457,6 +458,7 @@ fn routed_answers_say_where_they_went(r: Router) {
             json!({"model": "llama3.3:70b", "fallback_models": ["llama3.1:8b"], "stream": false, "messages": messages}),
         ),
     ];
+    let mut replies = Vec::new();
     for (path, body) in cases {
         let reply = f.post(path, &body);
         assert_eq!(reply.status, 200, "{path} {body}: {}", reply.text());
@@ -474,7 +476,44 @@ fn routed_answers_say_where_they_went(r: Router) {
         assert_eq!(reply.header("x-fleet-fallback"), fell_back, "{path} {body}");
         assert_eq!((reply.header("x-fleet-backend"), reply.header("x-fleet-retries")), ("ollama", "0"), "{path}");
         assert!(reply.header("x-fleet-score").parse::<i64>().is_ok(), "{path} {body}");
+        replies.push(reply);
     }
+    // The session pin (client and model) counts from the second request for the same model.
+    let affinity: Vec<&str> = replies.iter().map(|r| r.header("x-fleet-affinity")).collect();
+    assert_eq!(affinity, ["new", "matched", "matched", "matched", "matched", "matched", "new"]);
+    assert!(replies.iter().all(|r| r.header("x-fleet-context-overflow").is_empty()));
+}
+
+/// A `num_ctx` larger than the window the model is loaded with goes to a larger loaded model
+/// whose window holds it, instead of reloading the model (ollama-herd's context upgrade); a
+/// client that refuses another model gets its model held at its window, and a request that then
+/// does not fit is flagged with `X-Fleet-Context-Overflow`.
+fn context_upgrade_and_overflow(r: Router) {
+    let mut f = Fleet::start(r, &[]);
+    f.fake(FakeSpec::new("alpha", &["qwen3:8b"]).preload(&["qwen3:8b"]));
+    f.fake(FakeSpec::new("beta", &["qwen3:32b"]).preload(&["qwen3:32b"]).context_length(32768));
+    f.wait_nodes(&["alpha", "beta"]);
+    let ask = |ctx: u32, fallback: bool, words: usize| {
+        let prompt = "word ".repeat(words);
+        json!({"model": "qwen3:8b", "stream": false, "think": false, "fallback": fallback,
+               "options": {"num_ctx": ctx, "num_predict": 8}, "messages": [{"role": "user", "content": prompt}]})
+    };
+    let up = f.post("/api/chat", &ask(16384, true, 10));
+    assert_eq!(up.status, 200, "{}", up.text());
+    assert_eq!((up.header("x-herd-node"), up.header("x-herd-model")), ("beta", "qwen3:32b"));
+    assert_eq!(up.header("x-herd-route"), "context_upgrade");
+    assert_eq!((up.header("x-fleet-requested-model"), up.header("x-fleet-fallback")), ("qwen3:8b", "true"));
+    assert!(up.header("x-fleet-context-overflow").is_empty());
+    let fits = f.post("/api/chat", &ask(2048, true, 10));
+    assert_eq!((fits.header("x-herd-node"), fits.header("x-herd-route")), ("alpha", "primary"));
+    // No other model: held at alpha's 4096 window, where ~6000 words do not fit.
+    let held = f.post("/api/chat", &ask(16384, false, 6000));
+    assert_eq!(held.status, 200, "{}", held.text());
+    assert_eq!((held.header("x-herd-node"), held.header("x-herd-model")), ("alpha", "qwen3:8b"));
+    let overflow = held.header("x-fleet-context-overflow");
+    assert!(overflow.starts_with("estimated_tokens=") && overflow.ends_with("; context_length=4096"), "{overflow:?}");
+    let need: u32 = overflow["estimated_tokens=".len()..].split(';').next().unwrap().parse().unwrap();
+    assert!(need > 4096, "{overflow}");
 }
 
 /// A `--node` static node (a plain Ollama, no heartbeats) is polled by the router, named by its

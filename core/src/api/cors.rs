@@ -35,6 +35,8 @@ pub fn expose_headers() -> String {
         names::FLEET_BACKEND_HEADER,
         names::FLEET_RETRIES_HEADER,
         names::FLEET_SCORE_HEADER,
+        names::FLEET_AFFINITY_HEADER,
+        names::FLEET_CONTEXT_OVERFLOW_HEADER,
         "x-thinking-tokens",
         "x-output-tokens",
         "x-done-reason",

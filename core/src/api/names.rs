@@ -46,6 +46,10 @@ pub const FLEET_BACKEND_HEADER: &str = "x-fleet-backend";
 pub const FLEET_RETRIES_HEADER: &str = "x-fleet-retries";
 /// ollama-herd: the node's score, as an integer.
 pub const FLEET_SCORE_HEADER: &str = "x-fleet-score";
+/// ollama-herd's: how session and prefix pins weighed (`matched`, `prefix`, `new`).
+pub const FLEET_AFFINITY_HEADER: &str = "x-fleet-affinity";
+/// ollama-herd's: `estimated_tokens=N; context_length=M` when the request does not fit.
+pub const FLEET_CONTEXT_OVERFLOW_HEADER: &str = "x-fleet-context-overflow";
 
 /// JSON answers.
 pub const JSON: &str = "application/json; charset=utf-8";

@@ -271,6 +271,8 @@ mod tests {
             context: ContextAction::Untouched,
             first_byte_deadline: crate::time::Instant::ZERO,
             route: RouteKind::Primary,
+            affinity: crate::router::Affinity::New,
+            overflow: None,
             score: 0.0,
         }
     }

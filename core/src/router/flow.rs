@@ -74,6 +74,8 @@ impl Router {
             first_dispatch: None,
             first_byte: None,
             cold_load: None,
+            affinity: Affinity::New,
+            overflow: None,
             counted_client: false,
         };
         let q = &self.config.queue;
@@ -270,7 +272,78 @@ impl Router {
                 }
             }
         }
+        if let Some(upgrade) = self.context_upgrade(&spec, &chain, &choices, &tried, tie) {
+            choices.insert(0, upgrade);
+        }
         Plan::Go(choices)
+    }
+
+    /// Context protection's upgrade (ollama-herd §6.2): the client asks for a `num_ctx` larger
+    /// than the context the requested model is loaded with wherever it is hot, so serving it
+    /// would reload it with a bigger window. A larger loaded model of a compatible kind whose
+    /// resident context holds the request serves it instead (the smallest such), when the client
+    /// allows a fallback and protection is `strip`. Unlike ollama-herd's, the upgrade is routed:
+    /// it goes to a node where that model is loaded, and traces and headers name it.
+    fn context_upgrade(
+        &self,
+        spec: &RequestSpec,
+        chain: &[ModelName],
+        choices: &[Choice],
+        tried: &[NodeId],
+        tie: u64,
+    ) -> Option<Choice> {
+        let want = spec.num_ctx?;
+        let policy = &self.config.policy;
+        if policy.context_protection != crate::config::ContextProtection::Strip
+            || !fallback::substitution_allowed(policy, spec)
+        {
+            return None;
+        }
+        let (first, route, ranked) = choices.first()?;
+        if *route == RouteKind::Substitute {
+            return None;
+        }
+        let hot: Vec<&Candidate> = ranked.iter().filter(|c| c.temperature == crate::fleet::Temperature::Hot).collect();
+        let resident = |node: NodeId, m: &ModelName| {
+            self.fleet.node(node).and_then(|n| n.loaded(m)).map(|l| l.context_length).filter(|&c| c > 0)
+        };
+        // Only when every hot copy is known to be too small (unknown contexts are not judged).
+        if hot.is_empty() || !hot.iter().all(|c| resident(c.node, first).is_some_and(|ctx| ctx < want)) {
+            return None;
+        }
+        let size = |m: &ModelName| {
+            self.fleet
+                .nodes()
+                .find_map(|n| n.loaded(m).map(|l| l.size_gb))
+                .unwrap_or_else(|| model::size_from_name_gb(m).unwrap_or(model::UNKNOWN_SIZE_GB))
+        };
+        let current = size(first);
+        let cat = model::classify(first, self.fleet.meta(first));
+        let mut options: Vec<(f64, ModelName)> = Vec::new();
+        for n in self.fleet.nodes().filter(|n| n.routable()) {
+            for lm in &n.report().ollama.models_loaded {
+                if !chain.contains(&lm.name)
+                    && lm.context_length >= want
+                    && lm.size_gb > current
+                    && !options.iter().any(|(_, m)| *m == lm.name)
+                    && fallback::may_substitute(policy, spec, cat, &lm.name, n.meta(&lm.name))
+                {
+                    options.push((lm.size_gb, lm.name.clone()));
+                }
+            }
+        }
+        options.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        for (_, m) in options {
+            // Only the nodes where it is loaded with a window that holds the request.
+            let d = self.decide(&m, spec, tried, tie, false);
+            let mut fit: Vec<Candidate> =
+                d.ranked.into_iter().filter(|c| resident(c.node, &m).is_some_and(|ctx| ctx >= want)).collect();
+            if let Some(i) = score::best_index(&fit) {
+                fit.swap(0, i);
+                return Some((m, RouteKind::ContextUpgrade, fit));
+            }
+        }
+        None
     }
 
     /// The tie-break seed for one routing decision: random from the seed, or for round-robin
@@ -399,6 +472,13 @@ impl Router {
             let (in_flight, pending) =
                 self.queues.get(cand.node, &model).map_or((0, 0), |qq| (qq.in_flight, qq.pending.len()));
             let req = self.requests.get_mut(&id).expect("routed requests exist");
+            req.affinity = if cand.breakdown.get(score::Signal::SessionAffinity) > 0.0 {
+                Affinity::Matched
+            } else if cand.breakdown.get(score::Signal::PrefixAffinity) > 0.0 {
+                Affinity::Prefix
+            } else {
+                Affinity::New
+            };
             if in_flight < slots && pending == 0 {
                 req.served = Some((model.clone(), route, cand.total));
                 self.clear_request_deadline(id);
@@ -451,6 +531,12 @@ impl Router {
         let deadline = now + c.retry.first_byte_timeout + allowance;
         let attempt_no = req.attempts;
         let (_, route, score) = req.served.clone().unwrap_or((model.clone(), RouteKind::Primary, 0.0));
+        // The context the request runs with: what herd sets, else the client's, else the resident.
+        let need = u64::from(req.spec.estimated_prompt_tokens) + u64::from(req.spec.max_output_tokens.unwrap_or(0));
+        let overflow = shape.num_ctx.or(req.spec.num_ctx).or(resident).filter(|&ctx| ctx > 0 && need > u64::from(ctx));
+        let overflow = overflow.map(|ctx| (u32::try_from(need).unwrap_or(u32::MAX), ctx));
+        req.overflow = overflow;
+        let affinity = req.affinity;
         self.queues.start(node, &model);
         self.breakers.entry(node).or_default().on_dispatch(now);
         if !matches!(shape.context, ContextAction::Untouched | ContextAction::Pinned { .. }) {
@@ -481,6 +567,8 @@ impl Router {
             context: shape.context,
             first_byte_deadline: deadline,
             route,
+            affinity,
+            overflow,
             score,
         }));
     }

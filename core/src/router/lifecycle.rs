@@ -34,7 +34,10 @@ impl Router {
             self.events.push_back(Event::Fallback { request: rid, from, to: model.clone(), route });
         }
         let attempts = req.attempts;
+        let (affinity, overflow) = (req.affinity, req.overflow);
         self.commands.push_back(Command::Commit(Commit {
+            affinity,
+            overflow,
             request: rid,
             attempt: aid,
             node,

@@ -104,6 +104,10 @@ pub(crate) struct Req {
     /// How long the committed attempt's node took to its first byte, when it had to load the
     /// model first (a cold load).
     pub(crate) cold_load: Option<Duration>,
+    /// How pins weighed in the choice of the node it was placed on.
+    pub(crate) affinity: Affinity,
+    /// The last dispatch's context overflow (estimated need, context), for the commit.
+    pub(crate) overflow: Option<(u32, u32)>,
     pub(crate) counted_client: bool,
 }
 

@@ -946,3 +946,55 @@ fn a_model_in_demand_is_loaded_rather_than_substituted_forever() {
     // twice as often as llama3.1:8b, it is loaded instead.
     assert_eq!(models, ["llama3.1:8b", "llama3.1:8b", "qwen3:8b"]);
 }
+
+#[test]
+fn a_num_ctx_larger_than_the_loaded_window_is_upgraded_to_a_larger_loaded_model() {
+    let fleet = |t: &mut T| {
+        let a = t.node(secs(0), hb("a", &[("qwen3:8b", 5.0, 8192)], &["qwen3:8b"]));
+        let b = t.node(secs(0), hb("b", &[("qwen3:32b", 20.0, 32768), ("qwen3:14b", 9.0, 8192)], &["qwen3:32b"]));
+        (a, b)
+    };
+    let ask = |ctx: u32, fallback: FallbackChoice| RequestSpec {
+        num_ctx: Some(ctx),
+        fallback,
+        ..RequestSpec::chat("qwen3:8b")
+    };
+    // Too large for the 8k window: the 32b loaded with 32k serves it, at its resident window
+    // (the 14b is larger but loaded with 8k too).
+    let mut t = T::new(RouterConfig::default());
+    let (_, b) = fleet(&mut t);
+    t.request(secs(1), ask(16384, FallbackChoice::Default));
+    let d = t.dispatch();
+    assert_eq!(
+        (d.node, d.model.as_str(), d.route, d.num_ctx),
+        (b, "qwen3:32b", RouteKind::ContextUpgrade, Some(32768))
+    );
+    // Fits: the model asked for, pinned to its window.
+    let mut t = T::new(RouterConfig::default());
+    let (a, _) = fleet(&mut t);
+    t.request(secs(1), ask(4096, FallbackChoice::Default));
+    let d = t.dispatch();
+    assert_eq!((d.node, d.model.as_str(), d.route), (a, "qwen3:8b", RouteKind::Primary));
+    // The client refuses another model, or protection only warns: the model asked for.
+    for (fallback, protection) in [
+        (FallbackChoice::Deny, crate::config::ContextProtection::Strip),
+        (FallbackChoice::Default, crate::config::ContextProtection::Warn),
+    ] {
+        let mut config = RouterConfig::default();
+        config.policy.context_protection = protection;
+        let mut t = T::new(config);
+        let (a, _) = fleet(&mut t);
+        t.request(secs(1), ask(16384, fallback));
+        let d = t.dispatch();
+        assert_eq!(
+            (d.node, d.model.as_str(), d.route),
+            (a, "qwen3:8b", RouteKind::Primary),
+            "{fallback:?} {protection:?}"
+        );
+    }
+    // Nothing loaded holds 64k: the model asked for (it will reload with the bigger window).
+    let mut t = T::new(RouterConfig::default());
+    let (a, _) = fleet(&mut t);
+    t.request(secs(1), ask(65536, FallbackChoice::Default));
+    assert_eq!(t.dispatch().node, a);
+}

@@ -73,6 +73,11 @@ pub struct Dispatch {
     pub first_byte_deadline: crate::time::Instant,
     /// How the model was chosen.
     pub route: RouteKind,
+    /// How pins weighed in the choice of node (`X-Fleet-Affinity`).
+    pub affinity: Affinity,
+    /// The request's estimated need (prompt and reserved output, tokens) and the context it
+    /// runs with, when the need does not fit (`X-Fleet-Context-Overflow`).
+    pub overflow: Option<(u32, u32)>,
     /// The node's score when it was chosen.
     pub score: f64,
 }
@@ -91,6 +96,8 @@ impl Dispatch {
             attempts: self.attempt_no,
             score: self.score,
             route: self.route,
+            affinity: self.affinity,
+            overflow: self.overflow,
         }
     }
 }
@@ -98,6 +105,10 @@ impl Dispatch {
 /// Start answering the client. Carries what the `X-Herd-*` headers say, true after retries.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Commit {
+    /// How pins weighed in the choice of node.
+    pub affinity: Affinity,
+    /// The estimated need and the context, when the need does not fit.
+    pub overflow: Option<(u32, u32)>,
     /// The request.
     pub request: RequestId,
     /// The attempt that won.
@@ -114,6 +125,29 @@ pub struct Commit {
     pub route: RouteKind,
 }
 
+/// How session and prefix pins weighed in the choice of node (ollama-herd's `X-Fleet-Affinity`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Affinity {
+    /// The node the request's session was pinned to.
+    Matched,
+    /// The node that served the same long prefix.
+    Prefix,
+    /// No pin counted.
+    #[default]
+    New,
+}
+
+impl Affinity {
+    /// Its header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Affinity::Matched => "matched",
+            Affinity::Prefix => "prefix",
+            Affinity::New => "new",
+        }
+    }
+}
+
 /// How the served model relates to the requested one.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum RouteKind {
@@ -123,6 +157,9 @@ pub enum RouteKind {
     ClientFallback,
     /// A loaded model of the same category (VRAM-aware fallback).
     Substitute,
+    /// A larger loaded model whose resident context holds the client's `num_ctx`, instead of
+    /// reloading the requested one with a bigger window (context protection's upgrade).
+    ContextUpgrade,
 }
 
 impl RouteKind {
@@ -132,6 +169,7 @@ impl RouteKind {
             RouteKind::Primary => "primary",
             RouteKind::ClientFallback => "client_fallback",
             RouteKind::Substitute => "substitute",
+            RouteKind::ContextUpgrade => "context_upgrade",
         }
     }
 }

@@ -141,6 +141,7 @@ pub struct FakeSpec {
     fleet_key: Option<String>,
     parallel: u32,
     token_ms: u64,
+    context_length: Option<u32>,
 }
 
 impl FakeSpec {
@@ -154,7 +155,14 @@ impl FakeSpec {
             fleet_key: None,
             parallel: 4,
             token_ms: 0,
+            context_length: None,
         }
+    }
+
+    /// The context window its models load with (the fake's default: 4096).
+    pub fn context_length(mut self, n: u32) -> FakeSpec {
+        self.context_length = Some(n);
+        self
     }
 
     /// Its OLLAMA_NUM_PARALLEL (default 4).
@@ -327,6 +335,9 @@ impl Fleet {
         }
         if let Some(k) = &spec.fleet_key {
             argv.extend(["--fleet-key".into(), k.clone()]);
+        }
+        if let Some(n) = spec.context_length {
+            argv.extend(["--context-length".into(), n.to_string()]);
         }
         let log = self.dir.path().join(format!("fake-{}.log", spec.name));
         let (proc, line) = Proc::spawn(&spec.name, &binary("herd-fake-ollama"), &argv, &log, true);
