@@ -46,6 +46,9 @@ pub struct RequestSpec {
     pub num_ctx: Option<u32>,
     /// The request carries images (never served by a non-vision substitute).
     pub has_images: bool,
+    /// Some of its images are remote (`image_url` with an http(s) URL) and the adapter fetched
+    /// them: the request is translated to the native API, which takes them inline.
+    pub remote_images: bool,
     /// The client's `think` setting, when given.
     pub think: Option<bool>,
     /// Whether the client asked for a streamed answer.

@@ -143,6 +143,18 @@ pub struct RouterArgs {
     /// origins like `http://localhost:3000`, `https://*.example.com` [default: none, CORS off].
     #[arg(long, env = "HERD_CORS_ORIGINS")]
     pub cors_origins: Option<String>,
+    /// Fetch OpenAI `image_url` parts with an http(s) URL from these hosts (`images.example.com`,
+    /// `*.example.com`) or networks (`10.0.0.0/8`), comma-separated. Loopback, link-local and
+    /// metadata addresses are never fetched unless a listed network contains them [default: none:
+    /// such parts are refused with 400, as Ollama does].
+    #[arg(long, env = "HERD_IMAGE_URL_HOSTS")]
+    pub image_url_hosts: Option<String>,
+    /// Largest remote image fetched, MiB.
+    #[arg(long, env = "HERD_IMAGE_URL_MAX_MB", default_value_t = 20)]
+    pub image_url_max_mb: u64,
+    /// Longest fetch of one remote image, seconds.
+    #[arg(long, env = "HERD_IMAGE_URL_TIMEOUT_SECS", default_value_t = 10)]
+    pub image_url_timeout_secs: u64,
     /// `keep_alive` sent with a request to a node's native API (chat, generate, embeddings) when
     /// the client sent none: seconds (`-1` keeps the model loaded, `0` unloads it after the
     /// request), an Ollama duration (`5m`, `1h`), or `off` to send none (the node's
@@ -157,13 +169,6 @@ pub struct RouterArgs {
 }
 
 impl RouterArgs {
-    /// The router configuration, in layers, each over the one before: core's defaults,
-    /// ollama-herd's `FLEET_*` settings, the `--config` file, then the flags (and their `HERD_*`
-    /// variables). herd's own settings always win over ollama-herd's.
-    ///
-    /// # Errors
-    ///
-    /// The file cannot be read or parsed, or the configuration is invalid.
     /// The CORS policy (`None`: off).
     ///
     /// # Errors
@@ -173,6 +178,21 @@ impl RouterArgs {
             .map_err(|e| format!("--cors-origins: {e}"))
     }
 
+    /// Where remote images may be fetched from (`None`: nowhere).
+    ///
+    /// # Errors
+    /// An entry is neither a host name nor a network.
+    pub fn image_urls(&self) -> Result<Option<herd_core::api::image_url::ImageUrlPolicy>, String> {
+        herd_core::api::image_url::ImageUrlPolicy::parse(self.image_url_hosts.as_deref().unwrap_or(""))
+    }
+
+    /// The router configuration, in layers, each over the one before: core's defaults,
+    /// ollama-herd's `FLEET_*` settings, the `--config` file, then the flags (and their `HERD_*`
+    /// variables). herd's own settings always win over ollama-herd's.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or parsed, or the configuration is invalid.
     pub fn router_config(&self) -> Result<herd_core::config::RouterConfig, String> {
         let mut base = herd_core::config::RouterConfig::default();
         self.fleet_env.apply(&mut base);
@@ -271,6 +291,11 @@ impl RouterArgs {
             traces,
             metrics_open: self.metrics_open,
             cors: self.cors().ok().flatten(),
+            image_urls: self.image_urls().ok().flatten().map(Arc::new),
+            image_fetch: crate::image_fetch::FetchLimits {
+                max_bytes: (self.image_url_max_mb.max(1) as usize) << 20,
+                timeout: Duration::from_secs(self.image_url_timeout_secs.max(1)),
+            },
             binary,
             only_metrics: false,
         }
@@ -293,6 +318,7 @@ impl RouterArgs {
         let config = self.router_config()?;
         let nodes = self.static_nodes()?;
         self.cors()?;
+        self.image_urls()?;
         let router = herd_core::router::Router::new(config.clone(), self.seed(&*rt), rt.now())
             .map_err(|e| format!("invalid configuration: {e}"))?;
         let (driver, pulls) = crate::driver::spawn(router, sink, rt.clone());

@@ -21,6 +21,7 @@ pub mod errors;
 pub mod fleet;
 pub mod fleet_env;
 pub mod http;
+pub mod image_fetch;
 pub mod proxy;
 pub mod relay;
 pub mod ring;
@@ -229,6 +230,10 @@ pub struct App {
     pub traces: Option<Arc<dyn TraceLog>>,
     /// `/metrics` answers without a key even when keys are set (`--metrics-open`).
     pub metrics_open: bool,
+    /// Hosts and networks remote `image_url`s may be fetched from (`None`: not fetched).
+    pub image_urls: Option<Arc<herd_core::api::image_url::ImageUrlPolicy>>,
+    /// Limits of one image fetch.
+    pub image_fetch: image_fetch::FetchLimits,
     /// Browser origins allowed (`--cors-origins`; `None`: CORS off).
     pub cors: Option<herd_core::api::cors::CorsPolicy>,
     /// The binary's name, for `herd_build_info`.

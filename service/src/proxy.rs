@@ -40,6 +40,8 @@ struct Request {
     last_error: Option<(u16, String)>,
     /// Time, for `created` fields and progress reports.
     rt: Arc<dyn crate::Runtime>,
+    /// The fetched bytes of its remote `image_url`s, in order (`--image-url-hosts`).
+    images: Vec<Vec<u8>>,
 }
 
 /// What an inference request's headers tell the router, read before the body arrives.
@@ -74,17 +76,42 @@ pub async fn serve(app: Arc<App>, surface: Surface, hints: Hints, body: Bytes, c
         fallback_header: hints.no_fallback,
         ..DescribeContext::default()
     };
-    let spec = match describe_indexed(surface, &body, &index, &ctx) {
+    let mut spec = match describe_indexed(surface, &body, &index, &ctx) {
         Ok(s) => s,
         Err(e) => return error_answer(proto, e.http_status(), &e.to_string(), None),
     };
+    let mut images = Vec::new();
+    if let (Surface::OpenAiChat, Some(policy)) = (surface, &app.image_urls) {
+        // Remote images are fetched once, before the request is routed: a failure is the
+        // client's 400, and every attempt sends the same bytes.
+        let urls = match herd_core::api::plan::remote_image_urls(&body, &index) {
+            Ok(u) => u,
+            Err(e) => return error_answer(proto, e.status, &e.message, None),
+        };
+        if !urls.is_empty() {
+            match crate::image_fetch::fetch_all(policy.clone(), urls, app.image_fetch).await {
+                Ok(fetched) => images = fetched,
+                Err(message) => return error_answer(proto, 400, &message, None),
+            }
+            spec.remote_images = true;
+        }
+    }
     let client_model = index.value(&body, "model").and_then(|m| m.as_str().map(str::to_string)).unwrap_or_default();
     if body.len() >= crate::RELEASE_AFTER_BYTES {
         // The typed copy that described it is gone.
         app.runtime.release_memory();
     }
-    let mut req =
-        Request { surface, proto, spec, index, raw: body, client_model, last_error: None, rt: app.runtime.clone() };
+    let mut req = Request {
+        surface,
+        proto,
+        spec,
+        index,
+        raw: body,
+        client_model,
+        last_error: None,
+        rt: app.runtime.clone(),
+        images,
+    };
     run(app, &mut req).await
 }
 
@@ -205,7 +232,7 @@ async fn attempt(
             app.runtime.release_memory();
         }
     };
-    let built = plan.body(&req.raw, &req.index, &req.spec, d, &mut { release });
+    let built = plan.body_with_images(&req.raw, &req.index, &req.spec, d, &req.images, &mut { release });
     let (bytes, include_usage) = match built {
         Ok((AttemptBody::AsSent, usage)) => (req.raw.clone(), usage),
         Ok((AttemptBody::Rewritten(b), usage)) => (Bytes::from(b), usage),

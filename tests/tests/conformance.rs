@@ -85,6 +85,7 @@ conformance! {
     bodies_in_flight_are_budgeted => herd_bodies_in_flight_are_budgeted, lite_bodies_in_flight_are_budgeted;
     metrics_count_what_the_traces_show => herd_metrics_count_what_the_traces_show, lite_metrics_count_what_the_traces_show;
     metrics_listener_and_keys => herd_metrics_listener_and_keys, lite_metrics_listener_and_keys;
+    image_urls_are_fetched_only_where_allowed => herd_image_urls_are_fetched_only_where_allowed, lite_image_urls_are_fetched_only_where_allowed;
     context_upgrade_and_overflow => herd_context_upgrade_and_overflow, lite_context_upgrade_and_overflow;
     cors_off_by_default_and_preflights_when_configured => herd_cors_off_by_default_and_preflights_when_configured, lite_cors_off_by_default_and_preflights_when_configured;
     prometheus_scrapes_and_agrees_with_the_traces => herd_prometheus_scrapes_and_agrees_with_the_traces, lite_prometheus_scrapes_and_agrees_with_the_traces;

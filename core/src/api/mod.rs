@@ -42,6 +42,7 @@ pub mod body;
 pub mod cors;
 mod error;
 pub mod estimate;
+pub mod image_url;
 pub mod names;
 pub mod ollama;
 pub mod openai;

@@ -109,7 +109,7 @@ impl AttemptPlan {
             Surface::AnthropicMessages => {
                 AttemptPlan::Pass { path: surface.path(), stream: spec.stream.then_some(Protocol::Anthropic) }
             }
-            Surface::OpenAiChat | Surface::OpenAiCompletions if spec.stream && !patched => {
+            Surface::OpenAiChat | Surface::OpenAiCompletions if spec.stream && !patched && !spec.remote_images => {
                 AttemptPlan::Pass { path: surface.path(), stream: Some(Protocol::OpenAi) }
             }
             Surface::OpenAiChat => {
@@ -183,6 +183,23 @@ impl AttemptPlan {
         d: &Dispatch,
         release: &mut dyn FnMut(),
     ) -> Result<(AttemptBody, bool), PlanError> {
+        self.body_with_images(raw, index, spec, d, &[], release)
+    }
+
+    /// [`Self::body`] for a request whose remote images the adapter fetched: `images[i]` is the
+    /// bytes of the `i`-th remote `image_url`, in the order [`remote_image_urls`] lists them.
+    ///
+    /// # Errors
+    /// As [`Self::body`]; a remote image without its bytes stays Ollama's own 400.
+    pub fn body_with_images(
+        self,
+        raw: &[u8],
+        index: &BodyIndex,
+        spec: &RequestSpec,
+        d: &Dispatch,
+        images: &[Vec<u8>],
+        release: &mut dyn FnMut(),
+    ) -> Result<(AttemptBody, bool), PlanError> {
         let model = (d.model != spec.model).then(|| d.model.clone());
         let keep_alive = if self.reads_keep_alive() { d.keep_alive.value() } else { None };
         let mut patch = BodyPatch { model, keep_alive, strip_herd_fields: true, ..BodyPatch::default() };
@@ -215,8 +232,11 @@ impl AttemptPlan {
                 let native = match endpoint {
                     NativeEndpoint::Chat => {
                         let parsed = index.decode(raw).map_err(|e| PlanError::new(400, e))?;
-                        let t = chat_request(parsed, SamplingDefaults::OllamaV1)
+                        let mut t = chat_request(parsed, SamplingDefaults::OllamaV1)
                             .map_err(|e| PlanError::new(e.http_status(), e))?;
+                        for (i, bytes) in images.iter().enumerate().take(t.remote_images().len()) {
+                            t.resolve_image(i, bytes).map_err(|e| PlanError::new(e.http_status(), e))?;
+                        }
                         include_usage = t.include_usage();
                         let body = t.into_body().map_err(|e| PlanError::new(e.http_status(), e))?;
                         write_sized(&body, raw.len())
@@ -237,6 +257,28 @@ impl AttemptPlan {
         };
         Ok((AttemptBody::Rewritten(body), include_usage))
     }
+}
+
+/// The http(s) URLs of an OpenAI chat request's `image_url` parts, in order (empty for a body
+/// that names none, checked on its bytes first so most requests are not decoded again).
+///
+/// # Errors
+/// The body is not an OpenAI chat request, or names more than [`MAX_IMAGES`] remote images.
+///
+/// [`MAX_IMAGES`]: crate::api::image_url::MAX_IMAGES
+pub fn remote_image_urls(raw: &[u8], index: &BodyIndex) -> Result<Vec<String>, PlanError> {
+    let mentions = |needle: &[u8]| raw.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+    if !mentions(b"\"image_url\"") || !mentions(b"http") {
+        return Ok(Vec::new());
+    }
+    let parsed = index.decode(raw).map_err(|e| PlanError::new(400, e))?;
+    let t = chat_request(parsed, SamplingDefaults::OllamaV1).map_err(|e| PlanError::new(e.http_status(), e))?;
+    let urls: Vec<String> = t.remote_images().iter().map(|r| r.url.clone()).collect();
+    if urls.len() > crate::api::image_url::MAX_IMAGES {
+        let max = crate::api::image_url::MAX_IMAGES;
+        return Err(PlanError::new(400, format!("at most {max} image URLs per request ({} given)", urls.len())));
+    }
+    Ok(urls)
 }
 
 /// `value` as JSON in a buffer sized for `about` bytes up front: a large body is not copied

@@ -235,6 +235,7 @@ impl<'a> Draft<'a> {
             max_output_tokens: self.max_output_tokens,
             num_ctx: self.num_ctx,
             has_images: self.has_images,
+            remote_images: false,
             think: self.think,
             stream: self.stream,
             fallback,
