@@ -169,6 +169,7 @@ impl Machine {
             preloaded: c.models.iter().map(|m| herd_core::ids::ModelName::new(m)).collect(),
             context_length: 8192,
             load_gbps: 2.0,
+            ollama_version: herd_fake_ollama::machine::OLLAMA_VERSION.into(),
         };
         let now = exec.now();
         let mut hb = herd_fake_ollama::machine::SimNode::new(spec, now).heartbeat(now);
