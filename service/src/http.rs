@@ -88,10 +88,7 @@ pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Resu
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
     let proto = Proto::of_path(path);
     let route = Route::of(path);
-    if let Some(Route::Inference(surface)) = route {
-        if method != "POST" {
-            return Err(method_not_allowed(path));
-        }
+    if let Some(Route::Inference(surface)) = route.filter(|_| method == "POST") {
         if let Some(refused) = check(app, Access::Api, headers, proto) {
             return Err(refused);
         }
@@ -104,7 +101,13 @@ pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Resu
             body_limit: app.max_body_bytes,
         });
     }
-    // An unknown path needs a key too, so it says nothing to a caller without one.
+    if let Some(r @ Route::Inference(_)) = route {
+        if !r.accepts(method) {
+            return Err(method_not_allowed(path));
+        }
+    }
+    // An unknown path needs a key too, so it says nothing to a caller without one; the
+    // inference paths' other methods (the `GET /v1/messages` probe) need the inference key.
     if let Some(refused) = check(app, route.map_or(Access::Api, Route::access), headers, proto) {
         return Err(refused);
     }
