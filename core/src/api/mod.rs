@@ -39,6 +39,7 @@
 
 pub mod anthropic;
 pub mod body;
+pub mod echo;
 mod error;
 pub mod estimate;
 pub mod names;

@@ -265,6 +265,7 @@ impl Router {
             total: now.saturating_since(req.admitted),
             tags: req.spec.tags,
             client: req.spec.client,
+            anthropic_model: req.spec.anthropic_model,
         }));
     }
 

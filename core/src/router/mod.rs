@@ -101,6 +101,8 @@ pub(crate) struct Req {
     pub(crate) first_dispatch: Option<Instant>,
     pub(crate) first_byte: Option<Instant>,
     pub(crate) counted_client: bool,
+    /// The local model an Anthropic model id resolved to, once it has.
+    pub(crate) resolution: Option<crate::policy::anthropic::Resolution>,
 }
 
 /// An attempt's life.
