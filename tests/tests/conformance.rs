@@ -6,6 +6,8 @@
 //!
 //! `cargo test -p herd-sim --test conformance herd_` runs the `herd` half, `lite_` the other.
 
+#[path = "conformance/anthropic.rs"]
+mod anthropic;
 #[path = "conformance/hardening.rs"]
 mod hardening;
 #[path = "conformance/harness.rs"]
@@ -15,6 +17,7 @@ mod http;
 #[path = "conformance/python.rs"]
 mod python;
 
+use anthropic::*;
 use hardening::*;
 
 use harness::{FakeSpec, Fleet, Router};
@@ -61,6 +64,10 @@ conformance! {
     ndjson_stream_framing => herd_ndjson_stream_framing, lite_ndjson_stream_framing;
     openai_sse_ends_with_done => herd_openai_sse_ends_with_done, lite_openai_sse_ends_with_done;
     anthropic_messages_non_stream => herd_anthropic_messages_non_stream, lite_anthropic_messages_non_stream;
+    anthropic_claude_ids_resolve => herd_anthropic_claude_ids_resolve, lite_anthropic_claude_ids_resolve;
+    anthropic_old_node_is_translated => herd_anthropic_old_node_is_translated, lite_anthropic_old_node_is_translated;
+    anthropic_new_node_passes_through => herd_anthropic_new_node_passes_through, lite_anthropic_new_node_passes_through;
+    anthropic_count_tokens_and_probe => herd_anthropic_count_tokens_and_probe, lite_anthropic_count_tokens_and_probe;
     small_fleet_of_agents => herd_small_fleet_of_agents, lite_small_fleet_of_agents;
     keep_alive_and_pipelining => herd_keep_alive_and_pipelining, lite_keep_alive_and_pipelining;
     expect_continue => herd_expect_continue, lite_expect_continue;
