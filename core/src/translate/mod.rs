@@ -47,7 +47,7 @@
 //! ```
 
 mod aggregate;
-mod anthropic;
+pub(crate) mod anthropic;
 pub mod base64;
 mod chunk;
 mod embed;

@@ -21,6 +21,8 @@
 //! or, on an `{"error":...}` line, a malformed line, a failure or an end before `done`, one
 //! `error` event (`api_error`) and nothing after it: never a `message_stop` for a cut answer.
 
+#[cfg(any(test, feature = "testing"))]
+pub(crate) mod check;
 mod gather;
 mod request;
 mod stream;
