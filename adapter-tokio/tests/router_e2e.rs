@@ -90,7 +90,9 @@ async fn openai_chat_stream_translated_and_tool_calls_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_model_in_each_protocol() {
-    let mut f = Fleet::router(&[], None).await;
+    // Without auto-route an Anthropic model id nothing names is unknown too (with it, the
+    // fleet's best model would answer it).
+    let mut f = Fleet::router(&["--anthropic-auto-route", "false"], None).await;
     f.node(spec("alpha", &["qwen3:8b"], &["qwen3:8b"], 4), fast()).await;
     let r = f.post("/api/chat", chat("nope:1b", false)).await;
     assert_eq!(r.status, 404);

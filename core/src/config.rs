@@ -337,6 +337,100 @@ pub struct RouterConfig {
     pub policy: PolicyConfig,
     /// What one request body may hold.
     pub body: crate::api::body::BodyLimits,
+    /// How `claude-*` model ids on `/v1/messages` become local models.
+    pub anthropic: AnthropicConfig,
+}
+
+/// How an Anthropic client's model id (`claude-sonnet-4-5`) becomes a local model
+/// (herd-router.md §11.2; [`crate::policy::anthropic::resolve`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AnthropicConfig {
+    /// Client model id → local model, looked up first and exactly; the key `default` names the
+    /// model used when nothing else resolves. Default empty.
+    pub model_map: std::collections::BTreeMap<String, String>,
+    /// Pick the best local model for a Claude tier (haiku: fast, sonnet: balanced, opus:
+    /// premium) when the map has no entry and the fleet has no model of that name: a loaded one
+    /// first, else one on disk. Default on.
+    pub auto_route: bool,
+}
+
+impl Default for AnthropicConfig {
+    fn default() -> Self {
+        AnthropicConfig { model_map: std::collections::BTreeMap::new(), auto_route: true }
+    }
+}
+
+/// Why an Anthropic model map (`--anthropic-model-map`, JSON) was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ModelMapError {
+    /// The text is not JSON.
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    /// The JSON is not an object.
+    #[error("must be a JSON object of model ids to local models, like {{\"claude-sonnet-4-5\": \"qwen3:32b\"}}")]
+    NotAnObject,
+    /// A key is empty.
+    #[error("a model id (key) is empty")]
+    EmptyKey,
+    /// A value is not a string.
+    #[error("the value for {key:?} is not a string")]
+    NotAString {
+        /// The key.
+        key: String,
+    },
+    /// A value is not a model name a server could accept.
+    #[error("the value for {key:?} is not a valid model name: {value:?}")]
+    BadModel {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+}
+
+impl AnthropicConfig {
+    /// Reads a model map written as a JSON object (`{"claude-sonnet-4-5": "qwen3:32b",
+    /// "default": "qwen3:8b"}`), as `--anthropic-model-map` and ollama-herd's
+    /// `FLEET_ANTHROPIC_MODEL_MAP` give it. Keys and values are trimmed; an empty text is an
+    /// empty map.
+    ///
+    /// # Errors
+    /// [`ModelMapError`]: not JSON, not an object, an empty key, a value that is not a string or
+    /// not a valid model name.
+    pub fn parse_model_map(text: &str) -> Result<std::collections::BTreeMap<String, String>, ModelMapError> {
+        let mut map = std::collections::BTreeMap::new();
+        if text.trim().is_empty() {
+            return Ok(map);
+        }
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| ModelMapError::NotJson(e.to_string()))?;
+        let serde_json::Value::Object(object) = value else { return Err(ModelMapError::NotAnObject) };
+        for (key, value) in object {
+            let key = key.trim().to_string();
+            if key.is_empty() {
+                return Err(ModelMapError::EmptyKey);
+            }
+            let serde_json::Value::String(model) = value else { return Err(ModelMapError::NotAString { key }) };
+            model_name(&key, &model)?;
+            map.insert(key, model.trim().to_string());
+        }
+        Ok(map)
+    }
+
+    fn check(&self) -> Result<(), ModelMapError> {
+        for (key, model) in &self.model_map {
+            if key.trim().is_empty() {
+                return Err(ModelMapError::EmptyKey);
+            }
+            model_name(key, model)?;
+        }
+        Ok(())
+    }
+}
+
+/// `model` as a model name, or why the map entry `key` is refused.
+fn model_name(key: &str, model: &str) -> Result<crate::ids::ModelName, ModelMapError> {
+    crate::api::parse_model_name(model).map_err(|_| ModelMapError::BadModel { key: key.into(), value: model.into() })
 }
 
 /// A configuration value that cannot work.
@@ -454,6 +548,9 @@ impl RouterConfig {
             }
         }
         nonzero("policy.pull_timeout", self.policy.pull_timeout)?;
+        self.anthropic
+            .check()
+            .map_err(|e| ConfigError::Invalid { field: "anthropic.model_map", reason: e.to_string() })?;
         Ok(self)
     }
 }

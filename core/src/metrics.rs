@@ -339,7 +339,10 @@ impl Metrics {
             }
             Event::Context { action, .. } => *self.context.entry(context_name(action)).or_insert(0) += 1,
             Event::Holding { .. } => self.held += 1,
-            Event::Breaker { open: false, .. } | Event::Ended(_) | Event::NodeStatus { .. } => {}
+            Event::Breaker { open: false, .. }
+            | Event::Ended(_)
+            | Event::NodeStatus { .. }
+            | Event::Resolved { .. } => {}
         }
     }
 

@@ -63,6 +63,10 @@ pub struct RequestSpec {
     pub prefix_key: Option<u64>,
     /// Request tags for per-project accounting.
     pub tags: Vec<String>,
+    /// The model id as an Anthropic client named it (`claude-sonnet-4-5`), on `/v1/messages`
+    /// only: the router resolves it to a local model before routing
+    /// ([`crate::policy::anthropic::resolve`]), and `model` becomes that model.
+    pub anthropic_model: Option<String>,
 }
 
 impl Default for ModelName {

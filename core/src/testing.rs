@@ -526,6 +526,7 @@ pub fn fuzz_request_body(data: &[u8]) {
         model: Some(crate::ids::ModelName::new("fuzz:1b")),
         num_ctx: Some(crate::api::patch::NumCtxPatch::Set(4096)),
         num_predict: Some(64),
+        max_tokens: Some(256),
         keep_alive: Some(serde_json::Value::from(-1)),
         force_stream: Some(true),
         strip_herd_fields: true,

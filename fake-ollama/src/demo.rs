@@ -34,6 +34,7 @@ pub fn demo_fleet() -> Vec<MachineSpec> {
             preloaded: pre.iter().map(|m| ModelName::new(m)).collect(),
             context_length: 8192,
             load_gbps: 2.0,
+            ollama_version: crate::machine::OLLAMA_VERSION.into(),
         }
     };
     vec![

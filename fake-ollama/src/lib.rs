@@ -19,6 +19,7 @@
 //!     name: "box".into(), ram_gb: 64.0, gpu_vram_gb: vec![], bandwidth_gbps: 400.0,
 //!     num_parallel: 2, max_loaded_models: 2, disk: vec![(ModelName::new("qwen3:8b"), 5.2)],
 //!     preloaded: vec![], context_length: 4096, load_gbps: 2.0,
+//!     ollama_version: herd_fake_ollama::machine::OLLAMA_VERSION.into(),
 //! };
 //! let timing = Timing::Fixed { first_token: Duration::ZERO, token_interval: Duration::ZERO };
 //! let fake = FakeOllama::start("127.0.0.1:0".parse().unwrap(), FakeConfig { spec, timing, heartbeat: None }).await?;

@@ -13,6 +13,7 @@
 //!     name: "box".into(), ram_gb: 64.0, gpu_vram_gb: vec![24.0], bandwidth_gbps: 800.0,
 //!     num_parallel: 2, max_loaded_models: 2, disk: vec![(ModelName::new("qwen3:8b"), 5.0)],
 //!     preloaded: vec![], context_length: 4096, load_gbps: 2.0,
+//!     ollama_version: herd_fake_ollama::machine::OLLAMA_VERSION.into(),
 //! };
 //! let mut node = SimNode::new(spec, Instant::ZERO);
 //! let job = Job { id: 1, model: ModelName::new("qwen3:8b"), prompt_tokens: 100, output_tokens: 50,
@@ -56,8 +57,10 @@ mod tests;
 
 use memory::after;
 
-/// The Ollama version simulated nodes report.
-pub const OLLAMA_VERSION: &str = "0.12.6";
+/// The Ollama version simulated nodes report unless told another ([`MachineSpec::ollama_version`]):
+/// the newest stable release of the snapshot the fake's wire formats were written from
+/// (wire-api.md §0).
+pub const OLLAMA_VERSION: &str = "0.32.15";
 /// Conversation keys remembered per loaded model.
 pub const PREFIX_CACHE_ENTRIES: usize = 64;
 /// Jobs one node holds at once (Ollama's `OLLAMA_MAX_QUEUE` default). A `start` beyond it is
@@ -106,6 +109,9 @@ pub struct MachineSpec {
     pub context_length: u32,
     /// Disk → memory load rate, GB/s.
     pub load_gbps: f64,
+    /// The Ollama version it runs, as `/api/version` and heartbeats report it. Before 0.14.0 it
+    /// has no `/v1/messages` (answered `404 page not found`, as such an Ollama answers).
+    pub ollama_version: String,
 }
 
 /// A job's id, chosen by the caller; unique among the node's live jobs.

@@ -85,6 +85,10 @@ struct Args {
     /// Fleet key presented in heartbeats.
     #[arg(long, env = "HERD_FLEET_KEY")]
     fleet_key: Option<String>,
+    /// The Ollama version to be: reported by `/api/version` and heartbeats; before 0.14.0 there
+    /// is no `/v1/messages` (it answers `404 page not found`, as such an Ollama does).
+    #[arg(long, env = "FAKE_OLLAMA_VERSION", default_value = herd_fake_ollama::machine::OLLAMA_VERSION)]
+    ollama_version: String,
 }
 
 /// `name` or `name=GB`, with the size from the name when not given.
@@ -116,6 +120,7 @@ fn config(args: &Args) -> Result<FakeConfig, String> {
         preloaded,
         context_length: args.context_length,
         load_gbps: args.load_gbps,
+        ollama_version: args.ollama_version.clone(),
     };
     let timing = match args.timing {
         TimingKind::Simulated => Timing::Simulated { speedup: args.speedup },

@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::machine::OLLAMA_VERSION;
 use bytes::{BufMut, BytesMut};
 use herd_core::api::estimate::TokenTally;
 use herd_core::api::ollama::{ChatRequest, GenerateRequest};
@@ -556,8 +555,8 @@ pub(crate) fn delete(shared: &Shared, body: &[u8]) -> Resp {
 }
 
 /// `GET /api/version`.
-pub(crate) fn version() -> Resp {
-    reply::json_value(200, &json!({ "version": OLLAMA_VERSION }))
+pub(crate) fn version(shared: &Shared) -> Resp {
+    reply::json_value(200, &json!({ "version": shared.spec.ollama_version }))
 }
 
 /// `HEAD|POST /api/blobs/:digest`.

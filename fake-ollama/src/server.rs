@@ -147,6 +147,24 @@ impl Shared {
         }
     }
 
+    /// Whether this Ollama has `/v1/messages`: 0.14.0 and later (wire-api.md §0). A version that
+    /// does not read as `major.minor.patch` is taken for a recent one (a build from source).
+    pub fn serves_messages(&self) -> bool {
+        let v = self.spec.ollama_version.trim().trim_start_matches('v');
+        let (core, pre) = match v.split_once('-') {
+            Some((core, _)) => (core, true),
+            None => (v, false),
+        };
+        let n: Vec<Option<u64>> = core.split('.').map(|p| p.parse().ok()).collect();
+        match n.as_slice() {
+            [Some(major), Some(minor), Some(patch)] => {
+                let v = (*major, *minor, *patch);
+                v > (0, 14, 0) || (v == (0, 14, 0) && !pre)
+            }
+            _ => true,
+        }
+    }
+
     /// The context window models load with.
     pub fn context_length(&self) -> u32 {
         if self.spec.context_length == 0 {
@@ -379,7 +397,10 @@ async fn route(shared: &Arc<Shared>, conn: u64, req: Request<Incoming>) -> Resp 
     if !path.starts_with("/_fake/") {
         shared.count(if path.starts_with("/api/blobs/") { "/api/blobs" } else { path });
     }
-    let Some(allowed) = methods(path) else { return reply::not_found_page() };
+    let Some(allowed) = methods(path).filter(|_| path != "/v1/messages" || shared.serves_messages()) else {
+        // Unknown routes, and `/v1/messages` on an Ollama from before it existed: gin's 404.
+        return reply::not_found_page();
+    };
     if !allowed.contains(&parts.method) {
         return reply::method_not_allowed();
     }
@@ -405,7 +426,7 @@ async fn route(shared: &Arc<Shared>, conn: u64, req: Request<Incoming>) -> Resp 
     }
     match path {
         "/" => reply::bytes(200, TEXT, "Ollama is running"),
-        "/api/version" => native::version(),
+        "/api/version" => native::version(shared),
         "/api/status" => {
             reply::json_value(200, &serde_json::json!({"cloud": {"disabled": true, "source": "herd-fake"}}))
         }

@@ -166,6 +166,27 @@ pub struct RouterArgs {
     /// ([`crate::fleet_env::load`]); its configuration fields go under the `--config` file's.
     #[arg(skip)]
     pub fleet_env: herd_core::config::fleet_env::FleetEnv,
+    /// Anthropic clients' model ids → local models, as a JSON object, looked up first:
+    /// `{"claude-sonnet-4-5": "qwen3:32b", "default": "qwen3:8b"}` (`default`: when nothing else
+    /// resolves). When unset, ollama-herd's FLEET_ANTHROPIC_MODEL_MAP is read.
+    #[arg(long, env = "HERD_ANTHROPIC_MODEL_MAP")]
+    pub anthropic_model_map: Option<String>,
+    /// For a model id the map does not name and no node has, pick the best local model for its
+    /// Claude tier (haiku: fast, sonnet: balanced, opus: premium), loaded first [default: true;
+    /// when unset, ollama-herd's FLEET_ANTHROPIC_AUTO_ROUTE is read].
+    #[arg(long, env = "HERD_ANTHROPIC_AUTO_ROUTE", num_args = 0..=1, default_missing_value = "true",
+          value_parser = parse_switch)]
+    pub anthropic_auto_route: Option<bool>,
+}
+
+/// A yes/no setting as pydantic reads ollama-herd's: `true|1|yes|on|y|t` or
+/// `false|0|no|off|n|f`, any case.
+fn parse_switch(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "y" | "t" => Ok(true),
+        "false" | "0" | "no" | "off" | "n" | "f" => Ok(false),
+        _ => Err(format!("{raw:?} is not true or false")),
+    }
 }
 
 impl RouterArgs {
@@ -206,6 +227,7 @@ impl RouterArgs {
         if !networks.is_empty() {
             config.fleet.node_networks = networks;
         }
+        self.anthropic_settings(&mut config.anthropic, |k| std::env::var(k).ok())?;
         let body = &mut config.body;
         for (flag, field) in [
             (self.max_messages, &mut body.max_messages),
@@ -226,6 +248,38 @@ impl RouterArgs {
         }
         let vars: Vec<String> = self.fleet_env.config.iter().map(|s| format!("{}={}", s.var, s.value)).collect();
         format!("{error} (with ollama-herd's {})", vars.join(", "))
+    }
+
+    /// The Anthropic model map and auto-route: the flags (or their `HERD_*` variables), else
+    /// ollama-herd's `FLEET_*` variables as `env` gives them, over the configuration file's.
+    ///
+    /// # Errors
+    ///
+    /// A map that is not a JSON object of model names, or a `FLEET_ANTHROPIC_AUTO_ROUTE` that is
+    /// not a yes or no.
+    pub fn anthropic_settings(
+        &self,
+        anthropic: &mut herd_core::config::AnthropicConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), String> {
+        let (map, map_source) = match &self.anthropic_model_map {
+            Some(m) => (Some(m.clone()), "--anthropic-model-map"),
+            None => (env("FLEET_ANTHROPIC_MODEL_MAP"), "FLEET_ANTHROPIC_MODEL_MAP"),
+        };
+        if let Some(text) = map {
+            anthropic.model_map =
+                herd_core::config::AnthropicConfig::parse_model_map(&text).map_err(|e| format!("{map_source}: {e}"))?;
+        }
+        let auto = match self.anthropic_auto_route {
+            Some(on) => Some(on),
+            None => env("FLEET_ANTHROPIC_AUTO_ROUTE")
+                .map(|v| parse_switch(&v).map_err(|e| format!("FLEET_ANTHROPIC_AUTO_ROUTE: {e}")))
+                .transpose()?,
+        };
+        if let Some(on) = auto {
+            anthropic.auto_route = on;
+        }
+        Ok(())
     }
 
     /// The seed for core's randomness: `--seed`, else the runtime's.
@@ -380,5 +434,37 @@ mod tests {
         // A configuration the FLEET_* settings made invalid says which ones went in.
         let e = args(&[], &[("FLEET_HEARTBEAT_TIMEOUT", "40")]).router_config().unwrap_err();
         assert!(e.contains("fleet.degraded_after") && e.contains("FLEET_HEARTBEAT_TIMEOUT=40"), "{e}");
+    }
+
+    fn settings(argv: &[&str], env: &[(&str, &str)]) -> Result<herd_core::config::AnthropicConfig, String> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("herd").chain(argv.iter().copied())).map_err(|e| e.to_string())?;
+        let mut config = herd_core::config::AnthropicConfig::default();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        cli.router.anthropic_settings(&mut config, |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?;
+        Ok(config)
+    }
+
+    #[test]
+    fn anthropic_flags_then_ollama_herds_variables() {
+        let c = settings(&["--anthropic-model-map", r#"{"claude-sonnet-4-5":"qwen3:32b"}"#], &[]).unwrap();
+        assert_eq!(c.model_map.get("claude-sonnet-4-5").map(String::as_str), Some("qwen3:32b"));
+        assert!(c.auto_route, "on by default");
+        // ollama-herd's variables when herd's are unset; herd's win when both are.
+        let fleet =
+            [("FLEET_ANTHROPIC_MODEL_MAP", r#"{"default":"llama3.1:8b"}"#), ("FLEET_ANTHROPIC_AUTO_ROUTE", "False")];
+        let c = settings(&[], &fleet).unwrap();
+        assert_eq!((c.model_map.get("default").map(String::as_str), c.auto_route), (Some("llama3.1:8b"), false));
+        let c = settings(&["--anthropic-model-map", "{}", "--anthropic-auto-route"], &fleet).unwrap();
+        assert!(c.model_map.is_empty() && c.auto_route);
+        let c = settings(&["--anthropic-auto-route", "off"], &[]).unwrap();
+        assert!(!c.auto_route);
+        // A bad map or switch stops the router with the source named.
+        let e = settings(&["--anthropic-model-map", "[1]"], &[]).unwrap_err();
+        assert!(e.starts_with("--anthropic-model-map: must be a JSON object"), "{e}");
+        let e = settings(&[], &[("FLEET_ANTHROPIC_MODEL_MAP", "{oops")]).unwrap_err();
+        assert!(e.starts_with("FLEET_ANTHROPIC_MODEL_MAP: not JSON"), "{e}");
+        assert!(settings(&[], &[("FLEET_ANTHROPIC_AUTO_ROUTE", "maybe")]).is_err());
+        assert!(settings(&["--anthropic-auto-route", "maybe"], &[]).is_err());
     }
 }

@@ -515,7 +515,9 @@ impl Driver {
                     request_id: trace.request.0,
                     started_unix_ms: live.meta.started_unix_ms,
                     surface: live.meta.surface.name().to_string(),
-                    requested_model: trace.requested_model.as_str().to_string(),
+                    // What the client asked for: an Anthropic id as it named it (the served
+                    // model says what answered).
+                    requested_model: trace.anthropic_model.clone().unwrap_or_else(|| trace.requested_model.to_string()),
                     served_model: trace.served_model.as_ref().map(|m| m.as_str().to_string()),
                     node,
                     attempts: trace.attempts,
@@ -559,6 +561,9 @@ impl Driver {
                     route = route.as_str(),
                     "fallback"
                 );
+            }
+            Event::Resolved { request, asked, model, by } => {
+                tracing::info!(request = request.0, asked = %asked, model = %model, by = by.as_str(), "model id resolved");
             }
             Event::Context { .. } | Event::Holding { .. } => {}
         }

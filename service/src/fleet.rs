@@ -59,6 +59,8 @@ pub async fn route(app: Arc<App>, call: Call<'_>) -> Answer {
         Route::Drain => drain(&app, &path[DRAIN_PREFIX.len()..], true).await,
         Route::Undrain => drain(&app, &path[UNDRAIN_PREFIX.len()..], false).await,
         Route::Metrics => metrics(&app).await,
+        Route::CountTokens => count_tokens(&app, &call.body),
+        Route::Inference(herd_core::api::Surface::AnthropicMessages) => messages_probe(&app),
         // Inference is the proxy's; the admin forwards are above.
         Route::Inference(_) | Route::Pull | Route::Delete | Route::Copy | Route::Create | Route::Push => {
             text_answer(404, "404 page not found")
@@ -81,6 +83,28 @@ async fn metrics(app: &App) -> Answer {
             body: AnswerBody::Full(Bytes::from(text)),
         },
         Err(_) => unavailable(),
+    }
+}
+
+/// `GET /v1/messages`: Anthropic clients' probe of the endpoint (herd-router.md §9.4); `ts` is
+/// Unix seconds, as ollama-herd's `time.time()`.
+fn messages_probe(app: &App) -> Answer {
+    let ts = app.runtime.unix_ms() as f64 / 1000.0;
+    json_answer(200, &json!({ "ok": true, "service": "herd", "endpoint": "/v1/messages", "ts": ts }))
+}
+
+/// `POST /v1/messages/count_tokens`: `{"input_tokens": N}`, core's estimate; never routed to a
+/// node (Ollama has no such endpoint).
+fn count_tokens(app: &App, body: &[u8]) -> Answer {
+    let bad = |e: herd_core::api::ApiError| error_answer(Proto::Anthropic, e.http_status(), &e.to_string(), None);
+    let index = match BodyIndex::new(body, &app.body_limits) {
+        Ok(i) => i,
+        Err(e) => return error_answer(Proto::Anthropic, e.http_status(), &e.to_string(), None),
+    };
+    let counted = index.decode::<herd_core::api::anthropic::MessagesRequest>(body).and_then(|req| req.count_tokens());
+    match counted {
+        Ok(n) => json_answer(200, &json!({ "input_tokens": n })),
+        Err(e) => bad(e),
     }
 }
 

@@ -115,10 +115,7 @@ pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Resu
     if app.only_metrics && route != Some(Route::Metrics) {
         return Err(text_answer(404, "404 page not found (this listener serves /metrics only)"));
     }
-    if let Some(Route::Inference(surface)) = route {
-        if method != "POST" {
-            return Err(method_not_allowed(path));
-        }
+    if let Some(Route::Inference(surface)) = route.filter(|_| method == "POST") {
         if let Some(refused) = check(app, Access::Api, headers, proto) {
             return Err(refused);
         }
@@ -131,7 +128,13 @@ pub fn admit(app: &App, method: &str, path: &str, headers: &dyn Headers) -> Resu
             body_limit: app.max_body_bytes,
         });
     }
-    // An unknown path needs a key too, so it says nothing to a caller without one.
+    if let Some(r @ Route::Inference(_)) = route {
+        if !r.accepts(method) {
+            return Err(method_not_allowed(path));
+        }
+    }
+    // An unknown path needs a key too, so it says nothing to a caller without one; the
+    // inference paths' other methods (the `GET /v1/messages` probe) need the inference key.
     let access = match route {
         Some(Route::Metrics) if app.metrics_open => Access::Open,
         r => r.map_or(Access::Api, Route::access),

@@ -8,17 +8,19 @@ use crate::relay::{cancel_message, EndGuard, Orders, Relay, Shaper};
 use crate::{next_chunk, race, Answer, AnswerBody, App, BodyStream, Either, Headers};
 use bytes::Bytes;
 use herd_core::api::body::BodyIndex;
+use herd_core::api::echo::ModelEcho;
 use herd_core::api::names;
 use herd_core::api::plan::{AnswerShape, AttemptBody, AttemptPlan as Plan, Gathered, PlanError};
 use herd_core::api::watch::StreamWatch;
 use herd_core::api::{describe_indexed, DescribeContext, Surface};
 use herd_core::ids::ModelName;
+use herd_core::policy::anthropic::Resolution;
 use herd_core::policy::retry::{is_saturation, UpstreamFailure};
 use herd_core::request::RequestSpec;
 use herd_core::router::{CancelReason, Commit, Dispatch, Rejection};
 use herd_core::translate::{
-    ChatCompletionAggregator, NativeAggregator, NativeEndpoint, OpenAiChatStream, OpenAiCompletionStream,
-    OpenAiResponseConfig, TextCompletionAggregator,
+    AnthropicAggregator, AnthropicResponseConfig, AnthropicStream, ChatCompletionAggregator, NativeAggregator,
+    NativeEndpoint, OpenAiChatStream, OpenAiCompletionStream, OpenAiResponseConfig, TextCompletionAggregator,
 };
 use serde_json::Value;
 use std::sync::Arc;
@@ -36,6 +38,8 @@ struct Request {
     raw: Bytes,
     /// The model string as the client sent it (answers echo it).
     client_model: String,
+    /// How an Anthropic model id was resolved (from the attempts core dispatched).
+    resolution: Option<Resolution>,
     /// The last error a node answered, relayed when core rejects with `Upstream`.
     last_error: Option<(u16, String)>,
     /// Time, for `created` fields and progress reports.
@@ -108,6 +112,7 @@ pub async fn serve(app: Arc<App>, surface: Surface, hints: Hints, body: Bytes, c
         index,
         raw: body,
         client_model,
+        resolution: None,
         last_error: None,
         rt: app.runtime.clone(),
         images,
@@ -181,6 +186,11 @@ async fn run(app: Arc<App>, req: &mut Request) -> Answer {
 fn reject(req: &Request, r: &Rejection) -> Answer {
     let status = r.http_status();
     let message = match r {
+        Rejection::UnknownModel(_) if req.spec.anthropic_model.is_some() => format!(
+            "model '{}' not found: it is not in the Anthropic model map (--anthropic-model-map), no node has it, \
+             and no local model can serve it",
+            req.client_model
+        ),
         Rejection::UnknownModel(m) => format!(
             "model '{}' not found on any node; pull it onto a node first (ollama pull {})",
             req.client_model,
@@ -226,6 +236,9 @@ async fn attempt(
     guard: EndGuard,
 ) -> Result<Answer, EndGuard> {
     let plan = Plan::of(req.surface, &req.spec, d);
+    if d.resolution.is_some() {
+        req.resolution = d.resolution.clone();
+    }
     let large = req.raw.len() >= crate::RELEASE_AFTER_BYTES;
     let release = || {
         if large {
@@ -381,13 +394,46 @@ pub fn routed_headers(c: &Commit, addr: &NodeAddr, requested: &ModelName) -> Vec
     h
 }
 
-fn headers_for(answer: &mut Answer, c: &Commit, addr: &NodeAddr, requested: &ModelName) {
-    for (k, v) in routed_headers(c, addr, requested) {
+fn headers_for(answer: &mut Answer, c: &Commit, addr: &NodeAddr, req: &Request) {
+    let requested = req.requested();
+    let mut all: Vec<(&'static str, String)> = routed_headers(c, addr, requested);
+    if let Some(r) = &req.resolution {
+        // The client's own id, and how it became the requested model.
+        all.push((names::REQUESTED_MODEL_HEADER, req.client_model.clone()));
+        all.push((names::RESOLVED_BY_HEADER, r.by.as_str().to_string()));
+    }
+    for (k, v) in all {
         // Header values must be visible ASCII; a node name that is not is left out.
         if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             answer.headers.push((k, v));
         }
     }
+}
+
+impl Request {
+    /// The model the request asked for: an Anthropic id's local model once resolved, else the
+    /// client's.
+    fn requested(&self) -> &ModelName {
+        self.resolution.as_ref().map_or(&self.spec.model, |r| &r.model)
+    }
+
+    /// The model an answer names: the client's own string (answers echo what was asked, an
+    /// Anthropic id included), or the model that served when a fallback or substitute did.
+    fn named_model(&self, served: &ModelName) -> String {
+        if served == self.requested() {
+            self.client_model.clone()
+        } else {
+            served.as_str().to_string()
+        }
+    }
+}
+
+/// What a translated or renamed answer is made with.
+struct Naming {
+    openai: OpenAiResponseConfig,
+    anthropic: AnthropicResponseConfig,
+    /// Renames a passed-through Anthropic answer to the client's model.
+    echo: Option<ModelEcho>,
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; the pieces of a committed attempt
@@ -402,27 +448,25 @@ async fn answer(
     guard: EndGuard,
     orders: Orders,
 ) -> Answer {
-    let served =
-        if commit.model != req.spec.model { commit.model.as_str().to_string() } else { req.client_model.clone() };
-    let config = || {
-        let mut c = OpenAiResponseConfig::new(
-            format!("{}-{}", plan.id_prefix(), commit.request.0),
-            (req.rt.unix_ms() / 1000) as u64,
-            served.clone(),
-        );
-        c.include_usage = include_usage;
-        c
-    };
+    let named = req.named_model(&commit.model);
+    let id = plan.answer_id(commit.request.0);
+    let mut openai = OpenAiResponseConfig::new(id.clone(), (req.rt.unix_ms() / 1000) as u64, named.clone());
+    openai.include_usage = include_usage;
+    let anthropic =
+        AnthropicResponseConfig { id, model: named.clone(), input_tokens: req.spec.estimated_prompt_tokens };
+    let echo = plan.echoes().then(|| ModelEcho::new(named));
     let (shaper, ctype) = match plan.answer_shape() {
-        AnswerShape::PassStream(p) => (Shaper::Pass(StreamWatch::new(p)), p.stream_content_type()),
+        AnswerShape::PassStream(p) => (Shaper::Pass(StreamWatch::new(p), echo), p.stream_content_type()),
         AnswerShape::TranslateStream(NativeEndpoint::Chat) => {
-            (Shaper::Chat(Box::new(OpenAiChatStream::new(config()))), names::SSE)
+            (Shaper::Chat(Box::new(OpenAiChatStream::new(openai))), names::SSE)
         }
         AnswerShape::TranslateStream(NativeEndpoint::Generate) => {
-            (Shaper::Completion(Box::new(OpenAiCompletionStream::new(config()))), names::SSE)
+            (Shaper::Completion(Box::new(OpenAiCompletionStream::new(openai))), names::SSE)
         }
+        AnswerShape::AnthropicStream => (Shaper::Anthropic(Box::new(AnthropicStream::new(anthropic))), names::SSE),
         AnswerShape::Gather(how) => {
-            return aggregate(req, how, config(), (commit, &addr), upstream_type, first, body, guard, orders).await
+            let naming = Naming { openai, anthropic, echo };
+            return aggregate(req, how, naming, (commit, &addr), upstream_type, first, body, guard, orders).await;
         }
     };
     let relay = Relay::new(body, first, shaper, guard, orders, req.rt.clone());
@@ -434,7 +478,7 @@ async fn answer(
     if ctype == names::SSE {
         answer.headers.push(("cache-control", "no-cache".to_string()));
     }
-    headers_for(&mut answer, &commit, &addr, &req.spec.model);
+    headers_for(&mut answer, &commit, &addr, req);
     answer
 }
 
@@ -442,7 +486,7 @@ async fn answer(
 async fn aggregate(
     req: &Request,
     how: Gathered,
-    config: OpenAiResponseConfig,
+    naming: Naming,
     (commit, addr): (Commit, &NodeAddr),
     upstream_type: Option<String>,
     first: Bytes,
@@ -454,18 +498,22 @@ async fn aggregate(
         Native(NativeAggregator),
         Chat(ChatCompletionAggregator),
         Text(TextCompletionAggregator),
+        Anthropic(AnthropicAggregator),
         Raw(Vec<u8>),
     }
+    let Naming { openai, anthropic, echo } = naming;
     let mut agg = match how {
         Gathered::Native(endpoint) => Agg::Native(NativeAggregator::new(endpoint)),
-        Gathered::OpenAiChat => Agg::Chat(ChatCompletionAggregator::new(config)),
-        Gathered::OpenAiCompletion => Agg::Text(TextCompletionAggregator::new(config)),
+        Gathered::OpenAiChat => Agg::Chat(ChatCompletionAggregator::new(openai)),
+        Gathered::OpenAiCompletion => Agg::Text(TextCompletionAggregator::new(openai)),
+        Gathered::Anthropic => Agg::Anthropic(AnthropicAggregator::new(anthropic)),
         Gathered::AsIs => Agg::Raw(Vec::new()),
     };
     let feed = |agg: &mut Agg, data: &[u8]| match agg {
         Agg::Native(a) => a.handle_bytes(data),
         Agg::Chat(a) => a.handle_bytes(data),
         Agg::Text(a) => a.handle_bytes(data),
+        Agg::Anthropic(a) => a.handle_bytes(data),
         Agg::Raw(v) => v.extend_from_slice(data),
     };
     feed(&mut agg, &first);
@@ -480,7 +528,7 @@ async fn aggregate(
                 guard.disarm();
                 let status = UpstreamFailure::Timeout.status_after_commit();
                 let mut answer = error_answer(req.proto, status, cancel_message(reason), None);
-                headers_for(&mut answer, &commit, addr, &req.spec.model);
+                headers_for(&mut answer, &commit, addr, req);
                 return answer;
             }
         };
@@ -507,8 +555,13 @@ async fn aggregate(
         Agg::Native(a) => a.finish_json().map(|(b, u)| (Bytes::from(b), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Chat(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Text(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
+        Agg::Anthropic(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Raw(v) => {
             let usage = herd_core::api::watch::body_usage(&v);
+            let v = match &echo {
+                Some(e) => e.whole(&v),
+                None => v,
+            };
             Ok((Bytes::from(v), upstream_type.unwrap_or_else(json_type), usage))
         }
     };
@@ -517,14 +570,14 @@ async fn aggregate(
             guard.end(AttemptInput::Finished(usage));
             let mut answer =
                 Answer { status: 200, headers: vec![("content-type", ctype)], body: AnswerBody::Full(body) };
-            headers_for(&mut answer, &commit, addr, &req.spec.model);
+            headers_for(&mut answer, &commit, addr, req);
             answer
         }
         Err(message) => {
             let status = UpstreamFailure::Reset.status_after_commit();
             guard.end(AttemptInput::Failed(UpstreamFailure::Reset));
             let mut answer = error_answer(req.proto, status, &message, None);
-            headers_for(&mut answer, &commit, addr, &req.spec.model);
+            headers_for(&mut answer, &commit, addr, req);
             answer
         }
     }

@@ -9,12 +9,13 @@ use crate::errors::Proto;
 use crate::BodyStream;
 use crate::{Instant, Runtime};
 use bytes::{Bytes, BytesMut};
+use herd_core::api::echo::ModelEcho;
 use herd_core::api::watch::{StreamEnd, StreamWatch};
 use herd_core::ids::{AttemptId, RequestId};
 use herd_core::metrics::ChunkGaps;
 use herd_core::policy::retry::UpstreamFailure;
 use herd_core::router::{CancelReason, Usage};
-use herd_core::translate::{OpenAiChatStream, OpenAiCompletionStream, SseEvent};
+use herd_core::translate::{AnthropicEvent, AnthropicStream, OpenAiChatStream, OpenAiCompletionStream, SseEvent};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
@@ -102,28 +103,40 @@ impl Drop for EndGuard {
 /// How a committed streaming answer is shaped for the client.
 pub enum Shaper {
     /// Passed through as the node wrote it (native NDJSON, OpenAI or Anthropic SSE), watched by
-    /// core's one reader of stream endings.
-    Pass(StreamWatch),
+    /// core's one reader of stream endings; with an echo, the model the first event names is
+    /// the client's (core's `AttemptPlan::echoes`).
+    Pass(StreamWatch, Option<ModelEcho>),
     /// Native chat NDJSON translated to OpenAI chat SSE.
     Chat(Box<OpenAiChatStream>),
     /// Native generate NDJSON translated to OpenAI completion SSE.
     Completion(Box<OpenAiCompletionStream>),
+    /// Native chat NDJSON translated to Anthropic's named events.
+    Anthropic(Box<AnthropicStream>),
 }
 
 impl Shaper {
     fn proto(&self) -> Proto {
         match self {
-            Shaper::Pass(w) => w.protocol(),
+            Shaper::Pass(w, _) => w.protocol(),
             Shaper::Chat(_) | Shaper::Completion(_) => Proto::OpenAi,
+            Shaper::Anthropic(_) => Proto::Anthropic,
         }
     }
 
     /// Feeds upstream bytes; returns what to send on.
     pub fn feed(&mut self, data: Bytes, out: &mut VecDeque<Bytes>) {
         match self {
-            Shaper::Pass(w) => {
+            Shaper::Pass(w, echo) => {
                 w.feed(&data);
-                out.push_back(data);
+                match echo.as_mut().and_then(|e| e.feed(&data)) {
+                    Some(renamed) if renamed.is_empty() => {}
+                    Some(renamed) => out.push_back(Bytes::from(renamed)),
+                    None => out.push_back(data),
+                }
+            }
+            Shaper::Anthropic(s) => {
+                s.handle_bytes(&data);
+                drain_anthropic(s, out);
             }
             Shaper::Chat(s) => {
                 s.handle_bytes(&data);
@@ -139,7 +152,17 @@ impl Shaper {
     /// The upstream ended cleanly: the outcome, and any last bytes to send.
     pub fn end(&mut self, out: &mut VecDeque<Bytes>) -> AttemptInput {
         let ending = match self {
-            Shaper::Pass(w) => w.end(),
+            Shaper::Pass(w, echo) => {
+                if let Some(held) = echo.as_mut().map(ModelEcho::finish).filter(|h| !h.is_empty()) {
+                    out.push_back(Bytes::from(held));
+                }
+                w.end()
+            }
+            Shaper::Anthropic(s) => {
+                s.handle_end();
+                drain_anthropic(s, out);
+                return translated_ending(s.usage(), s.error().is_some());
+            }
             Shaper::Chat(s) => {
                 s.handle_end();
                 drain_events(|| s.poll_event(), out);
@@ -176,7 +199,17 @@ impl Shaper {
                 s.handle_failure(herd_core::translate::ResponseError::Truncated);
                 drain_events(|| s.poll_event(), out);
             }
-            _ => out.push_back(crate::errors::stream_error(self.proto(), message)),
+            Shaper::Anthropic(s) => {
+                s.handle_failure(herd_core::translate::ResponseError::Upstream { message: message.to_string() });
+                drain_anthropic(s, out);
+            }
+            Shaper::Pass(_, echo) => {
+                // A first event still held goes out before the error.
+                if let Some(held) = echo.as_mut().map(ModelEcho::finish).filter(|h| !h.is_empty()) {
+                    out.push_back(Bytes::from(held));
+                }
+                out.push_back(crate::errors::stream_error(self.proto(), message));
+            }
         }
         AttemptInput::Failed(UpstreamFailure::Reset)
     }
@@ -186,6 +219,16 @@ fn translated_ending(usage: Option<Usage>, failed: bool) -> AttemptInput {
     match usage {
         Some(u) if !failed => AttemptInput::Finished(u),
         _ => AttemptInput::Failed(UpstreamFailure::Reset),
+    }
+}
+
+fn drain_anthropic(s: &mut AnthropicStream, out: &mut VecDeque<Bytes>) {
+    let mut buf = Vec::new();
+    while let Some(ev) = s.poll_event() {
+        AnthropicEvent::encode(&ev, &mut buf);
+    }
+    if !buf.is_empty() {
+        out.push_back(Bytes::from(buf));
     }
 }
 

@@ -50,6 +50,7 @@ fn machine(
         preloaded: preloaded.iter().map(|m| ModelName::new(m)).collect(),
         context_length: 8192,
         load_gbps: 2.0,
+        ollama_version: herd_fake_ollama::machine::OLLAMA_VERSION.into(),
     }
 }
 

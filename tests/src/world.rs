@@ -598,6 +598,7 @@ mod tests {
             preloaded: vec![ModelName::new("qwen3:8b")],
             context_length: 4096,
             load_gbps: 2.0,
+            ollama_version: herd_fake_ollama::machine::OLLAMA_VERSION.into(),
         }]
     }
 

@@ -32,6 +32,8 @@ fn the_service_keeps_every_promise_over_two_hundred_seeds() {
             ("a machine cut mid-answer", total.machine_cut),
             ("a machine failing before answering", total.machine_failed),
             ("a cancelled machine call", total.machine_cancelled),
+            ("an Anthropic call passed to a node's /v1/messages", total.messages_passed),
+            ("an Anthropic call translated to a node's /api/chat", total.messages_translated),
         ] {
             assert!(n > 0, "no seed of the sweep exercised {name}");
         }

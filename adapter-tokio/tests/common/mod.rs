@@ -85,6 +85,7 @@ pub fn spec(name: &str, models: &[&str], preload: &[&str], parallel: u32) -> Mac
         preloaded: preload.iter().map(|m| ModelName::new(m)).collect(),
         context_length: 8192,
         load_gbps: 2.0,
+        ollama_version: herd_fake_ollama::machine::OLLAMA_VERSION.into(),
     }
 }
 

@@ -178,6 +178,7 @@ pub fn in_process(shape: Shape) -> Result<(f64, f64, usize, usize), String> {
                 let trace = Trace {
                     request: RequestId(id),
                     requested_model: model.clone(),
+                    anthropic_model: None,
                     served_model: Some(model.clone()),
                     node: Some(node),
                     attempts: 1,

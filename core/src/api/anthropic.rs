@@ -246,6 +246,33 @@ pub fn stable_system_text(text: &str) -> Cow<'_, str> {
 }
 
 impl MessagesRequest {
+    /// `POST /v1/messages/count_tokens` (herd-router.md §9.4): the request checked as
+    /// `/v1/messages` checks it, but for `max_tokens` (the counting API has none), and the
+    /// estimate of its input tokens. herd has no tokenizer: this is herd's one estimator
+    /// ([`TokenTally`]: about 4 characters a token, 4 per message, 150 per image) over the
+    /// system prompt and every message's blocks (text, tool_use inputs, tool_result contents,
+    /// thinking, images). Tool definitions are not counted, as ollama-herd does not count them.
+    ///
+    /// # Errors
+    /// [`ApiError`] for a missing or invalid model, or missing or empty messages.
+    pub fn count_tokens(&self) -> Result<u32, ApiError> {
+        super::parse_model_name(self.model.as_deref().ok_or(ApiError::MissingModel)?)?;
+        let messages = self.messages.as_deref().ok_or(ApiError::MissingField { field: "messages" })?;
+        if messages.is_empty() {
+            return Err(ApiError::EmptyField { field: "messages" });
+        }
+        let mut tally = TokenTally::default();
+        if self.system.is_some() {
+            tally.message();
+            tally_content(self.system.as_ref(), &mut tally);
+        }
+        for m in messages {
+            tally.message();
+            tally_content(m.content.as_ref(), &mut tally);
+        }
+        Ok(tally.tokens())
+    }
+
     /// The client's think setting: `thinking.type` (`enabled` / `disabled`), else the presence
     /// of a known `output_config.effort`.
     pub fn think(&self) -> Option<bool> {

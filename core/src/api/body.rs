@@ -168,6 +168,9 @@ impl BodyIndex {
         if patch.num_ctx.is_some() || patch.num_predict.is_some() {
             touched.push("options");
         }
+        if patch.max_tokens.is_some() {
+            touched.push("max_tokens");
+        }
         if patch.keep_alive.is_some() {
             touched.push("keep_alive");
         }

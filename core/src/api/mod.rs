@@ -40,6 +40,7 @@
 pub mod anthropic;
 pub mod body;
 pub mod cors;
+pub mod echo;
 mod error;
 pub mod estimate;
 pub mod image_url;

@@ -30,6 +30,11 @@ pub const SCORE_HEADER: &str = "x-herd-score";
 pub const ROUTE_HEADER: &str = "x-herd-route";
 /// The router's id for the request (its trace).
 pub const REQUEST_ID_HEADER: &str = "x-herd-request-id";
+/// The model id the client named, when herd resolved it to a local model (Anthropic's
+/// `claude-…` ids); `X-Fleet-Requested-Model` is then the local model (herd-router.md §9.1).
+pub const REQUESTED_MODEL_HEADER: &str = "x-herd-requested-model";
+/// How that id was resolved: `map`, `fleet`, `auto_loaded`, `auto_on_disk` or `default`.
+pub const RESOLVED_BY_HEADER: &str = "x-herd-resolved-by";
 
 /// ollama-herd's names for the same facts (herd-router.md §9.1), sent beside herd's so its
 /// operators' scripts keep working: the node.

@@ -28,6 +28,9 @@ pub struct BodyPatch {
     pub num_ctx: Option<NumCtxPatch>,
     /// Set `options.num_predict` (for example the inflated thinking budget).
     pub num_predict: Option<u32>,
+    /// Set the top-level `max_tokens`: an Anthropic body's output budget, which Ollama's
+    /// `/v1/messages` reads as `num_predict` (the thinking budget of a passed-through request).
+    pub max_tokens: Option<u32>,
     /// A `keep_alive` to use **only when the client sent none** (absent or `null`): the client's own
     /// choice, including `0` to unload, always wins. ollama-herd uses `-1` (keep loaded).
     pub keep_alive: Option<Value>,
@@ -60,6 +63,9 @@ pub fn apply_patch(body: &mut Map<String, Value>, patch: &BodyPatch) {
     }
     if let Some(n) = patch.num_predict {
         set_option(body, "num_predict", n.into());
+    }
+    if let Some(n) = patch.max_tokens {
+        body.insert("max_tokens".into(), n.into());
     }
     if let Some(keep_alive) = &patch.keep_alive {
         if body.get("keep_alive").is_none_or(Value::is_null) {
@@ -118,6 +124,7 @@ mod tests {
             model: Some(ModelName::new("qwen3:8b")),
             num_ctx: Some(NumCtxPatch::Set(8192)),
             num_predict: Some(4096),
+            max_tokens: None,
             keep_alive: Some(json!(-1)),
             force_stream: Some(true),
             strip_herd_fields: true,

@@ -11,7 +11,9 @@ use super::patch::{BodyPatch, NumCtxPatch};
 use super::{Protocol, Surface};
 use crate::request::RequestSpec;
 use crate::router::Dispatch;
-use crate::translate::{chat_request, completion_request, NativeEndpoint, SamplingDefaults};
+use crate::translate::{
+    chat_request, completion_request, messages_request, NativeEndpoint, RequestError, SamplingDefaults,
+};
 
 /// How one attempt is sent and its answer shaped.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -25,13 +27,16 @@ pub enum AttemptPlan {
         client_stream: bool,
     },
     /// Forwarded as sent (model patched, herd's fields stripped, and `keep_alive` added for the
-    /// native embedding endpoints): embeddings, Anthropic, and OpenAI streams that need no change;
-    /// `stream` is the protocol of a streamed answer.
+    /// native embedding endpoints): embeddings, and OpenAI and Anthropic requests the node's own
+    /// endpoint can carry; `stream` is the protocol of a streamed answer.
     Pass {
         /// The node endpoint (the client's own).
         path: &'static str,
         /// The protocol of the stream, when the answer streams.
         stream: Option<Protocol>,
+        /// The node names the model it was sent (a local model an Anthropic id resolved to),
+        /// where the answer names the client's own: [`super::echo::ModelEcho`] puts it back.
+        echo: bool,
     },
     /// OpenAI chat or completions translated to native, and the answer back.
     Translate {
@@ -39,6 +44,13 @@ pub enum AttemptPlan {
         endpoint: NativeEndpoint,
         /// Whether the client asked for a stream.
         client_stream: bool,
+    },
+    /// Anthropic `/v1/messages` translated to native `/api/chat`, and the answer back.
+    Messages {
+        /// Whether the client asked for a stream.
+        client_stream: bool,
+        /// Whether the model thinks (the client's `thinking` goes only to one that does).
+        model_thinks: bool,
     },
 }
 
@@ -51,6 +63,8 @@ pub enum AnswerShape {
     /// Native NDJSON translated, as it streams, to OpenAI chat (`Chat`) or completion
     /// (`Generate`) SSE.
     TranslateStream(NativeEndpoint),
+    /// Native chat NDJSON translated, as it streams, to Anthropic's named events.
+    AnthropicStream,
     /// Gathered into one answer before it is written.
     Gather(Gathered),
 }
@@ -64,6 +78,8 @@ pub enum Gathered {
     OpenAiChat,
     /// Native NDJSON into one OpenAI text completion.
     OpenAiCompletion,
+    /// Native chat NDJSON into one Anthropic message.
+    Anthropic,
     /// The node's own whole answer, as it is (embeddings, Anthropic).
     AsIs,
 }
@@ -93,9 +109,15 @@ impl PlanError {
 }
 
 impl AttemptPlan {
-    /// The plan for `surface`'s request described by `spec`, dispatched as `d`. An OpenAI stream
-    /// is passed through to the node's own OpenAI endpoint unless core patches `num_ctx` or
-    /// `num_predict`, which only the native API takes.
+    /// The plan for `surface`'s request described by `spec`, dispatched as `d`.
+    ///
+    /// One rule for both compatible surfaces: the request goes to the node's own OpenAI or
+    /// Anthropic endpoint when that endpoint can carry everything core decided, else it is
+    /// translated to the native API. An OpenAI stream is passed through unless core patches
+    /// `num_ctx` or `num_predict`, which only the native API takes. An Anthropic request is
+    /// passed through when the node's Ollama serves `/v1/messages` (0.14.0 on; an unknown
+    /// version is taken for an older one) and core does not pin `num_ctx` (the thinking budget
+    /// travels as `max_tokens`, which Ollama reads as `num_predict`).
     pub fn of(surface: Surface, spec: &RequestSpec, d: &Dispatch) -> AttemptPlan {
         let patched = d.num_ctx.is_some() || d.num_predict.is_some();
         match surface {
@@ -104,13 +126,19 @@ impl AttemptPlan {
                 AttemptPlan::Native { endpoint: NativeEndpoint::Generate, client_stream: spec.stream }
             }
             Surface::OllamaEmbed | Surface::OllamaEmbeddings | Surface::OpenAiEmbeddings => {
-                AttemptPlan::Pass { path: surface.path(), stream: None }
+                AttemptPlan::Pass { path: surface.path(), stream: None, echo: false }
+            }
+            Surface::AnthropicMessages if d.ollama.serves_anthropic_messages() && d.num_ctx.is_none() => {
+                // Only an id resolved to a local model makes the node name another model than
+                // the client asked for; a fallback is named as served, on every surface.
+                let echo = d.resolution.as_ref().is_some_and(|r| r.model == d.model);
+                AttemptPlan::Pass { path: surface.path(), stream: spec.stream.then_some(Protocol::Anthropic), echo }
             }
             Surface::AnthropicMessages => {
-                AttemptPlan::Pass { path: surface.path(), stream: spec.stream.then_some(Protocol::Anthropic) }
+                AttemptPlan::Messages { client_stream: spec.stream, model_thinks: d.thinking_model }
             }
             Surface::OpenAiChat | Surface::OpenAiCompletions if spec.stream && !patched && !spec.remote_images => {
-                AttemptPlan::Pass { path: surface.path(), stream: Some(Protocol::OpenAi) }
+                AttemptPlan::Pass { path: surface.path(), stream: Some(Protocol::OpenAi), echo: false }
             }
             Surface::OpenAiChat => {
                 AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, client_stream: spec.stream }
@@ -125,7 +153,8 @@ impl AttemptPlan {
     pub fn path(self) -> &'static str {
         match self {
             AttemptPlan::Native { endpoint: NativeEndpoint::Chat, .. }
-            | AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, .. } => "/api/chat",
+            | AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, .. }
+            | AttemptPlan::Messages { .. } => "/api/chat",
             AttemptPlan::Native { .. } | AttemptPlan::Translate { .. } => "/api/generate",
             AttemptPlan::Pass { path, .. } => path,
         }
@@ -141,14 +170,18 @@ impl AttemptPlan {
             AttemptPlan::Translate { endpoint, client_stream: true } => AnswerShape::TranslateStream(endpoint),
             AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, .. } => AnswerShape::Gather(Gathered::OpenAiChat),
             AttemptPlan::Translate { .. } => AnswerShape::Gather(Gathered::OpenAiCompletion),
+            AttemptPlan::Messages { client_stream: true, .. } => AnswerShape::AnthropicStream,
+            AttemptPlan::Messages { .. } => AnswerShape::Gather(Gathered::Anthropic),
         }
     }
 
-    /// The prefix of the ids of a translated answer (`chatcmpl-…` for chat, `cmpl-…` else).
-    pub fn id_prefix(self) -> &'static str {
+    /// The id of a translated answer to request `request`: `chatcmpl-N` for OpenAI chat,
+    /// `cmpl-N` for completions, `msg_` and 24 digits for Anthropic.
+    pub fn answer_id(self, request: u64) -> String {
         match self {
-            AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, .. } => "chatcmpl",
-            _ => "cmpl",
+            AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, .. } => format!("chatcmpl-{request}"),
+            AttemptPlan::Messages { .. } => format!("msg_{request:024}"),
+            _ => format!("cmpl-{request}"),
         }
     }
 
@@ -159,10 +192,17 @@ impl AttemptPlan {
         self.path().starts_with("/api/")
     }
 
+    /// Whether the answer must be renamed to the client's model ([`AttemptPlan::Pass`]'s `echo`).
+    pub fn echoes(self) -> bool {
+        matches!(self, AttemptPlan::Pass { echo: true, .. })
+    }
+
     /// Whether the client gets a stream (else one gathered answer).
     pub fn streams(self) -> bool {
         match self {
-            AttemptPlan::Native { client_stream, .. } | AttemptPlan::Translate { client_stream, .. } => client_stream,
+            AttemptPlan::Native { client_stream, .. }
+            | AttemptPlan::Translate { client_stream, .. }
+            | AttemptPlan::Messages { client_stream, .. } => client_stream,
             AttemptPlan::Pass { stream, .. } => stream.is_some(),
         }
     }
@@ -211,9 +251,14 @@ impl AttemptPlan {
                 patch.force_stream = Some(true);
                 index.patched(raw, &patch)
             }
-            AttemptPlan::Pass { .. } => {
+            AttemptPlan::Pass { path, .. } => {
+                if path == Surface::AnthropicMessages.path() {
+                    // Ollama reads `max_tokens` as `num_predict`: the thinking budget goes there.
+                    patch.max_tokens = d.num_predict;
+                }
                 let clients_keep_alive = || index.value(raw, "keep_alive").is_some_and(|v| !v.is_null());
                 if patch.model.is_none()
+                    && patch.max_tokens.is_none()
                     && !index.has_herd_fields(raw)
                     && (patch.keep_alive.is_none() || clients_keep_alive())
                 {
@@ -222,33 +267,15 @@ impl AttemptPlan {
                 }
                 index.patched(raw, &patch)
             }
-            AttemptPlan::Translate { endpoint, .. } => {
+            AttemptPlan::Translate { .. } | AttemptPlan::Messages { .. } => {
                 patch.num_ctx = d.num_ctx.map(NumCtxPatch::Set);
                 patch.num_predict = d.num_predict;
                 patch.force_stream = Some(true);
                 // The client's request, decoded from its bytes, becomes the native one, written
                 // once (each typed copy is dropped as soon as the next exists) and patched like a
                 // native body.
-                let native = match endpoint {
-                    NativeEndpoint::Chat => {
-                        let parsed = index.decode(raw).map_err(|e| PlanError::new(400, e))?;
-                        let mut t = chat_request(parsed, SamplingDefaults::OllamaV1)
-                            .map_err(|e| PlanError::new(e.http_status(), e))?;
-                        for (i, bytes) in images.iter().enumerate().take(t.remote_images().len()) {
-                            t.resolve_image(i, bytes).map_err(|e| PlanError::new(e.http_status(), e))?;
-                        }
-                        include_usage = t.include_usage();
-                        let body = t.into_body().map_err(|e| PlanError::new(e.http_status(), e))?;
-                        write_sized(&body, raw.len())
-                    }
-                    NativeEndpoint::Generate => {
-                        let parsed = index.decode(raw).map_err(|e| PlanError::new(400, e))?;
-                        let t = completion_request(parsed, SamplingDefaults::OllamaV1)
-                            .map_err(|e| PlanError::new(e.http_status(), e))?;
-                        include_usage = t.include_usage;
-                        write_sized(&t.body, raw.len())
-                    }
-                };
+                let (native, usage) = self.translate(raw, index, images)?;
+                include_usage = usage;
                 let native = native.map_err(|_| PlanError::new(500, "translation failed"))?;
                 release();
                 let index = BodyIndex::new(&native, &BodyLimits::UNLIMITED).map_err(|e| PlanError::new(500, e))?;
@@ -256,6 +283,39 @@ impl AttemptPlan {
             }
         };
         Ok((AttemptBody::Rewritten(body), include_usage))
+    }
+
+    /// The native body of a translated request, and whether an OpenAI client asked for usage.
+    fn translate(
+        self,
+        raw: &[u8],
+        index: &BodyIndex,
+        images: &[Vec<u8>],
+    ) -> Result<(serde_json::Result<Vec<u8>>, bool), PlanError> {
+        let bad = |e: RequestError| PlanError::new(e.http_status(), e);
+        Ok(match self {
+            AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, .. } => {
+                let parsed = index.decode(raw).map_err(|e| PlanError::new(400, e))?;
+                let mut t = chat_request(parsed, SamplingDefaults::OllamaV1).map_err(bad)?;
+                for (i, bytes) in images.iter().enumerate().take(t.remote_images().len()) {
+                    t.resolve_image(i, bytes).map_err(bad)?;
+                }
+                let usage = t.include_usage();
+                (write_sized(&t.into_body().map_err(bad)?, raw.len()), usage)
+            }
+            AttemptPlan::Translate { .. } => {
+                let parsed = index.decode(raw).map_err(|e| PlanError::new(400, e))?;
+                let t = completion_request(parsed, SamplingDefaults::OllamaV1).map_err(bad)?;
+                (write_sized(&t.body, raw.len()), t.include_usage)
+            }
+            AttemptPlan::Messages { model_thinks, .. } => {
+                let parsed = index.decode(raw).map_err(|e| PlanError::new(400, e))?;
+                (write_sized(&messages_request(parsed, model_thinks).map_err(bad)?, raw.len()), false)
+            }
+            AttemptPlan::Native { .. } | AttemptPlan::Pass { .. } => {
+                return Err(PlanError::new(500, "not a translated plan"));
+            }
+        })
     }
 }
 
@@ -316,6 +376,9 @@ mod tests {
             affinity: crate::router::Affinity::New,
             overflow: None,
             score: 0.0,
+            ollama: crate::fleet::version::ANTHROPIC_MESSAGES_SINCE,
+            thinking_model: false,
+            resolution: None,
         }
     }
 
@@ -354,6 +417,7 @@ mod tests {
             num_predict in proptest::option::of(1u32..4096),
             clients_keep_alive in any::<bool>(),
             keep_alive_on in any::<bool>(),
+            old_node in any::<bool>(),
         ) {
             let surface = Surface::ALL[surface_i];
             let raw = body_for(surface, stream, herd_field, clients_keep_alive);
@@ -361,7 +425,10 @@ mod tests {
             let spec = describe_indexed(surface, &raw, &index, &DescribeContext::default()).unwrap();
             let served = if fallback { "other" } else { "m" };
             let keep_alive = if keep_alive_on { KeepAlive::default() } else { KeepAlive::Off };
-            let d = dispatch(served, num_ctx, num_predict, keep_alive);
+            let mut d = dispatch(served, num_ctx, num_predict, keep_alive);
+            if old_node {
+                d.ollama = crate::fleet::version::OllamaVersion::parse("0.13.5");
+            }
             let plan = AttemptPlan::of(surface, &spec, &d);
             // keep_alive is added only where the node reads it and the client sent none.
             let adds_keep_alive = plan.reads_keep_alive() && keep_alive_on && !clients_keep_alive;
@@ -393,7 +460,7 @@ mod tests {
             prop_assert_eq!(sent["model"].as_str(), Some(d.model.as_str()).filter(|_| fallback).or(Some("m")));
             prop_assert!(sent.get("fallback_models").is_none(), "herd's fields never reach a node");
             match plan {
-                AttemptPlan::Native { .. } | AttemptPlan::Translate { .. } => {
+                AttemptPlan::Native { .. } | AttemptPlan::Translate { .. } | AttemptPlan::Messages { .. } => {
                     // The router always reads a native answer as a stream.
                     prop_assert_eq!(sent["stream"].as_bool(), Some(true));
                     prop_assert!(plan.path() == "/api/chat" || plan.path() == "/api/generate");
@@ -404,13 +471,25 @@ mod tests {
                         prop_assert_eq!(sent["options"]["num_predict"].as_u64(), Some(u64::from(n)));
                     }
                 }
-                AttemptPlan::Pass { path, stream: s } => {
+                AttemptPlan::Pass { path, stream: s, echo } => {
                     prop_assert_eq!(path, surface.path());
+                    prop_assert!(!echo, "no id was resolved");
                     // An OpenAI stream is passed through only when core patches nothing.
                     if s == Some(Protocol::OpenAi) {
                         prop_assert!(num_ctx.is_none() && num_predict.is_none());
                     }
+                    // An Anthropic request only to a node that serves /v1/messages, without a
+                    // pinned window; the thinking budget as `max_tokens`.
+                    if surface == Surface::AnthropicMessages {
+                        prop_assert!(!old_node && num_ctx.is_none());
+                        prop_assert_eq!(sent["max_tokens"].as_u64(), Some(u64::from(num_predict.unwrap_or(9))));
+                    }
                 }
+            }
+            if surface == Surface::AnthropicMessages && (old_node || num_ctx.is_some()) {
+                prop_assert!(matches!(plan, AttemptPlan::Messages { .. }), "translated: {:?}", plan);
+                prop_assert!(sent["messages"][0]["content"] == "hi" && sent.get("max_tokens").is_none());
+                prop_assert_eq!(sent["options"]["num_predict"].as_u64(), Some(u64::from(num_predict.unwrap_or(9))));
             }
         }
     }

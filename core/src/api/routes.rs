@@ -59,6 +59,8 @@ pub enum Route {
     Undrain,
     /// `/metrics`: Prometheus' scrape.
     Metrics,
+    /// `/v1/messages/count_tokens`: Anthropic's prompt token count, estimated by the router.
+    CountTokens,
 }
 
 /// The key a route needs.
@@ -104,6 +106,7 @@ impl Route {
             "/api/copy" => Route::Copy,
             "/api/create" => Route::Create,
             "/api/push" => Route::Push,
+            "/v1/messages/count_tokens" => Route::CountTokens,
             p if p.starts_with(MODEL_PREFIX) => Route::Model,
             p if p.starts_with(DRAIN_PREFIX) => Route::Drain,
             p if p.starts_with(UNDRAIN_PREFIX) => Route::Undrain,
@@ -111,10 +114,13 @@ impl Route {
         })
     }
 
-    /// The methods it answers, as an `Allow` header value.
+    /// The methods it answers, as an `Allow` header value. `GET /v1/messages` is Anthropic
+    /// clients' probe of the endpoint (herd-router.md §9.4).
     pub fn allow(self) -> &'static str {
         match self {
+            Route::Inference(Surface::AnthropicMessages) => "GET, HEAD, POST",
             Route::Inference(_)
+            | Route::CountTokens
             | Route::Heartbeat
             | Route::Show
             | Route::Pull
@@ -174,8 +180,12 @@ mod tests {
         assert_eq!(Route::Inference(Surface::OpenAiChat).access(), Access::Api);
         for s in Surface::ALL {
             assert_eq!(Route::of(s.path()), Some(Route::Inference(s)));
-            assert_eq!(Route::Inference(s).allow(), "POST");
+            assert!(Route::Inference(s).accepts("POST"));
         }
+        assert!(Route::Inference(Surface::AnthropicMessages).accepts("GET"));
+        assert!(!Route::Inference(Surface::OpenAiChat).accepts("GET"));
+        assert_eq!(Route::of("/v1/messages/count_tokens/"), Some(Route::CountTokens));
+        assert_eq!((Route::CountTokens.allow(), Route::CountTokens.access()), ("POST", Access::Api));
         assert_eq!(Route::Pull.admin_forward(), Some(("/api/pull", true)));
         assert_eq!(Route::Tags.admin_forward(), None);
         assert_eq!((Route::of("/metrics"), Route::Metrics.access()), (Some(Route::Metrics), Access::Api));

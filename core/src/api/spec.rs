@@ -151,6 +151,8 @@ pub(crate) struct PrefixSource<'a> {
 pub(crate) struct Draft<'a> {
     pub surface: Surface,
     pub model: ModelName,
+    /// The model as sent, trimmed.
+    pub raw_model: &'a str,
     pub herd: &'a HerdFields,
     /// The body's `user` (OpenAI's field, or a string `user` on any other surface).
     pub user: Option<&'a str>,
@@ -168,15 +170,17 @@ impl<'a> Draft<'a> {
     /// surface's default.
     pub fn new(
         surface: Surface,
-        model: Option<&str>,
+        model: Option<&'a str>,
         stream: Option<bool>,
         herd: &'a HerdFields,
         user: Option<&'a str>,
     ) -> Result<Self, ApiError> {
-        let model = parse_model_name(model.ok_or(ApiError::MissingModel)?)?;
+        let raw_model = model.ok_or(ApiError::MissingModel)?;
+        let model = parse_model_name(raw_model)?;
         Ok(Draft {
             surface,
             model,
+            raw_model: raw_model.trim(),
             herd,
             user,
             tally: TokenTally::default(),
@@ -243,6 +247,7 @@ impl<'a> Draft<'a> {
             session_key,
             prefix_key,
             tags,
+            anthropic_model: (self.surface == Surface::AnthropicMessages).then(|| self.raw_model.to_string()),
         })
     }
 }

@@ -5,6 +5,7 @@
 pub mod address;
 pub mod heartbeat;
 pub mod ollama_state;
+pub mod version;
 pub mod views;
 
 use crate::config::FleetConfig;
@@ -162,6 +163,11 @@ impl Node {
     /// Whether new work may go here (status and Ollama reachability; the breaker is separate).
     pub fn routable(&self) -> bool {
         matches!(self.status, NodeStatus::Online | NodeStatus::Degraded) && self.report.ollama.reachable != Some(false)
+    }
+    /// The node's Ollama version, as its last report gave it ([`version::OllamaVersion::UNKNOWN`]
+    /// when it gave none).
+    pub fn ollama_version(&self) -> version::OllamaVersion {
+        version::OllamaVersion::parse(&self.report.ollama.version)
     }
     /// Ollama metadata for a model, carried forward across `null` reports.
     pub fn meta(&self, model: &ModelName) -> Option<&ModelMeta> {

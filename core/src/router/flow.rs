@@ -5,8 +5,8 @@
 use super::*;
 use crate::model;
 use crate::policy::context::{self, ContextAction, ShapeInput};
-use crate::policy::fallback;
 use crate::policy::pins::PinKey;
+use crate::policy::{anthropic, fallback};
 use crate::queue;
 use crate::score::{self, Candidate, Elimination, Facts, Want};
 
@@ -77,6 +77,7 @@ impl Router {
             affinity: Affinity::New,
             overflow: None,
             counted_client: false,
+            resolution: None,
         };
         let q = &self.config.queue;
         let refusal = if self.requests.len() >= q.max_requests {
@@ -407,11 +408,30 @@ impl Router {
             .map(|n| n.id())
     }
 
+    /// Resolves an Anthropic model id to a local model (once: a resolved request keeps its
+    /// model). Unresolved, the id stays the model: routing holds it through the startup grace
+    /// (nodes may not have reported yet, and it is tried again when they do) and refuses it 404
+    /// after.
+    fn resolve_model(&mut self, id: RequestId) {
+        let Some(req) = self.requests.get(&id) else { return };
+        let Some(asked) = req.spec.anthropic_model.as_deref().filter(|_| req.resolution.is_none()) else { return };
+        let Some(r) = anthropic::resolve(asked, &self.config.anthropic, &self.fleet, req.spec.has_images) else {
+            return;
+        };
+        let asked = asked.to_string();
+        self.demand.record(&r.model, self.now);
+        self.events.push_back(Event::Resolved { request: id, asked, model: r.model.clone(), by: r.by });
+        let req = self.requests.get_mut(&id).expect("checked");
+        req.spec.model = r.model.clone();
+        req.resolution = Some(r);
+    }
+
     /// Routes a request that is not running: dispatch, queue, hold, pull or reject.
     pub(super) fn route(&mut self, id: RequestId) {
         if !self.requests.contains_key(&id) {
             return;
         }
+        self.resolve_model(id);
         let was_holding = self.holding.remove(&id);
         match self.plan(id) {
             Plan::Go(choices) => {
@@ -512,6 +532,8 @@ impl Router {
         req.first_dispatch.get_or_insert(now);
         req.state = ReqState::Attempting(aid);
         let resident = n.loaded(&model).map(|l| l.context_length);
+        let thinking_model = model::is_thinking(&model, n.meta(&model));
+        let ollama = n.ollama_version();
         let shape = context::shape(
             &c.policy,
             &ShapeInput {
@@ -520,7 +542,7 @@ impl Router {
                 estimated_tokens: req.spec.estimated_prompt_tokens,
                 max_output: req.spec.max_output_tokens,
                 think: req.spec.think,
-                thinking_model: model::is_thinking(&model, n.meta(&model)),
+                thinking_model,
             },
         );
         // First byte needs: a load when not resident, prefill of the prompt, then the base allowance.
@@ -537,6 +559,7 @@ impl Router {
         let overflow = overflow.map(|ctx| (u32::try_from(need).unwrap_or(u32::MAX), ctx));
         req.overflow = overflow;
         let affinity = req.affinity;
+        let resolution = req.resolution.clone();
         self.queues.start(node, &model);
         self.breakers.entry(node).or_default().on_dispatch(now);
         if !matches!(shape.context, ContextAction::Untouched | ContextAction::Pinned { .. }) {
@@ -570,6 +593,9 @@ impl Router {
             affinity,
             overflow,
             score,
+            ollama,
+            thinking_model,
+            resolution,
         }));
     }
 }

@@ -271,6 +271,7 @@ impl Router {
             cold_load: req.cold_load,
             tags: req.spec.tags,
             client: req.spec.client,
+            anthropic_model: req.spec.anthropic_model,
         }));
     }
 

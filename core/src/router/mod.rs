@@ -109,6 +109,8 @@ pub(crate) struct Req {
     /// The last dispatch's context overflow (estimated need, context), for the commit.
     pub(crate) overflow: Option<(u32, u32)>,
     pub(crate) counted_client: bool,
+    /// The local model an Anthropic model id resolved to, once it has.
+    pub(crate) resolution: Option<crate::policy::anthropic::Resolution>,
 }
 
 /// An attempt's life.

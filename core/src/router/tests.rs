@@ -998,3 +998,51 @@ fn a_num_ctx_larger_than_the_loaded_window_is_upgraded_to_a_larger_loaded_model(
     t.request(secs(1), ask(65536, FallbackChoice::Default));
     assert_eq!(t.dispatch().node, a);
 }
+
+/// An Anthropic request for `model` (its id as the client spelled it).
+fn claude(model: &str) -> RequestSpec {
+    RequestSpec { anthropic_model: Some(model.into()), ..RequestSpec::chat(model) }
+}
+
+#[test]
+fn anthropic_ids_resolve_before_routing_and_the_trace_keeps_both_names() {
+    let mut config = RouterConfig::default();
+    config.anthropic.model_map.insert("claude-3-5-haiku".into(), "small:1b".into());
+    let mut t = T::with_grace(config);
+    let a = t.node(secs(0), loaded("a", "m:7b"));
+    // Auto-route: the loaded model; the dispatch says how, and which Ollama the node runs.
+    let id = t.request(secs(1), claude("claude-sonnet-4-5"));
+    let d = t.dispatch();
+    assert_eq!((d.node, d.model.as_str()), (a, "m:7b"));
+    let r = d.resolution.clone().expect("resolved");
+    assert_eq!((r.model.as_str(), r.by), ("m:7b", crate::policy::anthropic::ResolvedBy::AutoLoaded));
+    assert!(!d.ollama.is_known(), "the test heartbeat reports no version");
+    assert!(t.events.iter().any(|e| matches!(e, Event::Resolved { request, asked, .. }
+        if *request == id && asked == "claude-sonnet-4-5")));
+    t.r.handle_finished(secs(2), d.attempt, Usage::default());
+    t.drain();
+    let trace = t.ended(id)[0].clone();
+    assert_eq!(trace.requested_model.as_str(), "m:7b");
+    assert_eq!(trace.anthropic_model.as_deref(), Some("claude-sonnet-4-5"));
+    // A mapped model no node has reported yet is held through the grace like any other, and
+    // served when a node reports it.
+    t.take();
+    let mapped = t.request(secs(3), claude("claude-3-5-haiku"));
+    assert!(t.take().is_empty());
+    t.node(secs(4), loaded("b", "small:1b"));
+    let d = t.dispatch();
+    assert_eq!((d.request, d.model.as_str()), (mapped, "small:1b"));
+}
+
+#[test]
+fn an_anthropic_id_nothing_resolves_is_404_with_its_own_name() {
+    let mut config = RouterConfig::default();
+    config.anthropic.auto_route = false;
+    let mut t = T::new(config);
+    t.node(secs(0), loaded("a", "m:7b"));
+    let id = t.request(secs(1), claude("claude-opus-4-1"));
+    let cmds = t.take();
+    let [Command::Reject { rejection, .. }] = cmds.as_slice() else { panic!("{cmds:?}") };
+    assert_eq!(rejection.http_status(), 404);
+    assert_eq!(t.ended(id)[0].anthropic_model.as_deref(), Some("claude-opus-4-1"));
+}

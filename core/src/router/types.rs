@@ -1,8 +1,10 @@
 //! What the router says to its adapter: commands (effects to perform), events (observations),
 //! rejections (typed refusals with their HTTP mapping) and the trace every request ends with.
 
+use crate::fleet::version::OllamaVersion;
 use crate::fleet::NodeStatus;
 use crate::ids::{AttemptId, ModelName, NodeId, RequestId};
+use crate::policy::anthropic::{Resolution, ResolvedBy};
 use crate::policy::context::ContextAction;
 use crate::policy::retry::UpstreamFailure;
 use std::time::Duration;
@@ -80,6 +82,13 @@ pub struct Dispatch {
     pub overflow: Option<(u32, u32)>,
     /// The node's score when it was chosen.
     pub score: f64,
+    /// The node's Ollama version: which of its endpoints the attempt may use
+    /// ([`crate::api::plan::AttemptPlan::of`]).
+    pub ollama: OllamaVersion,
+    /// Whether `model` is a thinking model on this node (its `thinking` capability or its name).
+    pub thinking_model: bool,
+    /// How an Anthropic model id became the requested model, when the client named one.
+    pub resolution: Option<Resolution>,
 }
 
 impl Dispatch {
@@ -347,6 +356,9 @@ pub struct Trace {
     pub tags: Vec<String>,
     /// Client identity.
     pub client: Option<String>,
+    /// The model id an Anthropic client named (`requested_model` is the local model it
+    /// resolved to, or the id itself when it did not resolve).
+    pub anthropic_model: Option<String>,
 }
 
 /// An observation for logs, metrics and the dashboard.
@@ -413,6 +425,17 @@ pub enum Event {
         node: NodeId,
         /// What it did.
         action: ContextAction,
+    },
+    /// An Anthropic model id was resolved to a local model.
+    Resolved {
+        /// The request.
+        request: RequestId,
+        /// The id as the client named it.
+        asked: String,
+        /// The local model.
+        model: ModelName,
+        /// How.
+        by: ResolvedBy,
     },
     /// The request waits: no node can serve it right now.
     Holding {

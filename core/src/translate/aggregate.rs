@@ -20,24 +20,24 @@ use crate::router::Usage;
 
 /// What a stream of native chunks adds up to, up to the done chunk or the first failure.
 #[derive(Clone, Debug)]
-struct Sum {
-    endpoint: NativeEndpoint,
-    lines: LineSplitter,
-    content: String,
-    thinking: String,
-    tool_calls: Vec<Value>,
+pub(super) struct Sum {
+    pub(super) endpoint: NativeEndpoint,
+    pub(super) lines: LineSplitter,
+    pub(super) content: String,
+    pub(super) thinking: String,
+    pub(super) tool_calls: Vec<Value>,
     logprobs: Vec<Value>,
     /// The done chunk, read and as sent (an empty map when `rendered` holds the answer).
     done: Option<(Chunk, Map<String, Value>)>,
     error: Option<ResponseError>,
     /// Render the native final object straight from the done chunk's bytes where it can.
-    render: bool,
+    pub(super) render: bool,
     /// The native final object, rendered when the done chunk arrived.
     rendered: Option<Vec<u8>>,
 }
 
 impl Sum {
-    fn new(endpoint: NativeEndpoint) -> Self {
+    pub(super) fn new(endpoint: NativeEndpoint) -> Self {
         Sum {
             endpoint,
             lines: LineSplitter::default(),
@@ -58,7 +58,7 @@ impl Sum {
     /// both counts. `None` (nothing changed) for any other line, and for a done chunk with
     /// anything unusual (a `message` that is not an object, an escaped key, an error); the line
     /// is then read whole as usual.
-    fn render_done(&mut self, line: &[u8]) -> Option<()> {
+    pub(super) fn render_done(&mut self, line: &[u8]) -> Option<()> {
         if self.finished() {
             return None;
         }
@@ -140,14 +140,14 @@ impl Sum {
         self.done.is_some() || self.error.is_some()
     }
 
-    fn add(&mut self, value: &Value) {
+    pub(super) fn add(&mut self, value: &Value) {
         if !self.finished() {
             self.add_read(parse_chunk(value, self.endpoint), || value.as_object().cloned().unwrap_or_default());
         }
     }
 
     /// As [`Sum::add`], keeping the value itself as the done chunk (no copy).
-    fn add_owned(&mut self, value: Value) {
+    pub(super) fn add_owned(&mut self, value: Value) {
         if !self.finished() {
             let read = parse_chunk(&value, self.endpoint);
             let raw = || match value {
@@ -175,21 +175,21 @@ impl Sum {
     }
 
     /// Adds an ordinary chunk read on the fast path (text only, never the done chunk).
-    fn add_plain(&mut self, plain: &Plain<'_>) {
+    pub(super) fn add_plain(&mut self, plain: &Plain<'_>) {
         if !self.finished() {
             self.content.push_str(&plain.content);
             self.thinking.push_str(&plain.thinking);
         }
     }
 
-    fn fail(&mut self, err: ResponseError) {
+    pub(super) fn fail(&mut self, err: ResponseError) {
         if !self.finished() {
             self.error = Some(err);
         }
     }
 
     /// The sum once complete: the done chunk as read and as sent.
-    fn result(&mut self) -> Result<(Chunk, Map<String, Value>), ResponseError> {
+    pub(super) fn result(&mut self) -> Result<(Chunk, Map<String, Value>), ResponseError> {
         match (self.error.take(), self.done.take()) {
             (Some(err), _) => Err(err),
             (None, Some(done)) => Ok(done),
@@ -259,8 +259,9 @@ macro_rules! aggregator_inputs {
         ndjson_input!(sum.lines);
     };
 }
+pub(super) use aggregator_inputs;
 
-fn usage(done: &Chunk) -> Usage {
+pub(super) fn usage(done: &Chunk) -> Usage {
     Usage { prompt_tokens: saturate(done.prompt_tokens), completion_tokens: saturate(done.completion_tokens) }
 }
 

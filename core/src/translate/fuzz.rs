@@ -1,6 +1,7 @@
-//! The fuzz and property harness of the translators: any bytes are fed, as NDJSON, to both
-//! stream translators and the three aggregators (whole, in pieces and line by line), and as JSON
-//! to the request translators and the embeddings translators; [`check_translate`] says which
+//! The fuzz and property harness of the translators: any bytes are fed, as NDJSON, to the
+//! stream translators and the aggregators (whole, in pieces and line by line; the Anthropic
+//! ones' invariants are in `anthropic::check`), and as JSON to the request translators and the
+//! embeddings translators; [`check_translate`] says which
 //! invariant broke, [`fuzz_translate`] panics on it (a fuzz target is a one-line shim over it).
 //!
 //! Invariants: no panic; the same events however the body is split; a chat stream starts with
@@ -69,7 +70,9 @@ pub fn check_translate(data: &[u8]) -> Result<(), Violation> {
     let piece = 1 + usize::from(head >> 3);
     check_chat(body, &config, piece)?;
     check_completion(body, &config, piece)?;
+    super::anthropic::check::check_anthropic(body, piece)?;
     check_requests(body)?;
+    super::anthropic::check::check_messages_request(body)?;
     check_embeddings(body)
 }
 

@@ -1,9 +1,13 @@
-//! Translation between the OpenAI-compatible surfaces and Ollama's native API, as pure codecs:
-//! OpenAI request bodies become native ones ([`chat_request`], [`completion_request`]), native
-//! NDJSON answers become OpenAI SSE events ([`OpenAiChatStream`], [`OpenAiCompletionStream`]) or
-//! one OpenAI or native object ([`ChatCompletionAggregator`], [`NativeAggregator`]), and
-//! `/api/embed` answers become OpenAI or legacy embeddings ([`openai_embeddings_response`]). No IO, clocks or randomness: ids and `created`
-//! come from the caller, and http(s) image URLs are handed back for the adapter to fetch.
+//! Translation between the OpenAI- and Anthropic-compatible surfaces and Ollama's native API, as
+//! pure codecs: OpenAI request bodies become native ones ([`chat_request`], [`completion_request`]),
+//! native NDJSON answers become OpenAI SSE events ([`OpenAiChatStream`], [`OpenAiCompletionStream`])
+//! or one OpenAI or native object ([`ChatCompletionAggregator`], [`NativeAggregator`]), and
+//! `/api/embed` answers become OpenAI or legacy embeddings ([`openai_embeddings_response`]).
+//! Anthropic `/v1/messages` bodies become native chat ones ([`messages_request`]) and native
+//! answers become Anthropic's named events ([`AnthropicStream`]) or one `message`
+//! ([`AnthropicAggregator`]), for nodes whose Ollama has no `/v1/messages`. No IO, clocks or
+//! randomness: ids and `created` come from the caller, and http(s) image URLs are handed back for
+//! the adapter to fetch.
 //!
 //! Everything ollama-herd dropped is kept (herd-router.md §6.1, §7.3, §18 items 4, 6, 8): every
 //! sampling parameter, `response_format`, tools and `tool_choice`, `stream_options`, reasoning
@@ -43,6 +47,7 @@
 //! ```
 
 mod aggregate;
+pub(crate) mod anthropic;
 pub mod base64;
 mod chunk;
 mod embed;
@@ -59,6 +64,9 @@ mod stream;
 mod tests;
 
 pub use aggregate::{ChatCompletionAggregator, NativeAggregator, TextCompletionAggregator};
+pub use anthropic::{
+    messages_request, AnthropicAggregator, AnthropicEvent, AnthropicResponseConfig, AnthropicStream, StopReason,
+};
 pub use embed::{legacy_embeddings_response, openai_embeddings_response};
 pub use error::{RequestError, ResponseError};
 pub use request::{

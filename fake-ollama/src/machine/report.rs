@@ -1,7 +1,7 @@
 //! The heartbeat a simulated node's agent sends: ollama-herd's schema filled from the node's
 //! state, plus herd's per-GPU figures.
 
-use super::{Phase, SimNode, GB, OLLAMA_VERSION};
+use super::{Phase, SimNode, GB};
 use herd_core::fleet::heartbeat::{Gpu, Heartbeat, LoadedModel, Memory, Ollama, Pressure};
 use herd_core::ids::ModelName;
 use herd_core::time::Instant;
@@ -65,7 +65,7 @@ impl SimNode {
                 max_loaded_models: self.spec.max_loaded_models,
                 num_parallel: self.spec.num_parallel,
                 requests_active: self.jobs.iter().filter(|a| !matches!(a.phase, Phase::Failing { .. })).count() as u32,
-                version: OLLAMA_VERSION.into(),
+                version: self.spec.ollama_version.clone(),
                 reachable: Some(self.up),
             },
             ollama_host: format!("http://{}:11434", self.spec.name),

@@ -32,6 +32,7 @@ fn spec() -> MachineSpec {
         preloaded: vec![],
         context_length: 4096,
         load_gbps: 2.0,
+        ollama_version: OLLAMA_VERSION.into(),
     }
 }
 
@@ -324,7 +325,7 @@ fn heartbeat_reflects_loaded_models_and_vram() {
     assert_eq!(o.models_available.len(), 5);
     assert_eq!(o.models_available_sizes[&m(BIG)], 40.0);
     assert_eq!((o.num_parallel, o.max_loaded_models, o.requests_active), (2, 3, 1));
-    assert_eq!((o.version.as_str(), o.reachable), ("0.12.6", Some(true)));
+    assert_eq!((o.version.as_str(), o.reachable), (OLLAMA_VERSION, Some(true)));
 
     // Unified memory: the model takes RAM.
     let mut mac = super::tests::spec();

@@ -152,3 +152,34 @@ async fn anthropic_messages() {
     assert_eq!(err["error"]["message"], "max_tokens is required and must be positive");
     assert!(err["request_id"].as_str().unwrap().starts_with("req_"));
 }
+
+/// An Ollama from before 0.14.0 has no `/v1/messages`: gin's plain-text 404, whatever the body,
+/// while its native chat answers as usual; it reports its version.
+#[tokio::test]
+async fn an_old_ollama_has_no_messages_endpoint() {
+    use std::time::Duration;
+    let mut spec = super::spec(super::DISK, &[], 4);
+    spec.ollama_version = "0.13.5".into();
+    let h =
+        super::start(spec, crate::Timing::Fixed { first_token: Duration::ZERO, token_interval: Duration::ZERO }).await;
+    let body = r#"{"model":"qwen3:8b","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = post(&h, "/v1/messages", body).await;
+    assert_eq!((r.status, r.text().as_str()), (404, "404 page not found"));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(get(&h, "/v1/messages").await.status, 404);
+    assert_eq!(get(&h, "/api/version").await.json(), json!({"version": "0.13.5"}));
+    let chat =
+        post(&h, "/api/chat", r#"{"model":"qwen3:8b","stream":false,"messages":[{"role":"user","content":"hi"}]}"#)
+            .await;
+    assert_eq!(chat.status, 200);
+    assert_eq!(h.stats().requests.get("/v1/messages"), Some(&2), "counted like any request: {:?}", h.stats());
+    // A pre-release of 0.14.0 is older too; later releases have it.
+    for (version, has) in [("0.14.0-rc1", false), ("0.14.0", true), ("v0.20.1", true)] {
+        let mut spec = super::spec(super::DISK, &[], 4);
+        spec.ollama_version = version.into();
+        let h =
+            super::start(spec, crate::Timing::Fixed { first_token: Duration::ZERO, token_interval: Duration::ZERO })
+                .await;
+        assert_eq!(post(&h, "/v1/messages", body).await.status == 200, has, "{version}");
+    }
+}

@@ -32,6 +32,7 @@ pub(super) fn spec(disk: &[(&str, f64)], preloaded: &[&str], num_parallel: u32) 
         preloaded: preloaded.iter().map(|m| ModelName::new(m)).collect(),
         context_length: 8192,
         load_gbps: 2.0,
+        ollama_version: crate::machine::OLLAMA_VERSION.into(),
     }
 }
 

@@ -148,7 +148,7 @@ async fn listing_endpoints() {
     assert_eq!((r.status, r.text().as_str()), (200, "Ollama is running"));
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     assert_eq!(call(&h, "HEAD", "/", "").await.status, 200);
-    assert_eq!(get(&h, "/api/version").await.json(), json!({"version": "0.12.6"}));
+    assert_eq!(get(&h, "/api/version").await.json(), json!({"version": crate::machine::OLLAMA_VERSION}));
 
     let tags = get(&h, "/api/tags").await.json();
     let models = tags["models"].as_array().unwrap();

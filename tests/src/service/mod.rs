@@ -75,6 +75,10 @@ pub struct Report {
     pub machine_failed: u64,
     /// Machine answers the router cancelled (its caller went away).
     pub machine_cancelled: u64,
+    /// Anthropic calls a machine served on its own `/v1/messages`.
+    pub messages_passed: u64,
+    /// Anthropic calls translated to a machine's `/api/chat`.
+    pub messages_translated: u64,
     /// Traces written.
     pub traces: u64,
     /// Bytes the network carried.
@@ -99,6 +103,8 @@ impl Report {
         self.machine_cut += other.machine_cut;
         self.machine_failed += other.machine_failed;
         self.machine_cancelled += other.machine_cancelled;
+        self.messages_passed += other.messages_passed;
+        self.messages_translated += other.messages_translated;
         self.traces += other.traces;
         self.bytes += other.bytes;
         self.hash = herd_core::rng::mix(self.hash ^ other.hash);
@@ -177,7 +183,7 @@ pub fn run_seed(seed: u64) -> Result<Report, String> {
         if let Some(own) = MODELS.get(i).filter(|m| !models.iter().any(|x| x == *m)) {
             models.push(own.to_string());
         }
-        let config = MachineConfig {
+        let mut config = MachineConfig {
             name: format!("m{i}"),
             ip: machine_ip(i),
             models,
@@ -187,7 +193,15 @@ pub fn run_seed(seed: u64) -> Result<Report, String> {
             faults: draw_faults(&mut rng),
             stall: Duration::from_secs(5 + rng.below(400)),
             seed: rng.next_u64(),
+            ollama_version: herd_fake_ollama::machine::OLLAMA_VERSION.into(),
+            reports_context: true,
         };
+        // From the machine's own seed, so the world's other draws stay as they were: a third
+        // of the machines run an Ollama without `/v1/messages`, half do not report their window.
+        if config.seed % 3 == 0 {
+            config.ollama_version = "0.13.5".into();
+        }
+        config.reports_context = (config.seed >> 8) % 2 == 0;
         machines.push(Machine::start(&exec, &net, config, ROUTER, Duration::from_secs(5)));
     }
     // Every machine registered before the clients come.
@@ -316,6 +330,23 @@ pub fn run_seed(seed: u64) -> Result<Report, String> {
         }
         if !call.kind.is_inference() {
             continue;
+        }
+        if call.kind == client::Kind::Anthropic {
+            for m in &machines {
+                let log = m.log.lock().unwrap_or_else(|p| p.into_inner());
+                for s in log.seen.iter().filter(|s| s.prompt.as_deref() == Some(call.prompt.as_str())) {
+                    match s.path.as_str() {
+                        "/v1/messages" if !m.config.serves_messages() => {
+                            return fail(format!(
+                                "{call:?} went to /v1/messages on {}, whose Ollama has none",
+                                m.config.name
+                            ))
+                        }
+                        "/v1/messages" => report.messages_passed += 1,
+                        _ => report.messages_translated += 1,
+                    }
+                }
+            }
         }
         let tag = format!("c{}", call.id);
         let mine: Vec<&TraceRecord> = traces.iter().filter(|t| t.tags.contains(&tag)).collect();

@@ -73,6 +73,19 @@ pub struct MachineConfig {
     pub stall: Duration,
     /// Seed of its fault draws.
     pub seed: u64,
+    /// The Ollama version it reports. Before 0.14.0 it has no `/v1/messages` (gin's 404).
+    pub ollama_version: String,
+    /// Whether its heartbeats say the window its models are loaded with (else core cannot pin
+    /// `num_ctx`, and passes Anthropic requests to a recent Ollama's own `/v1/messages`).
+    pub reports_context: bool,
+}
+
+impl MachineConfig {
+    /// Whether its Ollama serves `/v1/messages` (0.14.0 on).
+    pub fn serves_messages(&self) -> bool {
+        let n: Vec<u64> = self.ollama_version.split('.').filter_map(|p| p.parse().ok()).collect();
+        n.as_slice() >= [0, 14, 0].as_slice()
+    }
 }
 
 /// What a machine did with one request.
@@ -167,12 +180,16 @@ impl Machine {
             max_loaded_models: c.models.len() as u32 + 1,
             disk: c.models.iter().map(|m| (herd_core::ids::ModelName::new(m), 4.9)).collect(),
             preloaded: c.models.iter().map(|m| herd_core::ids::ModelName::new(m)).collect(),
-            context_length: 8192,
+            context_length: if c.reports_context { 8192 } else { 0 },
             load_gbps: 2.0,
+            ollama_version: c.ollama_version.clone(),
         };
         let now = exec.now();
         let mut hb = herd_fake_ollama::machine::SimNode::new(spec, now).heartbeat(now);
         hb.node_id = c.name.clone();
+        if !c.reports_context {
+            hb.ollama.models_loaded.iter_mut().for_each(|m| m.context_length = 0);
+        }
         hb.ollama_host = format!("http://{}:{PORT}", c.ip);
         hb.timestamp = (super::exec::EPOCH_UNIX_MS as f64 + now.as_micros() as f64 / 1000.0) / 1000.0;
         serde_json::to_vec(&hb).expect("a heartbeat serialises")
@@ -235,7 +252,20 @@ impl Machine {
             Style::Ollama
         };
         match (req.method.as_str(), path.as_str()) {
-            ("GET", "/api/version") => return send_json(conn, 200, &json!({ "version": "0.12.6" })).await,
+            ("GET", "/api/version") => {
+                return send_json(conn, 200, &json!({ "version": self.config.ollama_version })).await
+            }
+            ("POST", "/v1/messages") if !self.config.serves_messages() => {
+                // An Ollama from before the endpoint: gin's 404, logged so the checks see it.
+                lock(&self.log).seen.push(Seen {
+                    path,
+                    prompt: prompt_of("/v1/messages", &body),
+                    served: Served::Status(404),
+                    ended_at: exec.now(),
+                    stalled: false,
+                });
+                return send_raw(conn, 404, "text/plain", b"404 page not found").await;
+            }
             ("GET", "/api/tags") => return send_json(conn, 200, &self.models(false)).await,
             ("GET", "/api/ps") => return send_json(conn, 200, &self.models(true)).await,
             ("POST", "/api/show") => {

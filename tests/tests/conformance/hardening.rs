@@ -126,8 +126,9 @@ pub(crate) fn method_not_allowed_says_allow(r: Router) {
     let chat = f.get("/v1/chat/completions");
     assert_eq!((chat.status, chat.header("allow")), (405, "POST"));
     Proto::OpenAi.assert_error(&chat, 405, "api_error");
-    let messages = f.get("/v1/messages");
-    assert_eq!(messages.header("allow"), "POST");
+    // `GET /v1/messages` is Anthropic clients' probe; other methods are refused.
+    let messages = f.send("DELETE", "/v1/messages", &[], b"");
+    assert_eq!(messages.header("allow"), "GET, HEAD, POST");
     Proto::Anthropic.assert_error(&messages, 405, "api_error");
     let native = f.get("/api/chat");
     assert_eq!(

@@ -142,6 +142,7 @@ pub struct FakeSpec {
     parallel: u32,
     token_ms: u64,
     context_length: Option<u32>,
+    ollama_version: Option<String>,
 }
 
 impl FakeSpec {
@@ -156,12 +157,20 @@ impl FakeSpec {
             parallel: 4,
             token_ms: 0,
             context_length: None,
+            ollama_version: None,
         }
     }
 
     /// The context window its models load with (the fake's default: 4096).
     pub fn context_length(mut self, n: u32) -> FakeSpec {
         self.context_length = Some(n);
+        self
+    }
+
+    /// The Ollama version it runs (default: herd-fake-ollama's, recent); before 0.14.0 it has
+    /// no `/v1/messages`.
+    pub fn ollama_version(mut self, version: &str) -> FakeSpec {
+        self.ollama_version = Some(version.into());
         self
     }
 
@@ -244,11 +253,18 @@ impl Fleet {
     /// startup grace off (these nodes report before the first request), and waits until it
     /// answers `GET /`. Panics with the router's own output when it exits or never answers.
     pub fn launch(&mut self, args: &[&str]) {
+        self.launch_with(args, json!({}));
+    }
+
+    /// [`Fleet::launch`] with `config`'s sections (`{"policy": {...}}`) in the config file too.
+    pub fn launch_with(&mut self, args: &[&str], config: Value) {
         assert!(self.router.is_none(), "the router is already running");
         let name = self.router_kind.binary_name();
         let program = binary(name);
+        let mut file = config;
+        file["fleet"]["startup_grace"] = json!(0);
         let config = self.dir.path().join("config.json");
-        std::fs::write(&config, json!({"fleet": {"startup_grace": 0}}).to_string()).unwrap();
+        std::fs::write(&config, file.to_string()).unwrap();
         for attempt in 1..=3 {
             let port = free_port();
             let mut argv: Vec<String> = ["--host", "127.0.0.1", "--port", &port.to_string(), "--no-mdns"]
@@ -339,6 +355,9 @@ impl Fleet {
         if let Some(n) = spec.context_length {
             argv.extend(["--context-length".into(), n.to_string()]);
         }
+        if let Some(v) = &spec.ollama_version {
+            argv.extend(["--ollama-version".into(), v.clone()]);
+        }
         let log = self.dir.path().join(format!("fake-{}.log", spec.name));
         let (proc, line) = Proc::spawn(&spec.name, &binary("herd-fake-ollama"), &argv, &log, true);
         let Some(url) = line.as_deref().and_then(|l| l.strip_prefix("listening on ")).map(str::to_string) else {
@@ -375,6 +394,14 @@ impl Fleet {
             assert!(start.elapsed() < NODES_WITHIN, "agent did not exit on SIGTERM: {}", proc.tail());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Fake node `name`'s counters (`GET /_fake/stats`): requests per path, the last body.
+    pub fn fake_stats(&self, name: &str) -> Value {
+        let url = self.fake_url(name);
+        let addr: SocketAddr = url.trim_start_matches("http://").parse().expect("a fake's address");
+        let r = http::call(addr, "GET", "/_fake/stats", &[], b"").unwrap_or_else(|e| panic!("{name} stats: {e}"));
+        r.json()
     }
 
     /// The URL of fake node `name`.

@@ -152,3 +152,27 @@ fn plain_sdk_request() {
     assert_eq!(s.prefix_key, None);
     assert!(!s.has_images);
 }
+
+/// `count_tokens`: the same estimate over system and messages, without the tool definitions and
+/// without `max_tokens` (the counting API has none); the same refusals otherwise.
+#[test]
+fn count_tokens_is_the_estimate_without_tools() {
+    let body = json!({"model": "claude-sonnet-4-5", "system": "sys!",
+        "tools": [{"name": "big", "description": "x".repeat(4000), "input_schema": {}}],
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "abcd"},
+            {"type": "tool_use", "name": "ab", "input": {"k": 1}},
+            {"type": "tool_result", "content": "result"},
+            {"type": "thinking", "thinking": "hmm"},
+            {"type": "image", "source": {}}]}]});
+    assert_eq!(decoded(&body).count_tokens(), Ok(26 / 4 + 2 * 4 + 150));
+    assert_eq!(
+        decoded(&json!({"messages": [{"role": "user", "content": "hi"}]})).count_tokens(),
+        Err(ApiError::MissingModel)
+    );
+    assert!(decoded(&json!({"model": "m", "messages": []})).count_tokens().is_err());
+    assert!(decoded(&json!({"model": "m"})).count_tokens().is_err());
+    assert!(decoded(&json!({"model": "bad name", "messages": [{"role": "user", "content": "x"}]}))
+        .count_tokens()
+        .is_err());
+}

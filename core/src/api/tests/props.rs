@@ -313,11 +313,13 @@ fn patch() -> impl Strategy<Value = BodyPatch> {
         prop::option::of(value()),
         prop::option::of(any::<bool>()),
         any::<bool>(),
+        prop::option::of(any::<u32>()),
     )
-        .prop_map(|(model, num_ctx, num_predict, keep_alive, force_stream, strip)| BodyPatch {
+        .prop_map(|(model, num_ctx, num_predict, keep_alive, force_stream, strip, max_tokens)| BodyPatch {
             model,
             num_ctx,
             num_predict,
+            max_tokens,
             keep_alive,
             force_stream,
             strip_herd_fields: strip,

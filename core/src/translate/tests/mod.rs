@@ -2,6 +2,7 @@
 //! OpenAI SDK sends), and property tests over the whole translate module.
 
 mod aggregate;
+mod anthropic;
 mod embed;
 mod props;
 mod request;
