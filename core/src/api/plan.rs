@@ -271,6 +271,11 @@ impl AttemptPlan {
                 patch.num_ctx = d.num_ctx.map(NumCtxPatch::Set);
                 patch.num_predict = d.num_predict;
                 patch.force_stream = Some(true);
+                // A translation that does not carry the client's own `keep_alive` (Anthropic's
+                // has no such field) must not lose it to herd's default: the client's wins.
+                if let Some(own) = index.value(raw, "keep_alive").filter(|v| !v.is_null()) {
+                    patch.keep_alive = Some(own);
+                }
                 // The client's request, decoded from its bytes, becomes the native one, written
                 // once (each typed copy is dropped as soon as the next exists) and patched like a
                 // native body.
