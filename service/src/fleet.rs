@@ -99,7 +99,8 @@ async fn version(app: &App) -> Answer {
 }
 
 async fn tags(app: &App) -> Answer {
-    match app.driver.query(|r, _| views::tags(r.fleet())).await {
+    let wall = app.wall;
+    match app.driver.query(move |r, _| views::tags(r.fleet(), wall)).await {
         Some(models) => json_answer(200, &json!({ "models": models })),
         None => unavailable(),
     }
@@ -114,7 +115,8 @@ async fn ps(app: &App) -> Answer {
 }
 
 async fn models(app: &App, one: Option<&str>) -> Answer {
-    let Some(entries) = app.driver.query(|r, _| views::tags(r.fleet())).await else { return unavailable() };
+    let wall = app.wall;
+    let Some(entries) = app.driver.query(move |r, _| views::tags(r.fleet(), wall)).await else { return unavailable() };
     let created = app.runtime.unix_ms() / 1000;
     let object = |name: &str| json!({ "id": name, "object": "model", "created": created, "owned_by": "library" });
     match one {

@@ -17,6 +17,10 @@ use std::time::Duration;
 
 const GB: f64 = 1e9;
 
+/// Most models whose first sighting the registry remembers (for `/api/tags`' `modified_at` when
+/// a node does not tell it). Past this, models no node lists any more are forgotten first.
+pub const MAX_FIRST_SEEN: usize = 16_384;
+
 /// A node's liveness.
 ///
 /// ```text
@@ -367,6 +371,8 @@ pub struct Fleet {
     next_id: u32,
     median_bw: f64,
     next_deadline: Option<Instant>,
+    /// When each model was first listed by any node, bounded by [`MAX_FIRST_SEEN`].
+    first_seen: BTreeMap<ModelName, Instant>,
 }
 
 impl Fleet {
@@ -379,6 +385,7 @@ impl Fleet {
             next_id: 0,
             median_bw: 0.0,
             next_deadline: None,
+            first_seen: BTreeMap::new(),
         }
     }
 
@@ -458,8 +465,52 @@ impl Fleet {
     }
 
     /// Applies a heartbeat whose key (if any is needed) was checked.
-    fn heartbeat(&mut self, now: Instant, mut hb: Heartbeat, origin: Origin) -> Result<Registered, FleetError> {
-        let meta_update = hb.ollama.models_available_meta.take();
+    fn heartbeat(&mut self, now: Instant, hb: Heartbeat, origin: Origin) -> Result<Registered, FleetError> {
+        let r = self.apply_heartbeat(now, hb, origin)?;
+        self.note_seen(now, r.node);
+        Ok(r)
+    }
+
+    /// Remembers when each model this node lists was first listed by any node.
+    fn note_seen(&mut self, now: Instant, id: NodeId) {
+        let Some(node) = self.nodes.get(&id) else { return };
+        let mut pruned = false;
+        for (name, _) in node.models() {
+            if self.first_seen.contains_key(name) {
+                continue;
+            }
+            if self.first_seen.len() >= MAX_FIRST_SEEN {
+                if pruned {
+                    continue;
+                }
+                // Full: forget the models no node lists now, once per report.
+                pruned = true;
+                let nodes = &self.nodes;
+                self.first_seen.retain(|m, _| nodes.values().any(|n| n.has_model(m)));
+                if self.first_seen.len() >= MAX_FIRST_SEEN {
+                    continue;
+                }
+            }
+            self.first_seen.insert(name.clone(), now);
+        }
+    }
+
+    /// When a node first listed `model` (on disk or loaded), as far as this registry remembers:
+    /// stable for as long as the router runs, the `modified_at` of a model whose node did not
+    /// report one (ollama-herd's rule).
+    pub fn first_seen(&self, model: &ModelName) -> Option<Instant> {
+        self.first_seen.get(model).copied()
+    }
+
+    fn apply_heartbeat(&mut self, now: Instant, mut hb: Heartbeat, origin: Origin) -> Result<Registered, FleetError> {
+        let max_text = self.config.max_model_name_bytes;
+        for m in &mut hb.ollama.models_loaded {
+            m.bound(max_text);
+        }
+        let mut meta_update = hb.ollama.models_available_meta.take();
+        for meta in meta_update.iter_mut().flat_map(|m| m.values_mut()) {
+            meta.bound(max_text);
+        }
         let Some(&id) = self.by_name.get(&hb.node_id) else {
             if self.nodes.len() >= self.config.max_nodes {
                 return Err(FleetError::TooManyNodes(self.nodes.len()));
@@ -646,12 +697,14 @@ impl Fleet {
         self.nodes.values().any(|n| n.has_model(model))
     }
 
-    /// Records a model a pull put on a node's disk (Ollama confirmed it), until the next report.
-    pub fn note_pulled(&mut self, node: NodeId, model: &ModelName) {
+    /// Records a model a pull put on a node's disk at `now` (Ollama confirmed it), until the
+    /// next report.
+    pub fn note_pulled(&mut self, now: Instant, node: NodeId, model: &ModelName) {
         if let Some(n) = self.nodes.get_mut(&node) {
             if !n.report.ollama.models_available.contains(model) {
                 n.report.ollama.models_available.push(model.clone());
                 n.reindex();
+                self.note_seen(now, node);
             }
         }
     }

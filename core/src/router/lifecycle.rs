@@ -177,7 +177,7 @@ impl Router {
             .map(|(&id, _)| id)
             .collect();
         if ok {
-            self.fleet.note_pulled(node, &model);
+            self.fleet.note_pulled(self.now, node, &model);
             self.fleet_dirty = true;
         }
         for id in waiting {
