@@ -228,9 +228,12 @@ fn views_merge_the_listed_nodes() {
     assert_eq!(names, ["m:latest", "n:latest"], "one entry per model, in name order");
     assert_eq!(tags[0]["herd_nodes"], serde_json::json!(["a", "b"]));
     assert_eq!(tags[1]["herd_nodes"], serde_json::json!(["a", "c"]));
+    // ollama-herd's name for the same list, inside `details`.
+    assert_eq!(tags[0]["details"]["fleet_nodes"], serde_json::json!(["a", "b"]));
+    assert_eq!(tags[1]["details"]["fleet_nodes"], tags[1]["herd_nodes"]);
     let ps = views::running(&f);
     assert_eq!(ps.len(), 2);
-    assert_eq!(ps[1]["herd_node"], "c");
+    assert_eq!((&ps[1]["herd_node"], &ps[1]["fleet_node"]), (&serde_json::json!("c"), &serde_json::json!("c")));
     assert_eq!(ps[1]["context_length"], 8192);
     // Loaded holders before disk ones.
     let m = ModelName::new("m");
@@ -305,14 +308,16 @@ fn views_show_the_nodes_own_digest_size_date_and_details() {
     assert_eq!(q["size"], 5_225_376_047u64, "the node's bytes, not a rounded GB figure");
     assert_eq!(q["modified_at"], "2025-05-10T18:32:07.123-07:00");
     let want = serde_json::json!({"parent_model": "", "format": "gguf", "family": "qwen3", "families": ["qwen3"],
-        "parameter_size": "8.2B", "quantization_level": "Q4_K_M"});
+        "parameter_size": "8.2B", "quantization_level": "Q4_K_M", "fleet_nodes": ["box:11434"]});
     assert_eq!(q["details"], want);
     let ps = views::running(&f);
     let p = &ps[0];
     assert_eq!((p["digest"].as_str(), p["size"].as_u64()), (Some("500a1fe7a9f1"), Some(6_654_289_921)));
     assert_eq!((p["size_vram"].as_u64(), p["context_length"].as_u64()), (Some(6_000_000_001), Some(8192)));
     assert_eq!(p["expires_at"], "2026-11-28T10:35:00.5Z");
-    assert_eq!(p["details"], want);
+    let mut want_ps = want.clone();
+    want_ps.as_object_mut().unwrap().remove("fleet_nodes");
+    assert_eq!(p["details"], want_ps);
 }
 
 #[test]

@@ -118,7 +118,8 @@ fn sources<'a>(a: Option<Source<'a>>, b: Option<Source<'a>>) -> Vec<Source<'a>> 
 
 /// The fleet's `/api/tags`: one entry per model over every node that is not offline, in
 /// Ollama's shape and with the node's own digest, size, date and details (from the first node,
-/// in id order, that lists the model), and `herd_nodes` naming the nodes that have it. A model whose node gave no
+/// in id order, that lists the model). The nodes that have it are named twice: herd's
+/// `herd_nodes` and ollama-herd's `details.fleet_nodes`. A model whose node gave no
 /// `modified_at` shows when the router first saw it listed (`wall` turns that into a date),
 /// as ollama-herd does.
 pub fn tags(fleet: &Fleet, wall: WallClock) -> Vec<Value> {
@@ -135,6 +136,7 @@ pub fn tags(fleet: &Fleet, wall: WallClock) -> Vec<Value> {
     }
     out.into_values()
         .map(|(mut v, nodes)| {
+            v["details"]["fleet_nodes"] = json!(nodes);
             v["herd_nodes"] = json!(nodes);
             v
         })
@@ -171,7 +173,8 @@ fn tags_entry(fleet: &Fleet, node: &Node, name: &ModelName, wall: WallClock) -> 
 pub const NEVER_EXPIRES: &str = "2318-01-01T00:00:00Z";
 
 /// The fleet's `/api/ps`: every loaded model on every listed node, with the node's own digest,
-/// sizes, details, `expires_at` and `context_length`, and `herd_node` naming the node.
+/// sizes, details, `expires_at` and `context_length`, and the node named twice: herd's
+/// `herd_node` and ollama-herd's `fleet_node`.
 pub fn running(fleet: &Fleet) -> Vec<Value> {
     let mut out = Vec::new();
     for node in listed(fleet) {
@@ -188,6 +191,7 @@ pub fn running(fleet: &Fleet) -> Vec<Value> {
                 "size_vram": m.size_vram_gb.map_or(0, bytes),
                 "context_length": m.context_length,
                 "herd_node": node.name(),
+                "fleet_node": node.name(),
             }));
         }
     }
