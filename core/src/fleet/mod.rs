@@ -118,6 +118,12 @@ pub struct Node {
     /// Sorted by (key, name): one binary search over integers per lookup.
     models: Vec<(u64, ModelName, ModelEntry)>,
     free_gb: f64,
+    /// Distinct models in memory.
+    loaded_count: u32,
+    /// Weight size of the smallest model in memory, GB.
+    smallest_loaded_gb: Option<f64>,
+    /// `OLLAMA_MAX_LOADED_MODELS` as reported, else the configured default.
+    hot_cap: u32,
     origin: Origin,
     /// Drained by the operator: heartbeats keep it draining until undrained or restarted.
     held: bool,
@@ -219,6 +225,27 @@ impl Node {
     pub fn free_memory_gb(&self) -> f64 {
         self.free_gb
     }
+    /// How many models Ollama keeps in memory at once here: the node's reported
+    /// `OLLAMA_MAX_LOADED_MODELS`, else `fleet.default_max_loaded_models` (ollama-herd's
+    /// `hot_model_cap`; Ollama's own default is 3 per GPU). Loading one more evicts one.
+    pub fn hot_model_cap(&self) -> u32 {
+        self.hot_cap
+    }
+    /// Distinct models in memory now.
+    pub fn models_loaded_count(&self) -> u32 {
+        self.loaded_count
+    }
+    /// Models that can still be loaded without evicting one: `max(0, cap − loaded)`, as
+    /// ollama-herd's `free_slots`.
+    pub fn free_slots(&self) -> u32 {
+        self.hot_cap.saturating_sub(self.loaded_count)
+    }
+    /// Weight size of the smallest model in memory, GB; `None` when nothing is loaded. A load
+    /// on a node with no [`Node::free_slots`] evicts a resident model, which costs at least this
+    /// much to load again.
+    pub fn smallest_loaded_gb(&self) -> Option<f64> {
+        self.smallest_loaded_gb
+    }
     /// Memory pressure.
     pub fn pressure(&self) -> Pressure {
         self.report.memory.pressure
@@ -283,6 +310,9 @@ impl Node {
             models.push((name.key(), name.clone(), entry));
         }
         models.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let loaded = models.iter().filter(|(_, _, e)| e.is_loaded());
+        self.loaded_count = u32::try_from(loaded.clone().count()).unwrap_or(u32::MAX);
+        self.smallest_loaded_gb = loaded.map(|(_, _, e)| e.size_gb).min_by(f64::total_cmp);
         self.models = models;
     }
     /// Capacity learner's availability score, if reported.
@@ -504,6 +534,7 @@ impl Fleet {
 
     fn apply_heartbeat(&mut self, now: Instant, mut hb: Heartbeat, origin: Origin) -> Result<Registered, FleetError> {
         let max_text = self.config.max_model_name_bytes;
+        let default_cap = self.config.default_max_loaded_models;
         for m in &mut hb.ollama.models_loaded {
             m.bound(max_text);
         }
@@ -511,6 +542,7 @@ impl Fleet {
         for meta in meta_update.iter_mut().flat_map(|m| m.values_mut()) {
             meta.bound(max_text);
         }
+        let hot_cap = if hb.ollama.max_loaded_models > 0 { hb.ollama.max_loaded_models } else { default_cap };
         let Some(&id) = self.by_name.get(&hb.node_id) else {
             if self.nodes.len() >= self.config.max_nodes {
                 return Err(FleetError::TooManyNodes(self.nodes.len()));
@@ -528,6 +560,9 @@ impl Fleet {
                 unloaded_at: BTreeMap::new(),
                 models: Vec::new(),
                 free_gb: 0.0,
+                loaded_count: 0,
+                smallest_loaded_gb: None,
+                hot_cap,
                 origin,
                 held: false,
             };
@@ -569,6 +604,7 @@ impl Fleet {
         }
         let previous = node.status;
         node.report = hb;
+        node.hot_cap = hot_cap;
         node.last_report = now;
         // An operator's drain holds over heartbeats.
         node.status = if node.held { NodeStatus::Draining } else { NodeStatus::Online };

@@ -374,3 +374,27 @@ fn texts_a_node_sends_are_bounded() {
     let m = n.meta(&ModelName::new("m")).unwrap();
     assert_eq!((m.modified_at.as_str(), m.digest.as_str(), m.capabilities.clone()), ("", "abc", vec!["tools".into()]));
 }
+
+#[test]
+fn hot_model_cap_and_free_slots() {
+    let config = FleetConfig { default_max_loaded_models: 3, ..FleetConfig::default() };
+    let mut f = Fleet::new(config);
+    let mut h = hb("a", &[("m", 5.0, 0), ("n", 2.0, 0)], &["m", "n", "o"]);
+    f.handle_report(Instant::from_secs(1), report(h.clone())).unwrap();
+    let a = f.by_name("a").unwrap();
+    assert_eq!((a.hot_model_cap(), a.models_loaded_count(), a.free_slots()), (3, 2, 1), "unreported: the default");
+    assert_eq!(a.smallest_loaded_gb(), Some(2.0));
+    h.ollama.max_loaded_models = 2;
+    f.handle_report(Instant::from_secs(2), report(h.clone())).unwrap();
+    let a = f.by_name("a").unwrap();
+    assert_eq!((a.hot_model_cap(), a.free_slots()), (2, 0), "the node's OLLAMA_MAX_LOADED_MODELS");
+    // One model loaded twice counts once; more loaded than the cap is no free slot, not an underflow.
+    h.ollama.max_loaded_models = 1;
+    h.ollama.models_loaded.push(LoadedModel::named(ModelName::new("m"), 6.0));
+    f.handle_report(Instant::from_secs(3), report(h)).unwrap();
+    let a = f.by_name("a").unwrap();
+    assert_eq!((a.models_loaded_count(), a.free_slots()), (2, 0));
+    f.handle_report(Instant::from_secs(4), report(hb("b", &[], &["m"]))).unwrap();
+    let b = f.by_name("b").unwrap();
+    assert_eq!((b.models_loaded_count(), b.free_slots(), b.smallest_loaded_gb()), (0, 3, None));
+}
