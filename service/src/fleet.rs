@@ -51,6 +51,8 @@ pub async fn route(app: Arc<App>, call: Call<'_>) -> Answer {
         Route::Models => models(&app, None).await,
         Route::Model => models(&app, Some(&path[MODEL_PREFIX.len()..])).await,
         Route::FleetStatus => status(&app).await,
+        Route::FleetQueue => view(&app, Router::queue_view).await,
+        Route::FleetLimits => view(&app, Router::limits_view).await,
         Route::FleetExplain => explain(&app, call.query).await,
         Route::FleetTraces => traces(&app, call.query).await,
         Route::FleetUsage => usage(&app).await,
@@ -339,6 +341,9 @@ async fn status(app: &App) -> Answer {
                     "ollama_reachable": rep.ollama.reachable.unwrap_or(true),
                     "ollama_version": rep.ollama.version,
                     "num_parallel": node.num_parallel(),
+                    "hot_model_cap": node.hot_model_cap(),
+                    "models_loaded_count": node.models_loaded_count(),
+                    "free_slots": node.free_slots(),
                     "memory": { "total_gb": rep.memory.total_gb, "available_gb": rep.memory.available_gb, "pressure": format!("{:?}", rep.memory.pressure).to_lowercase() },
                     "free_memory_gb": node.free_memory_gb(),
                     "gpus": rep.gpus.len(),
@@ -363,6 +368,16 @@ async fn status(app: &App) -> Answer {
         })
         .await;
     match v {
+        Some(v) => json_answer(200, &v),
+        None => unavailable(),
+    }
+}
+
+/// A view core builds from the router's state and the wall clock now (`/fleet/queue`,
+/// `/fleet/limits`).
+async fn view(app: &App, build: fn(&Router, i64) -> Value) -> Answer {
+    let unix_ms = app.runtime.unix_ms();
+    match app.driver.query(move |r, _| build(r, unix_ms)).await {
         Some(v) => json_answer(200, &v),
         None => unavailable(),
     }
