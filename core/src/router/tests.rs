@@ -946,3 +946,26 @@ fn a_model_in_demand_is_loaded_rather_than_substituted_forever() {
     // twice as often as llama3.1:8b, it is loaded instead.
     assert_eq!(models, ["llama3.1:8b", "llama3.1:8b", "qwen3:8b"]);
 }
+
+#[test]
+fn a_cold_load_goes_where_nothing_is_evicted() {
+    // Both nodes have the model on disk only; "full" already holds its OLLAMA_MAX_LOADED_MODELS.
+    // (No substitute for the loaded model: this is about where the cold load goes.)
+    let mut config = RouterConfig::default();
+    config.policy.vram_fallback = false;
+    let mut t = T::new(config);
+    let mut full = hb("full", &[("x:3b", 3.0, 4096)], &["m:7b", "x:3b"]);
+    full.ollama.max_loaded_models = 1;
+    let mut room = hb("room", &[("x:3b", 3.0, 4096)], &["m:7b", "x:3b"]);
+    room.ollama.max_loaded_models = 2;
+    t.node(secs(0), full);
+    let room = t.node(secs(0), room);
+    for i in 0..8 {
+        t.request(secs(1 + i), RequestSpec::chat("m:7b"));
+        let d = t.dispatch();
+        assert_eq!((d.node, d.model.as_str()), (room, "m:7b"), "request {i}");
+        t.r.handle_finished(secs(1 + i), d.attempt, Usage::default());
+        t.drain();
+        t.take();
+    }
+}
