@@ -16,9 +16,12 @@ mod http;
 mod metrics;
 #[path = "conformance/python.rs"]
 mod python;
+#[path = "conformance/views.rs"]
+mod views;
 
 use hardening::*;
 use metrics::*;
+use views::*;
 
 use harness::{FakeSpec, Fleet, Router};
 use http::{Ending, Reply};
@@ -84,6 +87,8 @@ conformance! {
     metrics_listener_and_keys => herd_metrics_listener_and_keys, lite_metrics_listener_and_keys;
     prometheus_scrapes_and_agrees_with_the_traces => herd_prometheus_scrapes_and_agrees_with_the_traces, lite_prometheus_scrapes_and_agrees_with_the_traces;
     keep_alive_goes_to_the_native_api => herd_keep_alive_goes_to_the_native_api, lite_keep_alive_goes_to_the_native_api;
+    tags_and_ps_carry_each_nodes_own_answers => herd_tags_and_ps_carry_each_nodes_own_answers, lite_tags_and_ps_carry_each_nodes_own_answers;
+    fleet_queue_and_limits_report_the_queues => herd_fleet_queue_and_limits_report_the_queues, lite_fleet_queue_and_limits_report_the_queues;
 }
 
 // ---------------------------------------------------------------------------------------------
