@@ -23,15 +23,8 @@ fn fleet() -> Router {
     for i in 0..NODES {
         let loaded = (0..3)
             .map(|k| LoadedModel {
-                name: ModelName::new(&model((i + k * 7) % MODELS)),
-                size_gb: 6.0 + k as f64,
-                size_vram_gb: None,
-                requests_active: 0,
-                parameter_size: String::new(),
-                quantization: String::new(),
                 context_length: 8192,
-                runner: String::new(),
-                digest: String::new(),
+                ..LoadedModel::named(ModelName::new(&model((i + k * 7) % MODELS)), 6.0 + k as f64)
             })
             .collect();
         let hb = Heartbeat {

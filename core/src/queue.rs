@@ -148,6 +148,88 @@ impl Queues {
     }
 }
 
+/// Most models per node whose queue history is kept; attempts on further models of that node
+/// go uncounted.
+pub const MAX_HISTORY_MODELS_PER_NODE: usize = 2048;
+
+/// What one node+model queue did since the router started: ollama-herd's per-queue counters
+/// and running averages (`/fleet/queue`). Kept apart from [`Queue`], which is dropped when it
+/// empties, and forgotten with the node.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueueStats {
+    /// Attempts that ended with a whole answer.
+    pub completed: u64,
+    /// Attempts the node failed (an error, a refused or broken connection, a stall, a timeout).
+    /// A client that leaves fails nothing.
+    pub failed: u64,
+    /// Sum of the completed attempts' times, dispatch to end, ms.
+    pub latency_ms_sum: f64,
+    /// Sum of their prompt tokens.
+    pub prompt_tokens_sum: u64,
+    /// Sum of their generated tokens.
+    pub completion_tokens_sum: u64,
+}
+
+impl QueueStats {
+    /// Mean of `sum` over the completed attempts; 0 before the first (ollama-herd's
+    /// convention: read it with `completed`, its sample count).
+    pub fn mean(&self, sum: f64) -> f64 {
+        if self.completed == 0 {
+            0.0
+        } else {
+            sum / self.completed as f64
+        }
+    }
+}
+
+/// [`QueueStats`] per node+model.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    map: BTreeMap<NodeId, BTreeMap<ModelName, QueueStats>>,
+}
+
+impl History {
+    fn entry(&mut self, node: NodeId, model: &ModelName) -> Option<&mut QueueStats> {
+        let models = self.map.entry(node).or_default();
+        if !models.contains_key(model) && models.len() >= MAX_HISTORY_MODELS_PER_NODE {
+            return None;
+        }
+        Some(models.entry(model.clone()).or_default())
+    }
+
+    /// Counts an attempt that completed after `latency_ms`, with its token counts.
+    pub fn completed(&mut self, node: NodeId, model: &ModelName, latency_ms: f64, prompt: u32, output: u32) {
+        if let Some(s) = self.entry(node, model) {
+            s.completed += 1;
+            s.latency_ms_sum += latency_ms.max(0.0);
+            s.prompt_tokens_sum += u64::from(prompt);
+            s.completion_tokens_sum += u64::from(output);
+        }
+    }
+
+    /// Counts an attempt the node failed.
+    pub fn failed(&mut self, node: NodeId, model: &ModelName) {
+        if let Some(s) = self.entry(node, model) {
+            s.failed += 1;
+        }
+    }
+
+    /// One queue's history.
+    pub fn get(&self, node: NodeId, model: &ModelName) -> Option<&QueueStats> {
+        self.map.get(&node)?.get(model)
+    }
+
+    /// Every queue's history, in node then model order.
+    pub fn iter(&self) -> impl Iterator<Item = (NodeId, &ModelName, &QueueStats)> {
+        self.map.iter().flat_map(|(&n, m)| m.iter().map(move |(model, s)| (n, model, s)))
+    }
+
+    /// Drops a forgotten node's history.
+    pub fn forget(&mut self, node: NodeId) {
+        self.map.remove(&node);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +301,27 @@ mod tests {
         q.finish(NodeId(0), &m);
         assert!(q.get(NodeId(0), &m).is_none());
         assert_eq!(q.iter().count(), 0);
+    }
+
+    #[test]
+    fn history_counts_per_queue_and_is_bounded() {
+        let mut h = History::default();
+        let (m, n) = (ModelName::new("m"), ModelName::new("n"));
+        h.completed(NodeId(0), &m, 1000.0, 10, 20);
+        h.completed(NodeId(0), &m, 3000.0, 30, 40);
+        h.failed(NodeId(0), &m);
+        h.failed(NodeId(1), &n);
+        let s = h.get(NodeId(0), &m).unwrap();
+        assert_eq!((s.completed, s.failed), (2, 1));
+        assert_eq!((s.mean(s.latency_ms_sum), s.mean(s.prompt_tokens_sum as f64)), (2000.0, 20.0));
+        let f = h.get(NodeId(1), &n).unwrap();
+        assert_eq!((f.completed, f.mean(f.latency_ms_sum)), (0, 0.0), "no samples: 0, as ollama-herd");
+        assert_eq!(h.iter().count(), 2);
+        h.forget(NodeId(0));
+        assert!(h.get(NodeId(0), &m).is_none());
+        for i in 0..MAX_HISTORY_MODELS_PER_NODE + 5 {
+            h.failed(NodeId(2), &ModelName::new(&format!("m{i}")));
+        }
+        assert_eq!(h.iter().filter(|(node, _, _)| *node == NodeId(2)).count(), MAX_HISTORY_MODELS_PER_NODE);
     }
 }

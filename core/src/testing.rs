@@ -103,15 +103,8 @@ pub fn heartbeat(i: u8, loaded: u8, available: u8, parallel: u8, free_gb: u8, gp
     let models_loaded = pick(loaded)
         .into_iter()
         .map(|b| LoadedModel {
-            name: ModelName::new(MODELS[b]),
-            size_gb: 5.0 + b as f64,
-            size_vram_gb: None,
-            requests_active: 0,
-            parameter_size: String::new(),
-            quantization: String::new(),
             context_length: 4096 << (b % 3),
-            runner: String::new(),
-            digest: String::new(),
+            ..LoadedModel::named(ModelName::new(MODELS[b]), 5.0 + b as f64)
         })
         .collect();
     Heartbeat {

@@ -192,6 +192,8 @@ pub(crate) fn meta(m: &DiskModel) -> ModelMeta {
         quantization_level: "Q4_K_M".into(),
         capabilities: capabilities(&m.name).into_iter().map(str::to_string).collect(),
         digest: m.digest.clone(),
+        modified_at: rfc3339(m.modified),
+        parent_model: String::new(),
     }
 }
 

@@ -495,8 +495,19 @@ pub(crate) async fn heartbeat_loop(shared: Arc<Shared>, target: HeartbeatTarget)
         hb.node_id = shared.spec.name.clone();
         hb.ollama_host = shared.url.clone();
         hb.fleet_key = target.fleet_key.clone();
-        let meta = shared.registry().newest_first().iter().map(|m| (m.name.clone(), models::meta(m))).collect();
-        hb.ollama.models_available_meta = Some(meta);
+        {
+            let registry = shared.registry();
+            // What ollama-herd 0.11.4's agent reads from `/api/ps` for each loaded model.
+            for lm in &mut hb.ollama.models_loaded {
+                if let Some(disk) = registry.find(lm.name.as_str()) {
+                    let m = models::meta(disk);
+                    (lm.digest, lm.parameter_size, lm.quantization) =
+                        (m.digest, m.parameter_size, m.quantization_level);
+                }
+            }
+            let meta = registry.newest_first().iter().map(|m| (m.name.clone(), models::meta(m))).collect();
+            hb.ollama.models_available_meta = Some(meta);
+        }
         hb.timestamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         if state == Life::Refusing {
             hb.ollama.reachable = Some(false);

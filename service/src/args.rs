@@ -331,7 +331,7 @@ impl RouterArgs {
         App {
             driver,
             upstream,
-            runtime,
+            runtime: runtime.clone(),
             api_keys: self.api_keys.iter().filter_map(|k| key(k)).collect(),
             admin_key: self.admin_key.as_deref().and_then(key),
             max_body_bytes: (self.max_body_mb.max(1) as usize) << 20,
@@ -352,6 +352,7 @@ impl RouterArgs {
             },
             binary,
             only_metrics: false,
+            wall: herd_core::time::WallClock::from_readings(runtime.now(), runtime.unix_ms()),
         }
     }
 

@@ -51,6 +51,8 @@ pub async fn route(app: Arc<App>, call: Call<'_>) -> Answer {
         Route::Models => models(&app, None).await,
         Route::Model => models(&app, Some(&path[MODEL_PREFIX.len()..])).await,
         Route::FleetStatus => status(&app).await,
+        Route::FleetQueue => view(&app, Router::queue_view).await,
+        Route::FleetLimits => view(&app, Router::limits_view).await,
         Route::FleetExplain => explain(&app, call.query).await,
         Route::FleetTraces => traces(&app, call.query).await,
         Route::FleetUsage => usage(&app).await,
@@ -123,7 +125,8 @@ async fn version(app: &App) -> Answer {
 }
 
 async fn tags(app: &App) -> Answer {
-    match app.driver.query(|r, _| views::tags(r.fleet())).await {
+    let wall = app.wall;
+    match app.driver.query(move |r, _| views::tags(r.fleet(), wall)).await {
         Some(models) => json_answer(200, &json!({ "models": models })),
         None => unavailable(),
     }
@@ -138,7 +141,8 @@ async fn ps(app: &App) -> Answer {
 }
 
 async fn models(app: &App, one: Option<&str>) -> Answer {
-    let Some(entries) = app.driver.query(|r, _| views::tags(r.fleet())).await else { return unavailable() };
+    let wall = app.wall;
+    let Some(entries) = app.driver.query(move |r, _| views::tags(r.fleet(), wall)).await else { return unavailable() };
     let created = app.runtime.unix_ms() / 1000;
     let object = |name: &str| json!({ "id": name, "object": "model", "created": created, "owned_by": "library" });
     match one {
@@ -361,6 +365,9 @@ async fn status(app: &App) -> Answer {
                     "ollama_reachable": rep.ollama.reachable.unwrap_or(true),
                     "ollama_version": rep.ollama.version,
                     "num_parallel": node.num_parallel(),
+                    "hot_model_cap": node.hot_model_cap(),
+                    "models_loaded_count": node.models_loaded_count(),
+                    "free_slots": node.free_slots(),
                     "memory": { "total_gb": rep.memory.total_gb, "available_gb": rep.memory.available_gb, "pressure": format!("{:?}", rep.memory.pressure).to_lowercase() },
                     "free_memory_gb": node.free_memory_gb(),
                     "gpus": rep.gpus.len(),
@@ -385,6 +392,16 @@ async fn status(app: &App) -> Answer {
         })
         .await;
     match v {
+        Some(v) => json_answer(200, &v),
+        None => unavailable(),
+    }
+}
+
+/// A view core builds from the router's state and the wall clock now (`/fleet/queue`,
+/// `/fleet/limits`).
+async fn view(app: &App, build: fn(&Router, i64) -> Value) -> Answer {
+    let unix_ms = app.runtime.unix_ms();
+    match app.driver.query(move |r, _| build(r, unix_ms)).await {
         Some(v) => json_answer(200, &v),
         None => unavailable(),
     }

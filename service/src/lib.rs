@@ -240,6 +240,9 @@ pub struct App {
     pub binary: &'static str,
     /// This listener serves `/metrics` only (`--metrics-addr`).
     pub only_metrics: bool,
+    /// Where core's instants sit on the wall clock, read once at start so that the times core
+    /// shows (a model's first sighting) stay put.
+    pub wall: herd_core::time::WallClock,
 }
 
 impl App {

@@ -64,6 +64,9 @@ pub async fn get_json(
 /// The heartbeat for what a static node's Ollama answered (`None` = it did not answer).
 pub fn heartbeat(node: &StaticNode, version: Option<&Value>, ps: Option<&Value>, tags: Option<&Value>) -> Heartbeat {
     let mut ollama = herd_core::fleet::ollama_state::ollama_state(ps, tags, version);
+    // The node's own digests, dates and details, for the router's `/api/tags` (a failed call
+    // sends none, and the router keeps what it had).
+    ollama.models_available_meta = tags.map(|t| herd_core::fleet::ollama_state::models_meta(Some(t)));
     ollama.num_parallel = node.parallel.max(1);
     let total = node.memory_gb.max(0.0);
     let used: f64 = ollama.models_loaded.iter().map(|m| m.size_gb).sum();
@@ -148,18 +151,26 @@ mod tests {
     fn heartbeat_from_ollama_answers() {
         let n = StaticNode { url: parse_node_url("http://box:11434").unwrap(), parallel: 4, memory_gb: 32.0 };
         let ps = json!({"models": [{"name": "qwen3:8b", "size": 6_000_000_000u64, "size_vram": 6_000_000_000u64, "context_length": 8192}]});
-        let tags = json!({"models": [{"name": "qwen3:8b", "size": 5_200_000_000u64}, {"name": "llama3.1:8b", "size": 4_900_000_000u64}]});
+        let tags = json!({"models": [
+            {"name": "qwen3:8b", "size": 5_200_000_000u64, "digest": "500a1f", "modified_at": "2025-05-10T18:32:07Z",
+             "details": {"family": "qwen3", "parameter_size": "8.2B", "quantization_level": "Q4_K_M"}},
+            {"name": "llama3.1:8b", "size": 4_900_000_000u64}]});
         let hb = heartbeat(&n, Some(&json!({"version": "0.12.6"})), Some(&ps), Some(&tags));
         assert_eq!(hb.node_id, "box:11434");
         assert_eq!(hb.ollama.reachable, Some(true));
         assert_eq!(hb.ollama.num_parallel, 4);
         assert_eq!(hb.ollama.models_loaded[0].context_length, 8192);
         assert_eq!(hb.ollama.models_available.len(), 2);
+        let meta = hb.ollama.models_available_meta.as_ref().expect("the node's metadata goes with every poll");
+        let q = &meta[&herd_core::ids::ModelName::new("qwen3:8b")];
+        let got = (q.digest.as_str(), q.modified_at.as_str(), q.parameter_size.as_str(), q.quantization_level.as_str());
+        assert_eq!(got, ("500a1f", "2025-05-10T18:32:07Z", "8.2B", "Q4_K_M"));
         assert!((hb.memory.available_gb - 26.0).abs() < 1e-9);
         let unknown = StaticNode { memory_gb: 0.0, ..n.clone() };
         let hb0 = heartbeat(&unknown, None, Some(&ps), Some(&tags));
         assert_eq!((hb0.memory.total_gb, hb0.memory.available_gb), (0.0, 0.0), "unknown memory is absent");
         let down = heartbeat(&n, None, None, None);
         assert_eq!(down.ollama.reachable, Some(false));
+        assert!(down.ollama.models_available_meta.is_none(), "no answer keeps the router's copy");
     }
 }

@@ -20,11 +20,14 @@ mod http;
 mod metrics;
 #[path = "conformance/python.rs"]
 mod python;
+#[path = "conformance/views.rs"]
+mod views;
 
 use anthropic::*;
 use compat::*;
 use hardening::*;
 use metrics::*;
+use views::*;
 
 use harness::{FakeSpec, Fleet, Router};
 use http::{Ending, Reply};
@@ -97,6 +100,8 @@ conformance! {
     cors_off_by_default_and_preflights_when_configured => herd_cors_off_by_default_and_preflights_when_configured, lite_cors_off_by_default_and_preflights_when_configured;
     prometheus_scrapes_and_agrees_with_the_traces => herd_prometheus_scrapes_and_agrees_with_the_traces, lite_prometheus_scrapes_and_agrees_with_the_traces;
     keep_alive_goes_to_the_native_api => herd_keep_alive_goes_to_the_native_api, lite_keep_alive_goes_to_the_native_api;
+    tags_and_ps_carry_each_nodes_own_answers => herd_tags_and_ps_carry_each_nodes_own_answers, lite_tags_and_ps_carry_each_nodes_own_answers;
+    fleet_queue_and_limits_report_the_queues => herd_fleet_queue_and_limits_report_the_queues, lite_fleet_queue_and_limits_report_the_queues;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -361,8 +366,8 @@ fn slow_client_is_dropped_after_the_read_timeout(r: Router) {
 // ---------------------------------------------------------------------------------------------
 // Fleet views.
 
-/// `/api/tags` lists each model once over both nodes, with the fields the ollama client reads and
-/// `herd_nodes`; `/v1/models` lists the same names.
+/// `/api/tags` lists each model once over both nodes, with the fields the ollama client reads,
+/// `herd_nodes` and ollama-herd's `details.fleet_nodes`; `/v1/models` lists the same names.
 fn tags_are_deduplicated_across_nodes(r: Router) {
     let f = two_nodes(r);
     let tags = f.get("/api/tags");
@@ -380,6 +385,7 @@ fn tags_are_deduplicated_across_nodes(r: Router) {
     }
     let qwen = models.iter().find(|m| m["name"] == "qwen3:8b").unwrap();
     assert_eq!(strings(&qwen["herd_nodes"]), set(&["alpha", "beta"]), "{qwen}");
+    assert_eq!(qwen["details"]["fleet_nodes"], qwen["herd_nodes"], "{qwen}");
 
     let list = f.get("/v1/models").json();
     assert_eq!(list["object"], "list", "{list}");
@@ -390,7 +396,8 @@ fn tags_are_deduplicated_across_nodes(r: Router) {
     assert_eq!((one.status, one.json()["id"].clone()), (200, json!("qwen3:8b")), "{}", one.text());
 }
 
-/// `/api/ps` lists each loaded model per node and names the node in `herd_node`.
+/// `/api/ps` lists each loaded model per node and names the node in `herd_node` and in
+/// ollama-herd's `fleet_node`.
 fn ps_names_the_node(r: Router) {
     let f = two_nodes(r);
     let ps = f.get("/api/ps");
@@ -410,6 +417,7 @@ fn ps_names_the_node(r: Router) {
     for m in &models {
         assert_eq!(m["model"], m["name"], "{m}");
         assert!(m["size"].as_u64().is_some() && m["expires_at"].is_string() && m["details"].is_object(), "{m}");
+        assert_eq!(m["fleet_node"], m["herd_node"], "{m}");
     }
 }
 

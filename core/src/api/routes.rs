@@ -33,6 +33,10 @@ pub enum Route {
     Model,
     /// `/fleet/status`.
     FleetStatus,
+    /// `/fleet/queue`: ollama-herd's light queue view, for clients that poll before sending.
+    FleetQueue,
+    /// `/fleet/limits`: ollama-herd's serving constraints (retries, hot-model caps, free slots).
+    FleetLimits,
     /// `/fleet/explain?model=`.
     FleetExplain,
     /// `/fleet/traces?limit=`.
@@ -95,6 +99,8 @@ impl Route {
             "/api/ps" => Route::Ps,
             "/v1/models" => Route::Models,
             "/fleet/status" => Route::FleetStatus,
+            "/fleet/queue" => Route::FleetQueue,
+            "/fleet/limits" => Route::FleetLimits,
             "/fleet/explain" => Route::FleetExplain,
             "/fleet/traces" => Route::FleetTraces,
             "/fleet/usage" => Route::FleetUsage,
@@ -189,5 +195,9 @@ mod tests {
         assert_eq!(Route::Pull.admin_forward(), Some(("/api/pull", true)));
         assert_eq!(Route::Tags.admin_forward(), None);
         assert_eq!((Route::of("/metrics"), Route::Metrics.access()), (Some(Route::Metrics), Access::Api));
+        for (path, route) in [("/fleet/queue", Route::FleetQueue), ("/fleet/limits/", Route::FleetLimits)] {
+            assert_eq!(Route::of(path), Some(route));
+            assert_eq!((route.access(), route.allow()), (Route::FleetStatus.access(), "GET, HEAD"));
+        }
     }
 }

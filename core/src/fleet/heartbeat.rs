@@ -220,6 +220,78 @@ pub struct LoadedModel {
     /// Digest.
     #[serde(default, deserialize_with = "nullable")]
     pub digest: String,
+    /// herd addition, from `/api/ps`'s `details.format` (`gguf`, `safetensors`); empty when the
+    /// agent did not send it (ollama-herd's agents do not).
+    #[serde(default, deserialize_with = "nullable")]
+    pub format: String,
+    /// herd addition: `details.family`.
+    #[serde(default, deserialize_with = "nullable")]
+    pub family: String,
+    /// herd addition: `details.families`.
+    #[serde(default)]
+    pub families: Option<Vec<String>>,
+    /// herd addition: when Ollama will unload it (`expires_at`, RFC 3339, as Ollama wrote it).
+    #[serde(default, deserialize_with = "nullable")]
+    pub expires_at: String,
+}
+
+impl LoadedModel {
+    /// A loaded model known by its name and resident size alone.
+    pub fn named(name: ModelName, size_gb: f64) -> LoadedModel {
+        LoadedModel {
+            name,
+            size_gb,
+            size_vram_gb: None,
+            requests_active: 0,
+            parameter_size: String::new(),
+            quantization: String::new(),
+            context_length: 0,
+            runner: String::new(),
+            digest: String::new(),
+            format: String::new(),
+            family: String::new(),
+            families: None,
+            expires_at: String::new(),
+        }
+    }
+}
+
+/// Most entries kept in one model's `families` or `capabilities` (Ollama lists a handful).
+pub const MAX_TAGS_PER_MODEL: usize = 32;
+
+/// Empties a text a node sent that is longer than `max_bytes`: no real Ollama writes a family,
+/// digest or date that long, and the router would otherwise hold and answer it in every
+/// `/api/tags`.
+fn bound_text(s: &mut String, max_bytes: usize) {
+    if s.len() > max_bytes {
+        s.clear();
+    }
+}
+
+/// Keeps at most [`MAX_TAGS_PER_MODEL`] entries of at most `max_bytes` each.
+fn bound_list(list: &mut Vec<String>, max_bytes: usize) {
+    list.retain(|s| s.len() <= max_bytes);
+    list.truncate(MAX_TAGS_PER_MODEL);
+}
+
+impl LoadedModel {
+    /// Bounds the texts a node sent about this model (see [`ModelMeta::bound`]).
+    pub fn bound(&mut self, max_bytes: usize) {
+        for s in [
+            &mut self.parameter_size,
+            &mut self.quantization,
+            &mut self.runner,
+            &mut self.digest,
+            &mut self.format,
+            &mut self.family,
+            &mut self.expires_at,
+        ] {
+            bound_text(s, max_bytes);
+        }
+        if let Some(f) = &mut self.families {
+            bound_list(f, max_bytes);
+        }
+    }
 }
 
 /// Ollama `/api/tags` metadata for one model.
@@ -246,6 +318,35 @@ pub struct ModelMeta {
     /// Digest.
     #[serde(deserialize_with = "nullable")]
     pub digest: String,
+    /// When the model was last pulled or created, as Ollama wrote it (RFC 3339).
+    #[serde(deserialize_with = "nullable")]
+    pub modified_at: String,
+    /// The model it was made from, if any.
+    #[serde(deserialize_with = "nullable")]
+    pub parent_model: String,
+}
+
+impl ModelMeta {
+    /// Bounds what a node sent: each text longer than `max_bytes` (the model-name limit,
+    /// [`ReportLimits::max_name_bytes`]) is emptied, as if the node had not sent it, and each
+    /// list keeps at most [`MAX_TAGS_PER_MODEL`] entries no longer than that.
+    pub fn bound(&mut self, max_bytes: usize) {
+        for s in [
+            &mut self.format,
+            &mut self.family,
+            &mut self.parameter_size,
+            &mut self.quantization_level,
+            &mut self.digest,
+            &mut self.modified_at,
+            &mut self.parent_model,
+        ] {
+            bound_text(s, max_bytes);
+        }
+        if let Some(f) = &mut self.families {
+            bound_list(f, max_bytes);
+        }
+        bound_list(&mut self.capabilities, max_bytes);
+    }
 }
 
 /// The node's Ollama.

@@ -18,6 +18,10 @@ use std::time::Duration;
 
 const GB: f64 = 1e9;
 
+/// Most models whose first sighting the registry remembers (for `/api/tags`' `modified_at` when
+/// a node does not tell it). Past this, models no node lists any more are forgotten first.
+pub const MAX_FIRST_SEEN: usize = 16_384;
+
 /// A node's liveness.
 ///
 /// ```text
@@ -115,6 +119,12 @@ pub struct Node {
     /// Sorted by (key, name): one binary search over integers per lookup.
     models: Vec<(u64, ModelName, ModelEntry)>,
     free_gb: f64,
+    /// Distinct models in memory.
+    loaded_count: u32,
+    /// Weight size of the smallest model in memory, GB.
+    smallest_loaded_gb: Option<f64>,
+    /// `OLLAMA_MAX_LOADED_MODELS` as reported, else the configured default.
+    hot_cap: u32,
     origin: Origin,
     /// Drained by the operator: heartbeats keep it draining until undrained or restarted.
     held: bool,
@@ -221,6 +231,27 @@ impl Node {
     pub fn free_memory_gb(&self) -> f64 {
         self.free_gb
     }
+    /// How many models Ollama keeps in memory at once here: the node's reported
+    /// `OLLAMA_MAX_LOADED_MODELS`, else `fleet.default_max_loaded_models` (ollama-herd's
+    /// `hot_model_cap`; Ollama's own default is 3 per GPU). Loading one more evicts one.
+    pub fn hot_model_cap(&self) -> u32 {
+        self.hot_cap
+    }
+    /// Distinct models in memory now.
+    pub fn models_loaded_count(&self) -> u32 {
+        self.loaded_count
+    }
+    /// Models that can still be loaded without evicting one: `max(0, cap − loaded)`, as
+    /// ollama-herd's `free_slots`.
+    pub fn free_slots(&self) -> u32 {
+        self.hot_cap.saturating_sub(self.loaded_count)
+    }
+    /// Weight size of the smallest model in memory, GB; `None` when nothing is loaded. A load
+    /// on a node with no [`Node::free_slots`] evicts a resident model, which costs at least this
+    /// much to load again.
+    pub fn smallest_loaded_gb(&self) -> Option<f64> {
+        self.smallest_loaded_gb
+    }
     /// Memory pressure.
     pub fn pressure(&self) -> Pressure {
         self.report.memory.pressure
@@ -285,6 +316,9 @@ impl Node {
             models.push((name.key(), name.clone(), entry));
         }
         models.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let loaded = models.iter().filter(|(_, _, e)| e.is_loaded());
+        self.loaded_count = u32::try_from(loaded.clone().count()).unwrap_or(u32::MAX);
+        self.smallest_loaded_gb = loaded.map(|(_, _, e)| e.size_gb).min_by(f64::total_cmp);
         self.models = models;
     }
     /// Capacity learner's availability score, if reported.
@@ -373,6 +407,8 @@ pub struct Fleet {
     next_id: u32,
     median_bw: f64,
     next_deadline: Option<Instant>,
+    /// When each model was first listed by any node, bounded by [`MAX_FIRST_SEEN`].
+    first_seen: BTreeMap<ModelName, Instant>,
 }
 
 impl Fleet {
@@ -385,6 +421,7 @@ impl Fleet {
             next_id: 0,
             median_bw: 0.0,
             next_deadline: None,
+            first_seen: BTreeMap::new(),
         }
     }
 
@@ -464,8 +501,54 @@ impl Fleet {
     }
 
     /// Applies a heartbeat whose key (if any is needed) was checked.
-    fn heartbeat(&mut self, now: Instant, mut hb: Heartbeat, origin: Origin) -> Result<Registered, FleetError> {
-        let meta_update = hb.ollama.models_available_meta.take();
+    fn heartbeat(&mut self, now: Instant, hb: Heartbeat, origin: Origin) -> Result<Registered, FleetError> {
+        let r = self.apply_heartbeat(now, hb, origin)?;
+        self.note_seen(now, r.node);
+        Ok(r)
+    }
+
+    /// Remembers when each model this node lists was first listed by any node.
+    fn note_seen(&mut self, now: Instant, id: NodeId) {
+        let Some(node) = self.nodes.get(&id) else { return };
+        let mut pruned = false;
+        for (name, _) in node.models() {
+            if self.first_seen.contains_key(name) {
+                continue;
+            }
+            if self.first_seen.len() >= MAX_FIRST_SEEN {
+                if pruned {
+                    continue;
+                }
+                // Full: forget the models no node lists now, once per report.
+                pruned = true;
+                let nodes = &self.nodes;
+                self.first_seen.retain(|m, _| nodes.values().any(|n| n.has_model(m)));
+                if self.first_seen.len() >= MAX_FIRST_SEEN {
+                    continue;
+                }
+            }
+            self.first_seen.insert(name.clone(), now);
+        }
+    }
+
+    /// When a node first listed `model` (on disk or loaded), as far as this registry remembers:
+    /// stable for as long as the router runs, the `modified_at` of a model whose node did not
+    /// report one (ollama-herd's rule).
+    pub fn first_seen(&self, model: &ModelName) -> Option<Instant> {
+        self.first_seen.get(model).copied()
+    }
+
+    fn apply_heartbeat(&mut self, now: Instant, mut hb: Heartbeat, origin: Origin) -> Result<Registered, FleetError> {
+        let max_text = self.config.max_model_name_bytes;
+        let default_cap = self.config.default_max_loaded_models;
+        for m in &mut hb.ollama.models_loaded {
+            m.bound(max_text);
+        }
+        let mut meta_update = hb.ollama.models_available_meta.take();
+        for meta in meta_update.iter_mut().flat_map(|m| m.values_mut()) {
+            meta.bound(max_text);
+        }
+        let hot_cap = if hb.ollama.max_loaded_models > 0 { hb.ollama.max_loaded_models } else { default_cap };
         let Some(&id) = self.by_name.get(&hb.node_id) else {
             if self.nodes.len() >= self.config.max_nodes {
                 return Err(FleetError::TooManyNodes(self.nodes.len()));
@@ -483,6 +566,9 @@ impl Fleet {
                 unloaded_at: BTreeMap::new(),
                 models: Vec::new(),
                 free_gb: 0.0,
+                loaded_count: 0,
+                smallest_loaded_gb: None,
+                hot_cap,
                 origin,
                 held: false,
             };
@@ -524,6 +610,7 @@ impl Fleet {
         }
         let previous = node.status;
         node.report = hb;
+        node.hot_cap = hot_cap;
         node.last_report = now;
         // An operator's drain holds over heartbeats.
         node.status = if node.held { NodeStatus::Draining } else { NodeStatus::Online };
@@ -652,12 +739,14 @@ impl Fleet {
         self.nodes.values().any(|n| n.has_model(model))
     }
 
-    /// Records a model a pull put on a node's disk (Ollama confirmed it), until the next report.
-    pub fn note_pulled(&mut self, node: NodeId, model: &ModelName) {
+    /// Records a model a pull put on a node's disk at `now` (Ollama confirmed it), until the
+    /// next report.
+    pub fn note_pulled(&mut self, now: Instant, node: NodeId, model: &ModelName) {
         if let Some(n) = self.nodes.get_mut(&node) {
             if !n.report.ollama.models_available.contains(model) {
                 n.report.ollama.models_available.push(model.clone());
                 n.reindex();
+                self.note_seen(now, node);
             }
         }
     }

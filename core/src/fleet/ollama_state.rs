@@ -25,6 +25,10 @@ fn text(v: &Value) -> String {
     v.as_str().unwrap_or("").to_string()
 }
 
+fn strings(v: &Value) -> Option<Vec<String>> {
+    v.as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+}
+
 fn gb(m: &Value, key: &str) -> f64 {
     m.get(key).and_then(Value::as_f64).unwrap_or(0.0).max(0.0) / GB
 }
@@ -34,19 +38,24 @@ pub fn loaded_models(ps: Option<&Value>) -> Vec<LoadedModel> {
     models(ps)
         .iter()
         .filter_map(|m| {
+            let d = &m["details"];
             Some(LoadedModel {
                 name: ModelName::new(name_of(m)?),
                 size_gb: gb(m, "size"),
                 size_vram_gb: m.get("size_vram").and_then(Value::as_f64).map(|b| b.max(0.0) / GB),
                 requests_active: 0,
-                parameter_size: text(&m["details"]["parameter_size"]),
-                quantization: text(&m["details"]["quantization_level"]),
+                parameter_size: text(&d["parameter_size"]),
+                quantization: text(&d["quantization_level"]),
                 context_length: m
                     .get("context_length")
                     .and_then(Value::as_u64)
                     .map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)),
                 runner: text(&m["runner"]),
                 digest: text(&m["digest"]),
+                format: text(&d["format"]),
+                family: text(&d["family"]),
+                families: strings(&d["families"]),
+                expires_at: text(&m["expires_at"]),
             })
         })
         .collect()
@@ -65,16 +74,13 @@ pub fn available_models(tags: Option<&Value>) -> (Vec<ModelName>, BTreeMap<Model
     (names, sizes)
 }
 
-/// Per-model metadata of an `/api/tags` answer (`details` plus `capabilities` where Ollama sends
-/// them); nulls become empty values.
+/// Per-model metadata of an `/api/tags` answer (`digest`, `modified_at`, `details`, and
+/// `capabilities` where Ollama sends them); nulls become empty values.
 pub fn models_meta(tags: Option<&Value>) -> BTreeMap<ModelName, ModelMeta> {
     models(tags)
         .iter()
         .filter_map(|m| {
             let d = &m["details"];
-            let strings = |v: &Value| -> Option<Vec<String>> {
-                v.as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-            };
             Some((
                 ModelName::new(name_of(m)?),
                 ModelMeta {
@@ -85,6 +91,8 @@ pub fn models_meta(tags: Option<&Value>) -> BTreeMap<ModelName, ModelMeta> {
                     quantization_level: text(&d["quantization_level"]),
                     capabilities: strings(&m["capabilities"]).unwrap_or_default(),
                     digest: text(&m["digest"]),
+                    modified_at: text(&m["modified_at"]),
+                    parent_model: text(&d["parent_model"]),
                 },
             ))
         })
@@ -126,7 +134,8 @@ mod tests {
     fn tags() -> Value {
         json!({"models": [
             {"name": "qwen3:8b", "model": "qwen3:8b", "size": 5_225_376_047u64, "digest": "500a1f",
-             "details": {"format": "gguf", "family": "qwen3", "families": null,
+             "modified_at": "2025-05-10T18:32:07.123456789-07:00",
+             "details": {"parent_model": "", "format": "gguf", "family": "qwen3", "families": null,
                          "parameter_size": "8.2B", "quantization_level": "Q4_K_M"},
              "capabilities": ["completion", "tools", "thinking"]},
             {"name": "llama3.2", "size": 2_000_000_000u64}
@@ -141,7 +150,10 @@ mod tests {
         assert!((m[0].size_gb - 6.654_289_92).abs() < 1e-9);
         assert_eq!(m[0].size_vram_gb, Some(5.0));
         assert_eq!((m[0].context_length, m[0].quantization.as_str(), m[0].digest.as_str()), (8192, "Q4_K_M", "500a1f"));
+        let d = (m[0].format.as_str(), m[0].family.as_str(), m[0].families.clone(), m[0].expires_at.as_str());
+        assert_eq!(d, ("gguf", "qwen3", Some(vec!["qwen3".to_string()]), "2026-11-27T23:00:00Z"));
         assert_eq!(m[1].name.as_str(), "nomic-embed-text:latest");
+        assert_eq!((m[1].family.as_str(), m[1].families.as_ref(), m[1].expires_at.as_str()), ("", None, ""));
         assert_eq!((m[1].size_gb, m[1].size_vram_gb), (0.0, None));
     }
 
@@ -154,6 +166,7 @@ mod tests {
         let q = &meta[&ModelName::new("qwen3:8b")];
         assert_eq!(q.capabilities, ["completion", "tools", "thinking"]);
         assert_eq!((q.family.as_str(), q.families.as_ref()), ("qwen3", None));
+        assert_eq!((q.digest.as_str(), q.modified_at.as_str()), ("500a1f", "2025-05-10T18:32:07.123456789-07:00"));
         assert_eq!(meta[&ModelName::new("llama3.2")], ModelMeta::default());
     }
 

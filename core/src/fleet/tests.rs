@@ -1,4 +1,5 @@
 use super::*;
+use crate::time::WallClock;
 use heartbeat::{Gpu, Ollama};
 
 pub(crate) fn hb(name: &str, loaded: &[(&str, f64, u32)], available: &[&str]) -> Heartbeat {
@@ -8,17 +9,7 @@ pub(crate) fn hb(name: &str, loaded: &[(&str, f64, u32)], available: &[&str]) ->
         ollama: Ollama {
             models_loaded: loaded
                 .iter()
-                .map(|&(n, gb, ctx)| LoadedModel {
-                    name: ModelName::new(n),
-                    size_gb: gb,
-                    size_vram_gb: None,
-                    requests_active: 0,
-                    parameter_size: String::new(),
-                    quantization: String::new(),
-                    context_length: ctx,
-                    runner: String::new(),
-                    digest: String::new(),
-                })
+                .map(|&(n, gb, ctx)| LoadedModel { context_length: ctx, ..LoadedModel::named(ModelName::new(n), gb) })
                 .collect(),
             models_available: available.iter().map(|n| ModelName::new(n)).collect(),
             ..Default::default()
@@ -232,14 +223,17 @@ fn views_merge_the_listed_nodes() {
     f.handle_report(t, report(hb("a", &[("m", 5.0, 4096)], &["m", "n"]))).unwrap();
     f.handle_report(t, report(hb("b", &[], &["m"]))).unwrap();
     f.handle_report(t, report(hb("c", &[("n", 3.0, 8192)], &["n"]))).unwrap();
-    let tags = views::tags(&f);
+    let tags = views::tags(&f, WallClock::default());
     let names: Vec<&str> = tags.iter().filter_map(|e| e["name"].as_str()).collect();
     assert_eq!(names, ["m:latest", "n:latest"], "one entry per model, in name order");
     assert_eq!(tags[0]["herd_nodes"], serde_json::json!(["a", "b"]));
     assert_eq!(tags[1]["herd_nodes"], serde_json::json!(["a", "c"]));
+    // ollama-herd's name for the same list, inside `details`.
+    assert_eq!(tags[0]["details"]["fleet_nodes"], serde_json::json!(["a", "b"]));
+    assert_eq!(tags[1]["details"]["fleet_nodes"], tags[1]["herd_nodes"]);
     let ps = views::running(&f);
     assert_eq!(ps.len(), 2);
-    assert_eq!(ps[1]["herd_node"], "c");
+    assert_eq!((&ps[1]["herd_node"], &ps[1]["fleet_node"]), (&serde_json::json!("c"), &serde_json::json!("c")));
     assert_eq!(ps[1]["context_length"], 8192);
     // Loaded holders before disk ones.
     let m = ModelName::new("m");
@@ -252,7 +246,7 @@ fn views_merge_the_listed_nodes() {
     assert_eq!(views::holders(&f, &m), vec![b_id, a_id], "the one with it in memory first");
     // An offline node is not listed.
     f.handle_timeout(Instant::from_secs(3600));
-    assert!(views::tags(&f).is_empty());
+    assert!(views::tags(&f, WallClock::default()).is_empty());
     assert_eq!(views::ollama_version(&f), None);
 }
 
@@ -285,4 +279,122 @@ fn an_admin_drain_holds_over_heartbeats_until_undrained_or_restarted() {
         f.handle_report(t(81), Report::AdminUndrain { node_id: "zz".into() }),
         Err(FleetError::UnknownNode(_))
     ));
+}
+
+/// What a plain Ollama answers for qwen3:8b on `/api/tags` and `/api/ps`, as the node's agent or
+/// the router's static poller turns it into a report.
+fn ollama_node(name: &str) -> Heartbeat {
+    use crate::fleet::ollama_state;
+    let details = serde_json::json!({"parent_model": "", "format": "gguf", "family": "qwen3", "families": ["qwen3"],
+        "parameter_size": "8.2B", "quantization_level": "Q4_K_M"});
+    let tags = serde_json::json!({"models": [{"name": "qwen3:8b", "model": "qwen3:8b", "size": 5_225_376_047u64,
+        "digest": "500a1fe7a9f1", "modified_at": "2025-05-10T18:32:07.123-07:00", "details": details}]});
+    let ps = serde_json::json!({"models": [{"name": "qwen3:8b", "model": "qwen3:8b", "size": 6_654_289_921u64,
+        "size_vram": 6_000_000_001u64, "digest": "500a1fe7a9f1", "details": details,
+        "expires_at": "2026-11-28T10:35:00.5Z", "context_length": 8192}]});
+    let version = serde_json::json!({"version": "0.12.6"});
+    let mut ollama = ollama_state::ollama_state(Some(&ps), Some(&tags), Some(&version));
+    ollama.models_available_meta = Some(ollama_state::models_meta(Some(&tags)));
+    Heartbeat { node_id: name.into(), ollama, ..Default::default() }
+}
+
+#[test]
+fn views_show_the_nodes_own_digest_size_date_and_details() {
+    let mut f = Fleet::new(FleetConfig::default());
+    f.handle_report(Instant::from_secs(1), Report::Static(Box::new(ollama_node("box:11434")))).unwrap();
+    let tags = views::tags(&f, WallClock::default());
+    let q = &tags[0];
+    assert_eq!(q["digest"], "500a1fe7a9f1");
+    assert_eq!(q["size"], 5_225_376_047u64, "the node's bytes, not a rounded GB figure");
+    assert_eq!(q["modified_at"], "2025-05-10T18:32:07.123-07:00");
+    let want = serde_json::json!({"parent_model": "", "format": "gguf", "family": "qwen3", "families": ["qwen3"],
+        "parameter_size": "8.2B", "quantization_level": "Q4_K_M", "fleet_nodes": ["box:11434"]});
+    assert_eq!(q["details"], want);
+    let ps = views::running(&f);
+    let p = &ps[0];
+    assert_eq!((p["digest"].as_str(), p["size"].as_u64()), (Some("500a1fe7a9f1"), Some(6_654_289_921)));
+    assert_eq!((p["size_vram"].as_u64(), p["context_length"].as_u64()), (Some(6_000_000_001), Some(8192)));
+    assert_eq!(p["expires_at"], "2026-11-28T10:35:00.5Z");
+    let mut want_ps = want.clone();
+    want_ps.as_object_mut().unwrap().remove("fleet_nodes");
+    assert_eq!(p["details"], want_ps);
+}
+
+#[test]
+fn views_fill_what_an_ollama_herd_agent_does_not_send() {
+    // ollama-herd's agent sends metadata from /api/tags, and only name, size, parameter size,
+    // quantization, context and digest of a loaded model.
+    let mut f = Fleet::new(FleetConfig::default());
+    let mut h = hb("studio", &[("qwen3:8b", 6.0, 8192), ("llama3.2:3b", 2.0, 4096)], &["qwen3:8b", "mystery"]);
+    h.ollama.models_loaded[1].digest = "sha256:77aa".into();
+    h.ollama.models_loaded[1].parameter_size = "3.2B".into();
+    let meta = ModelMeta { family: "qwen3".into(), digest: "500a1f".into(), ..Default::default() };
+    h.ollama.models_available_meta = Some(BTreeMap::from([(ModelName::new("qwen3:8b"), meta)]));
+    f.handle_report(Instant::from_secs(90), report(h)).unwrap();
+    let ps = views::running(&f);
+    assert_eq!(ps[0]["digest"], "500a1f", "a loaded model without a digest takes its metadata's");
+    assert_eq!(ps[0]["details"]["family"], "qwen3");
+    assert_eq!(ps[0]["expires_at"], views::NEVER_EXPIRES);
+    assert_eq!((ps[1]["digest"].as_str(), ps[1]["details"]["parameter_size"].as_str()), (Some("77aa"), Some("3.2B")));
+    let wall = WallClock::from_readings(Instant::from_secs(100), 1_795_861_845_000);
+    let tags = views::tags(&f, wall);
+    let by_name = |n: &str| tags.iter().find(|t| t["name"] == n).unwrap_or_else(|| panic!("no {n}"));
+    assert_eq!(by_name("llama3.2:3b")["digest"], "77aa", "a model only in memory keeps its loaded digest");
+    assert_eq!(by_name("llama3.2:3b")["details"]["parameter_size"], "3.2B");
+    // No date from the node: when the router first saw it (10 s before the readings).
+    assert_eq!(by_name("mystery:latest")["modified_at"], "2026-11-28T10:30:35Z");
+    assert_eq!(by_name("mystery:latest")["digest"].as_str().map(str::len), Some(64), "synthesised");
+    // ... and it stays that date: later reports, and other nodes that list it, do not move it.
+    f.handle_report(Instant::from_secs(200), report(hb("studio", &[], &["mystery"]))).unwrap();
+    f.handle_report(Instant::from_secs(200), report(hb("other", &[], &["mystery"]))).unwrap();
+    let tags = views::tags(&f, wall);
+    let mystery = tags.iter().find(|t| t["name"] == "mystery:latest").unwrap();
+    assert_eq!(mystery["modified_at"], "2026-11-28T10:30:35Z");
+    assert_eq!(f.first_seen(&ModelName::new("mystery")), Some(Instant::from_secs(90)));
+}
+
+#[test]
+fn texts_a_node_sends_are_bounded() {
+    let config = FleetConfig { max_model_name_bytes: 16, ..FleetConfig::default() };
+    let mut f = Fleet::new(config);
+    let mut h = hb("a", &[("m", 1.0, 0)], &["m"]);
+    h.ollama.models_loaded[0].family = "f".repeat(17);
+    h.ollama.models_loaded[0].families = Some(vec!["ok".into(); 40]);
+    let meta = ModelMeta {
+        modified_at: "2".repeat(17),
+        digest: "abc".into(),
+        capabilities: vec!["x".repeat(17), "tools".into()],
+        ..Default::default()
+    };
+    h.ollama.models_available_meta = Some(BTreeMap::from([(ModelName::new("m"), meta)]));
+    f.handle_report(Instant::from_secs(1), report(h)).unwrap();
+    let n = f.by_name("a").unwrap();
+    let l = &n.report().ollama.models_loaded[0];
+    assert_eq!((l.family.as_str(), l.families.as_ref().map(Vec::len)), ("", Some(heartbeat::MAX_TAGS_PER_MODEL)));
+    let m = n.meta(&ModelName::new("m")).unwrap();
+    assert_eq!((m.modified_at.as_str(), m.digest.as_str(), m.capabilities.clone()), ("", "abc", vec!["tools".into()]));
+}
+
+#[test]
+fn hot_model_cap_and_free_slots() {
+    let config = FleetConfig { default_max_loaded_models: 3, ..FleetConfig::default() };
+    let mut f = Fleet::new(config);
+    let mut h = hb("a", &[("m", 5.0, 0), ("n", 2.0, 0)], &["m", "n", "o"]);
+    f.handle_report(Instant::from_secs(1), report(h.clone())).unwrap();
+    let a = f.by_name("a").unwrap();
+    assert_eq!((a.hot_model_cap(), a.models_loaded_count(), a.free_slots()), (3, 2, 1), "unreported: the default");
+    assert_eq!(a.smallest_loaded_gb(), Some(2.0));
+    h.ollama.max_loaded_models = 2;
+    f.handle_report(Instant::from_secs(2), report(h.clone())).unwrap();
+    let a = f.by_name("a").unwrap();
+    assert_eq!((a.hot_model_cap(), a.free_slots()), (2, 0), "the node's OLLAMA_MAX_LOADED_MODELS");
+    // One model loaded twice counts once; more loaded than the cap is no free slot, not an underflow.
+    h.ollama.max_loaded_models = 1;
+    h.ollama.models_loaded.push(LoadedModel::named(ModelName::new("m"), 6.0));
+    f.handle_report(Instant::from_secs(3), report(h)).unwrap();
+    let a = f.by_name("a").unwrap();
+    assert_eq!((a.models_loaded_count(), a.free_slots()), (2, 0));
+    f.handle_report(Instant::from_secs(4), report(hb("b", &[], &["m"]))).unwrap();
+    let b = f.by_name("b").unwrap();
+    assert_eq!((b.models_loaded_count(), b.free_slots(), b.smallest_loaded_gb()), (0, 3, None));
 }

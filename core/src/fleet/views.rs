@@ -3,8 +3,10 @@
 //! router asks them, for `/api/show`). Pure functions of the registry, so both routers answer
 //! alike and the views are tested without a network.
 
+use super::heartbeat::{LoadedModel, ModelMeta};
 use super::{Fleet, Node, NodeStatus};
 use crate::ids::{ModelName, NodeId};
+use crate::time::WallClock;
 use serde_json::{json, Value};
 use sha2::Digest;
 use std::collections::BTreeMap;
@@ -35,38 +37,98 @@ pub fn digest_of(name: &str, meta_digest: Option<&str>) -> String {
     }
 }
 
-/// The fleet's `/api/tags`: one entry per model over every node that is not offline (Ollama's
-/// shape, with `herd_nodes` naming the nodes that have it).
-pub fn tags(fleet: &Fleet) -> Vec<Value> {
+/// A stored size in GB as the bytes a node reported: sizes are kept as bytes / 1e9, and
+/// rounding brings back the node's own figure exactly (to 2^53 bytes).
+fn bytes(gb: f64) -> u64 {
+    (gb.max(0.0) * 1e9).round() as u64
+}
+
+/// The first non-empty text, else `fallback`.
+fn first<'a, const N: usize>(texts: [&'a str; N], fallback: &'a str) -> &'a str {
+    texts.into_iter().find(|t| !t.is_empty()).unwrap_or(fallback)
+}
+
+/// Where a model's details come from: its node's `/api/tags` metadata, or what `/api/ps` said
+/// of the loaded copy.
+#[derive(Copy, Clone)]
+enum Source<'a> {
+    Tags(&'a ModelMeta),
+    Ps(&'a LoadedModel),
+}
+
+impl<'a> Source<'a> {
+    fn format(self) -> &'a str {
+        match self {
+            Source::Tags(m) => &m.format,
+            Source::Ps(l) => &l.format,
+        }
+    }
+    fn family(self) -> &'a str {
+        match self {
+            Source::Tags(m) => &m.family,
+            Source::Ps(l) => &l.family,
+        }
+    }
+    fn families(self) -> Option<&'a Vec<String>> {
+        match self {
+            Source::Tags(m) => m.families.as_ref(),
+            Source::Ps(l) => l.families.as_ref(),
+        }
+    }
+    fn parameter_size(self) -> &'a str {
+        match self {
+            Source::Tags(m) => &m.parameter_size,
+            Source::Ps(l) => &l.parameter_size,
+        }
+    }
+    fn quantization_level(self) -> &'a str {
+        match self {
+            Source::Tags(m) => &m.quantization_level,
+            Source::Ps(l) => &l.quantization,
+        }
+    }
+    fn parent_model(self) -> &'a str {
+        match self {
+            Source::Tags(m) => &m.parent_model,
+            Source::Ps(_) => "",
+        }
+    }
+}
+
+/// One model's details as its node reported them, from the first source that has each field,
+/// then guesses: the family from the name, Ollama's usual `gguf` and no parent.
+fn details<'a>(name: &'a ModelName, sources: &[Source<'a>]) -> Value {
+    let pick = |f: fn(Source<'a>) -> &'a str, fallback: &'a str| {
+        sources.iter().copied().map(f).find(|t| !t.is_empty()).unwrap_or(fallback)
+    };
+    json!({
+        "parent_model": pick(|s| s.parent_model(), ""),
+        "format": pick(|s| s.format(), "gguf"),
+        "family": pick(|s| s.family(), name.family()),
+        "families": sources.iter().find_map(|s| s.families()),
+        "parameter_size": pick(|s| s.parameter_size(), ""),
+        "quantization_level": pick(|s| s.quantization_level(), ""),
+    })
+}
+
+/// The sources present, in order.
+fn sources<'a>(a: Option<Source<'a>>, b: Option<Source<'a>>) -> Vec<Source<'a>> {
+    a.into_iter().chain(b).collect()
+}
+
+/// The fleet's `/api/tags`: one entry per model over every node that is not offline, in
+/// Ollama's shape and with the node's own digest, size, date and details (from the first node,
+/// in id order, that lists the model). The nodes that have it are named twice: herd's
+/// `herd_nodes` and ollama-herd's `details.fleet_nodes`. A model whose node gave no
+/// `modified_at` shows when the router first saw it listed (`wall` turns that into a date),
+/// as ollama-herd does.
+pub fn tags(fleet: &Fleet, wall: WallClock) -> Vec<Value> {
     let mut out: BTreeMap<ModelName, (Value, Vec<String>)> = BTreeMap::new();
     for node in listed(fleet) {
         let o = &node.report().ollama;
         let names = o.models_available.iter().chain(o.models_loaded.iter().map(|m| &m.name));
         for name in names {
-            let entry = out.entry(name.clone()).or_insert_with(|| {
-                let meta = node.meta(name);
-                let size_gb = o.models_available_sizes.get(name).copied().unwrap_or_else(|| node.model_size_gb(name));
-                let details = json!({
-                    "parent_model": "",
-                    "format": meta.map_or("gguf", |m| if m.format.is_empty() { "gguf" } else { m.format.as_str() }),
-                    "family": meta.map_or_else(|| name.family().to_string(), |m| m.family.clone()),
-                    "families": meta.and_then(|m| m.families.clone()),
-                    "parameter_size": meta.map(|m| m.parameter_size.clone()).unwrap_or_default(),
-                    "quantization_level": meta.map(|m| m.quantization_level.clone()).unwrap_or_default(),
-                });
-                let mut v = json!({
-                    "name": name.as_str(),
-                    "model": name.as_str(),
-                    "modified_at": "2026-01-01T00:00:00Z",
-                    "size": (size_gb * 1e9) as u64,
-                    "digest": digest_of(name.as_str(), meta.map(|m| m.digest.as_str())),
-                    "details": details,
-                });
-                if let Some(m) = meta.filter(|m| !m.capabilities.is_empty()) {
-                    v["capabilities"] = json!(m.capabilities);
-                }
-                (v, Vec::new())
-            });
+            let entry = out.entry(name.clone()).or_insert_with(|| (tags_entry(fleet, node, name, wall), Vec::new()));
             if !entry.1.iter().any(|n| n == node.name()) {
                 entry.1.push(node.name().to_string());
             }
@@ -74,31 +136,62 @@ pub fn tags(fleet: &Fleet) -> Vec<Value> {
     }
     out.into_values()
         .map(|(mut v, nodes)| {
+            v["details"]["fleet_nodes"] = json!(nodes);
             v["herd_nodes"] = json!(nodes);
             v
         })
         .collect()
 }
 
-/// The fleet's `/api/ps`: every loaded model on every listed node, with `herd_node`.
+/// One `/api/tags` entry for `name` as `node` reports it.
+fn tags_entry(fleet: &Fleet, node: &Node, name: &ModelName, wall: WallClock) -> Value {
+    let o = &node.report().ollama;
+    let meta = node.meta(name);
+    let loaded = node.loaded(name);
+    let size_gb = o.models_available_sizes.get(name).copied().unwrap_or_else(|| node.model_size_gb(name));
+    let digest = first([meta.map_or("", |m| m.digest.as_str()), loaded.map_or("", |l| l.digest.as_str())], "");
+    let modified_at = match meta.map(|m| m.modified_at.as_str()).filter(|d| !d.is_empty()) {
+        Some(d) => d.to_string(),
+        None => wall.rfc3339(fleet.first_seen(name).unwrap_or_else(|| node.first_seen())),
+    };
+    let mut v = json!({
+        "name": name.as_str(),
+        "model": name.as_str(),
+        "modified_at": modified_at,
+        "size": bytes(size_gb),
+        "digest": digest_of(name.as_str(), Some(digest)),
+        "details": details(name, &sources(meta.map(Source::Tags), loaded.map(Source::Ps))),
+    });
+    if let Some(m) = meta.filter(|m| !m.capabilities.is_empty()) {
+        v["capabilities"] = json!(m.capabilities);
+    }
+    v
+}
+
+/// When a loaded model's node gave no `expires_at`: far in the future, as Ollama shows a model
+/// kept loaded for good (`keep_alive: -1`, which herd sends by default).
+pub const NEVER_EXPIRES: &str = "2318-01-01T00:00:00Z";
+
+/// The fleet's `/api/ps`: every loaded model on every listed node, with the node's own digest,
+/// sizes, details, `expires_at` and `context_length`, and the node named twice: herd's
+/// `herd_node` and ollama-herd's `fleet_node`.
 pub fn running(fleet: &Fleet) -> Vec<Value> {
     let mut out = Vec::new();
     for node in listed(fleet) {
         for m in &node.report().ollama.models_loaded {
-            let size = (m.size_gb * 1e9) as u64;
+            let meta = node.meta(&m.name);
+            let digest = first([m.digest.as_str(), meta.map_or("", |d| d.digest.as_str())], "");
             out.push(json!({
                 "name": m.name.as_str(),
                 "model": m.name.as_str(),
-                "size": size,
-                "size_vram": m.size_vram_gb.map_or(0, |g| (g * 1e9) as u64),
-                "digest": digest_of(m.name.as_str(), Some(&m.digest)),
-                "details": {
-                    "parent_model": "", "format": "gguf", "family": m.name.family(), "families": null,
-                    "parameter_size": m.parameter_size, "quantization_level": m.quantization,
-                },
-                "expires_at": "2318-01-01T00:00:00Z",
+                "size": bytes(m.size_gb),
+                "digest": digest_of(m.name.as_str(), Some(digest)),
+                "details": details(&m.name, &sources(Some(Source::Ps(m)), meta.map(Source::Tags))),
+                "expires_at": first([m.expires_at.as_str()], NEVER_EXPIRES),
+                "size_vram": m.size_vram_gb.map_or(0, bytes),
                 "context_length": m.context_length,
                 "herd_node": node.name(),
+                "fleet_node": node.name(),
             }));
         }
     }

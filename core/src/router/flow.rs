@@ -36,6 +36,7 @@ impl Router {
             }
             if ch.to.is_none() {
                 self.latency.forget(ch.node);
+                self.history.forget(ch.node);
                 self.breakers.remove(&ch.node);
             }
             self.fleet_dirty = true;

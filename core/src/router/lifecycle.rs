@@ -59,6 +59,7 @@ impl Router {
             }
             let ms = self.now.saturating_since(a.started).as_secs_f64() * 1000.0;
             self.latency.record(a.node, &a.model, ms);
+            self.history.completed(a.node, &a.model, ms, usage.prompt_tokens, usage.completion_tokens);
         }
         self.end(a.request, Outcome::Completed(usage));
     }
@@ -68,6 +69,7 @@ impl Router {
         // However the adapter saw a reaped attempt end, the node failed to answer in time.
         let failure = if a.state == AttState::Cancelling { UpstreamFailure::Timeout } else { failure };
         if self.fleet.node(a.node).is_some() {
+            self.history.failed(a.node, &a.model);
             let breaker = self.breakers.entry(a.node).or_default();
             if failure.blames_node() {
                 if breaker.on_failure(self.now, &self.config.retry) {
@@ -180,7 +182,7 @@ impl Router {
             .map(|(&id, _)| id)
             .collect();
         if ok {
-            self.fleet.note_pulled(node, &model);
+            self.fleet.note_pulled(self.now, node, &model);
             self.fleet_dirty = true;
         }
         for id in waiting {

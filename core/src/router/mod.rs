@@ -13,6 +13,7 @@ mod lifecycle;
 #[cfg(test)]
 mod tests;
 mod types;
+mod views;
 
 use crate::config::{ConfigError, RouterConfig};
 use crate::fleet::heartbeat::{Heartbeat, HeartbeatError, Report};
@@ -22,7 +23,7 @@ use crate::policy::breaker::Breaker;
 use crate::policy::latency::Latency;
 use crate::policy::pins::Pins;
 use crate::policy::retry::UpstreamFailure;
-use crate::queue::Queues;
+use crate::queue::{History, Queues};
 use crate::request::RequestSpec;
 use crate::rng::Rng;
 use crate::score::Decision;
@@ -261,6 +262,7 @@ pub struct Router {
     pub(crate) now: Instant,
     pub(crate) fleet: Fleet,
     pub(crate) queues: Queues,
+    pub(crate) history: History,
     pub(crate) latency: Latency,
     pub(crate) pins: Pins,
     pub(crate) breakers: BTreeMap<NodeId, Breaker>,
@@ -299,6 +301,7 @@ impl Router {
             now,
             started: now,
             queues: Queues::default(),
+            history: History::default(),
             breakers: BTreeMap::new(),
             requests: BTreeMap::new(),
             attempts: BTreeMap::new(),
@@ -462,6 +465,11 @@ impl Router {
     /// The queues.
     pub fn queues(&self) -> &Queues {
         &self.queues
+    }
+
+    /// What each node+model queue did since start (forgotten with the node).
+    pub fn queue_history(&self) -> &History {
+        &self.history
     }
 
     /// The configuration in force.

@@ -1046,3 +1046,26 @@ fn an_anthropic_id_nothing_resolves_is_404_with_its_own_name() {
     assert_eq!(rejection.http_status(), 404);
     assert_eq!(t.ended(id)[0].anthropic_model.as_deref(), Some("claude-opus-4-1"));
 }
+
+#[test]
+fn a_cold_load_goes_where_nothing_is_evicted() {
+    // Both nodes have the model on disk only; "full" already holds its OLLAMA_MAX_LOADED_MODELS.
+    // (No substitute for the loaded model: this is about where the cold load goes.)
+    let mut config = RouterConfig::default();
+    config.policy.vram_fallback = false;
+    let mut t = T::new(config);
+    let mut full = hb("full", &[("x:3b", 3.0, 4096)], &["m:7b", "x:3b"]);
+    full.ollama.max_loaded_models = 1;
+    let mut room = hb("room", &[("x:3b", 3.0, 4096)], &["m:7b", "x:3b"]);
+    room.ollama.max_loaded_models = 2;
+    t.node(secs(0), full);
+    let room = t.node(secs(0), room);
+    for i in 0..8 {
+        t.request(secs(1 + i), RequestSpec::chat("m:7b"));
+        let d = t.dispatch();
+        assert_eq!((d.node, d.model.as_str()), (room, "m:7b"), "request {i}");
+        t.r.handle_finished(secs(1 + i), d.attempt, Usage::default());
+        t.drain();
+        t.take();
+    }
+}

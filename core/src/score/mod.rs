@@ -78,11 +78,13 @@ pub enum Signal {
     SessionAffinity,
     /// Prefix pin.
     PrefixAffinity,
+    /// herd policy: a load on a node whose hot-model cap is full evicts a resident model.
+    Eviction,
 }
 
 impl Signal {
     /// All signals in order.
-    pub const ALL: [Signal; 9] = [
+    pub const ALL: [Signal; 10] = [
         Signal::ModelTemperature,
         Signal::MemoryFit,
         Signal::QueueDepth,
@@ -92,6 +94,7 @@ impl Signal {
         Signal::ContextFit,
         Signal::SessionAffinity,
         Signal::PrefixAffinity,
+        Signal::Eviction,
     ];
 
     /// Breakdown key (ollama-herd's names where it has one).
@@ -106,13 +109,14 @@ impl Signal {
             Signal::ContextFit => "context_fit",
             Signal::SessionAffinity => "session_affinity",
             Signal::PrefixAffinity => "prefix_affinity",
+            Signal::Eviction => "eviction",
         }
     }
 }
 
 /// Points per signal for one candidate.
 #[derive(Copy, Clone, Debug, Default, PartialEq)]
-pub struct Breakdown(pub [f64; 9]);
+pub struct Breakdown(pub [f64; 10]);
 
 impl Breakdown {
     /// Points for one signal.
@@ -251,7 +255,7 @@ pub fn breakdown_entry(
     use signals::*;
     let bw = node.bandwidth_gbps();
     let eff = effective_depth(f.depth, f.slots, c.policy);
-    let mut b = [0.0; 9];
+    let mut b = [0.0; 10];
     match c.policy {
         ScorePolicy::RoundRobin => return Breakdown(b),
         ScorePolicy::LeastLoaded => {
@@ -286,7 +290,10 @@ pub fn breakdown_entry(
 /// The herd policy: expected time in seconds, as points (see [`eta`]). Temperature is the load
 /// time, queue depth the wait for a slot, wait time the request's own service on this node
 /// (so faster machines win when queues are equal); memory headroom, availability and context fit
-/// stay as small corrections, and a pin is worth the prefill it saves.
+/// stay as small corrections, and a pin is worth the prefill it saves. A load on a node already
+/// holding its hot-model cap (`OLLAMA_MAX_LOADED_MODELS`) makes Ollama unload a resident model,
+/// which the fleet pays for again when that model is next asked for: at least the load of the
+/// smallest one, so a node that can load without evicting wins when all else is equal.
 fn herd_signals(
     c: &ScoreConfig,
     node: &Node,
@@ -294,7 +301,7 @@ fn herd_signals(
     temperature: Temperature,
     want: &Want<'_>,
     f: &Facts,
-    b: &mut [f64; 9],
+    b: &mut [f64; 10],
 ) {
     use signals::*;
     let w = c.eta_points_per_sec;
@@ -313,6 +320,10 @@ fn herd_signals(
     // loaded model never scores below the same model cold.
     let cold_load = w * eta::load_s(Temperature::Cold, e.size_gb, c.load_gb_per_sec);
     b[Signal::ContextFit as usize] = if fit < 0.0 { fit.max(-cold_load) } else { fit };
+    if !e.is_loaded() && node.free_slots() == 0 {
+        let evicted_gb = node.smallest_loaded_gb().unwrap_or(0.0);
+        b[Signal::Eviction as usize] = -w * eta::load_s(Temperature::Cold, evicted_gb, c.load_gb_per_sec);
+    }
     let saved = w * f64::from(want.estimated_tokens) / (eta::decode_tps(e.size_gb, bw) * eta::PREFILL_OVER_DECODE);
     if f.session_pinned {
         b[Signal::SessionAffinity as usize] = affinity(saved.min(c.session_bonus), f.depth);

@@ -182,3 +182,37 @@ fn herd_weighs_queue_wait_against_load_time() {
     let mbp = &d.ranked[0];
     assert!((mbp.breakdown.get(Signal::ModelTemperature) - (50.0 - 2.0 * 42.5)).abs() < 1e-9);
 }
+
+/// herd policy: a cold load on a node whose hot-model cap is full makes Ollama unload a
+/// resident model; the node that can load without evicting wins, all else equal. A model
+/// already loaded there costs nothing extra, and the classic policy (ollama-herd's) ignores caps.
+#[test]
+fn a_cold_load_avoids_evicting_when_another_node_has_room() {
+    let node = |name: &str, loaded: &[(&str, f64, u32)]| {
+        let mut h = hb(name, loaded, &["m:7b", "a:3b", "b:8b"]);
+        h.ollama.max_loaded_models = 2;
+        h.memory.available_gb = 60.0;
+        h.ollama.models_available_sizes.insert(ModelName::new("m:7b"), 5.0);
+        h
+    };
+    let f = fleet_of(vec![node("full", &[("a:3b", 3.0, 0), ("b:8b", 8.0, 0)]), node("room", &[("b:8b", 8.0, 0)])]);
+    let idle = |_: &Node| Facts { slots: 1, ..Facts::default() };
+    let herd = ScoreConfig::default();
+    let d = score_all(&f, "m:7b", &idle, &herd);
+    let name = |c: &Candidate| f.node(c.node).unwrap().name().to_string();
+    assert_eq!(name(&d.ranked[0]), "room");
+    let full = &d.ranked[1];
+    // Reloading the smallest resident (3 GB at 1 GB/s) at 2 points a second.
+    assert!((full.breakdown.get(Signal::Eviction) + 6.0).abs() < 1e-9, "{:?}", full.breakdown);
+    assert_eq!(d.ranked[0].breakdown.get(Signal::Eviction), 0.0);
+    assert!((d.ranked[0].total - full.total - 6.0).abs() < 1e-9, "the eviction is the whole difference");
+    // Loaded where the cap is full: nothing is evicted.
+    let hot = score_all(&f, "a:3b", &idle, &herd);
+    assert_eq!(name(&hot.ranked[0]), "full");
+    assert_eq!(hot.ranked[0].breakdown.get(Signal::Eviction), 0.0);
+    // ollama-herd's scoring does not know caps: the two tie on everything.
+    let classic = ScoreConfig { policy: ScorePolicy::Classic, ..ScoreConfig::default() };
+    let d = score_all(&f, "m:7b", &idle, &classic);
+    assert!(d.ranked.iter().all(|c| c.breakdown.get(Signal::Eviction) == 0.0));
+    assert_eq!(d.ranked[0].total, d.ranked[1].total);
+}

@@ -27,15 +27,11 @@ impl SimNode {
             .residents
             .iter()
             .map(|r| LoadedModel {
-                name: r.name.clone(),
-                size_gb: r.size_gb,
                 size_vram_gb: gpu.then_some(r.size_gb),
                 requests_active: self.jobs_of(&r.name),
-                parameter_size: String::new(),
-                quantization: String::new(),
                 context_length: self.context_length(),
                 runner: "llamacpp".into(),
-                digest: String::new(),
+                ..LoadedModel::named(r.name.clone(), r.size_gb)
             })
             .collect();
         let mut models_available: Vec<ModelName> = Vec::new();

@@ -65,6 +65,18 @@ impl Proc {
     /// Starts `program`; with `first_line`, stdout is piped and its first line returned (the rest
     /// is drained so the child never blocks), else stdout goes to the log as well.
     fn spawn(name: &str, program: &Path, args: &[String], log: &Path, first_line: bool) -> (Proc, Option<String>) {
+        Proc::spawn_env(name, program, args, &[], log, first_line)
+    }
+
+    /// [`Proc::spawn`] with `env` set for the child (after the settings below are cleared).
+    fn spawn_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: &Path,
+        first_line: bool,
+    ) -> (Proc, Option<String>) {
         let mut cmd = Command::new(program);
         cmd.args(args);
         // Settings from the environment would override the flags' defaults: herd's own, and
@@ -77,6 +89,7 @@ impl Proc {
         }
         cmd.env("FLEET_ENV_FILE", "/dev/null");
         cmd.env("NO_COLOR", "1");
+        cmd.envs(env.iter().copied());
         let open = || std::fs::OpenOptions::new().create(true).append(true).open(log).expect("opening a log");
         cmd.stdin(Stdio::null()).stderr(open());
         cmd.stdout(if first_line { Stdio::piped() } else { Stdio::from(open()) });
@@ -370,13 +383,18 @@ impl Fleet {
     /// Starts a `herd-node` agent called `name` that reports the Ollama at `ollama_url` to the
     /// router every 0.2 s; returns its index for [`Fleet::stop_agent`].
     pub fn agent(&mut self, name: &str, ollama_url: &str) -> usize {
+        self.agent_env(name, ollama_url, &[])
+    }
+
+    /// [`Fleet::agent`] with `env` for the agent (`OLLAMA_MAX_LOADED_MODELS`, which it reports).
+    pub fn agent_env(&mut self, name: &str, ollama_url: &str, env: &[(&str, &str)]) -> usize {
         let argv: Vec<String> =
             ["--router-url", &self.url(), "--ollama-host", ollama_url, "--node-id", name, "--heartbeat-secs", "0.2"]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
         let log = self.dir.path().join(format!("agent-{name}.log"));
-        let (proc, _) = Proc::spawn(&format!("herd-node {name}"), &binary("herd-node"), &argv, &log, false);
+        let (proc, _) = Proc::spawn_env(&format!("herd-node {name}"), &binary("herd-node"), &argv, env, &log, false);
         self.agents.push(proc);
         self.agents.len() - 1
     }
