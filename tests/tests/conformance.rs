@@ -581,7 +581,12 @@ fn keep_alive_goes_to_the_native_api(r: Router) {
     let keep_alive = sent(&f, "/v1/chat/completions", stream);
     let translated = stats(&f)["requests"]["/api/chat"].as_u64() != native_before;
     assert_eq!(keep_alive, translated.then(|| json!(-1)), "translated: {translated}");
-    assert_eq!(sent(&f, "/v1/messages", Proto::Anthropic.chat_body("qwen3:8b")), None);
+    // An Anthropic request likewise: translated to /api/chat when herd pins the window of a
+    // loaded model, passed to the node's /v1/messages otherwise.
+    let native_before = stats(&f)["requests"]["/api/chat"].as_u64();
+    let keep_alive = sent(&f, "/v1/messages", Proto::Anthropic.chat_body("qwen3:8b"));
+    let translated = stats(&f)["requests"]["/api/chat"].as_u64() != native_before;
+    assert_eq!(keep_alive, translated.then(|| json!(-1)), "translated: {translated}");
     assert_eq!(sent(&f, "/v1/embeddings", json!({"model": "qwen3:8b", "input": "hi"})), None);
     drop(f);
     let off = one_node(r, &["--keep-alive", "off"]);
