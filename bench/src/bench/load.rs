@@ -18,8 +18,11 @@ use super::report::Tally;
 /// The client every worker shares.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// The model every request asks for (the fake serves it, preloaded).
-pub const MODEL: &str = "qwen3:8b";
+/// The model every request asks for (the fake serves it, preloaded). Not a thinking model: herd
+/// raises a thinking model's output budget (ollama-herd §6.3: `num_predict` × 4, at least 1024)
+/// once the node reports its `thinking` capability, so the same request would be more work
+/// through herd than direct, and the ratio would measure the budget, not the router.
+pub const MODEL: &str = "llama3.1:8b";
 
 /// Largest body kept for checking (a non-streamed answer, an error body), bytes.
 const MAX_KEPT_BYTES: usize = 1 << 20;
