@@ -490,12 +490,12 @@ mod tests {
 
     #[test]
     fn readiness_needs_online_and_model() {
-        let ready = json!({"nodes": [{"status": "online", "models_loaded": ["qwen3:8b"]}]});
+        let ready = json!({"nodes": [{"status": "online", "models_loaded": [MODEL]}]});
         assert!(node_ready(&ready));
-        let objects = json!({"nodes": [{"status": "online", "models_loaded": [{"name": "qwen3:8b"}]}]});
+        let objects = json!({"nodes": [{"status": "online", "models_loaded": [{"name": MODEL}]}]});
         assert!(node_ready(&objects));
         assert!(!node_ready(&json!({"nodes": [{"status": "online", "models_loaded": []}]})));
-        assert!(!node_ready(&json!({"nodes": [{"status": "unknown", "models_loaded": ["qwen3:8b"]}]})));
+        assert!(!node_ready(&json!({"nodes": [{"status": "unknown", "models_loaded": [MODEL]}]})));
         assert!(!node_ready(&json!({"nodes": []})));
     }
 
