@@ -56,6 +56,7 @@ macro_rules! conformance {
 conformance! {
     python_ollama_and_openai_clients => herd_python_ollama_and_openai_clients, lite_python_ollama_and_openai_clients;
     python_api_and_admin_keys => herd_python_api_and_admin_keys, lite_python_api_and_admin_keys;
+    python_anthropic_client => herd_python_anthropic_client, lite_python_anthropic_client;
     malformed_json_is_400_in_each_protocol => herd_malformed_json_is_400_in_each_protocol, lite_malformed_json_is_400_in_each_protocol;
     wrong_types_and_missing_or_empty_model => herd_wrong_types_and_missing_or_empty_model, lite_wrong_types_and_missing_or_empty_model;
     unknown_model_is_404_in_each_protocol => herd_unknown_model_is_404_in_each_protocol, lite_unknown_model_is_404_in_each_protocol;
@@ -212,6 +213,26 @@ fn ndjson(r: &Reply) -> Vec<Value> {
 
 // ---------------------------------------------------------------------------------------------
 // The real Python clients.
+
+/// `anthropic_client.py`: the real `anthropic` SDK with Claude ids the model map resolves, one
+/// to a node that serves `/v1/messages` and one to a node on Ollama 0.13.5 that does not (herd
+/// translates), streamed and not, `count_tokens`, and an id nothing resolves (404).
+fn python_anthropic_client(r: Router) {
+    let map = r#"{"claude-sonnet-4-5": "llama3.1:8b", "claude-3-5-haiku-latest": "mistral:7b"}"#;
+    let mut f = Fleet::start(r, &["--anthropic-model-map", map, "--anthropic-auto-route", "false"]);
+    f.fake(FakeSpec::new("recent", &["llama3.1:8b"]));
+    f.fake(FakeSpec::new("old", &["mistral:7b"]).ollama_version("0.13.5"));
+    f.wait_nodes(&["recent", "old"]);
+    python::run_script("anthropic_client.py", f.dir(), &[f.url()]);
+    let traces =
+        f.traces_until("the SDK's requests", |t| t.iter().filter(|x| x["outcome"] == "completed").count() >= 4);
+    for (asked, served) in [("claude-sonnet-4-5", "llama3.1:8b"), ("claude-3-5-haiku-latest", "mistral:7b")] {
+        assert!(
+            traces.iter().any(|t| t["requested_model"] == asked && t["served_model"] == served),
+            "{asked} served by {served}: {traces:#?}"
+        );
+    }
+}
 
 /// `clients.py`: the ollama client (chat, stream, generate, embed, list, ps, show, tools, images,
 /// unknown model, a retried 500, death mid-stream) and the openai client (chat, stream with

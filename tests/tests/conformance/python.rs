@@ -1,5 +1,6 @@
-//! The real Python clients: `ollama` 0.6.3 and `openai` 3.57.0 in a virtual environment under
-//! the target folder (created once, one test at a time), running `tests/python/clients.py`.
+//! The real Python clients: `ollama` 0.6.3, `openai` 3.57.0 and `anthropic` 2.17.0 in a virtual
+//! environment under the target folder (created once, one test at a time), running the scripts
+//! in `tests/python/`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -7,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The pinned clients.
-const PACKAGES: [&str; 2] = ["ollama==0.6.3", "openai==3.57.0"];
+const PACKAGES: [&str; 3] = ["ollama==0.6.3", "openai==3.57.0", "anthropic==2.17.0"];
 /// Longest one run of the script may take.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(180);
 
@@ -36,9 +37,14 @@ fn python() -> PathBuf {
 /// Runs `clients.py` with `args`, its output kept in `dir`; panics with that output unless it
 /// exits 0 and says `all checks passed`. Returns its stdout.
 pub fn run_clients(dir: &Path, args: &[String]) -> String {
+    run_script("clients.py", dir, args)
+}
+
+/// Runs `tests/python/<name>` with `args`, as [`run_clients`].
+pub fn run_script(name: &str, dir: &Path, args: &[String]) -> String {
     let py = python();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/clients.py");
-    let (out_path, err_path) = (dir.join("clients.stdout"), dir.join("clients.stderr"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join(name);
+    let (out_path, err_path) = (dir.join(format!("{name}.stdout")), dir.join(format!("{name}.stderr")));
     let mut child = Command::new(py)
         .arg(&script)
         .args(args)
@@ -49,7 +55,7 @@ pub fn run_clients(dir: &Path, args: &[String]) -> String {
         .stdout(std::fs::File::create(&out_path).expect("stdout file"))
         .stderr(std::fs::File::create(&err_path).expect("stderr file"))
         .spawn()
-        .expect("running clients.py");
+        .unwrap_or_else(|e| panic!("running {name}: {e}"));
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("try_wait") {
@@ -67,7 +73,7 @@ pub fn run_clients(dir: &Path, args: &[String]) -> String {
     println!("{stdout}");
     match status {
         Some(s) if s.success() && stdout.contains("all checks passed") => stdout,
-        Some(s) => panic!("clients.py {args:?} failed ({s}):\n{stdout}\n{stderr}"),
-        None => panic!("clients.py {args:?} ran past {SCRIPT_LIMIT:?}:\n{stdout}\n{stderr}"),
+        Some(s) => panic!("{name} {args:?} failed ({s}):\n{stdout}\n{stderr}"),
+        None => panic!("{name} {args:?} ran past {SCRIPT_LIMIT:?}:\n{stdout}\n{stderr}"),
     }
 }
