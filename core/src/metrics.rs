@@ -369,9 +369,9 @@ impl Metrics {
     pub fn render(&mut self, router: &Router, now: Instant, build: BuildInfo<'_>, out: &mut String) {
         let mut w = Writer { out };
         self.render_requests(&mut w);
-        self.render_routing(router, &mut w);
-        self.render_fleet(router, now, &mut w);
         let stats = router.stats();
+        self.render_routing(&stats, &mut w);
+        self.render_fleet(router, now, &mut w);
         w.family("herd_requests_in_flight", "gauge", "Attempts running on nodes now.");
         w.sample("herd_requests_in_flight", &[], stats.in_flight);
         w.family("herd_requests_queued", "gauge", "Requests waiting in a node's queue now.");
@@ -455,7 +455,7 @@ impl Metrics {
         }
     }
 
-    fn render_routing(&self, router: &Router, w: &mut Writer<'_>) {
+    fn render_routing(&self, stats: &crate::router::Stats, w: &mut Writer<'_>) {
         let (m, n) = (&self.models, &self.nodes);
         w.family(
             "herd_retries_total",
@@ -508,7 +508,7 @@ impl Metrics {
         w.family("herd_requests_held_total", "counter", "Requests that waited because no node could serve them yet.");
         w.sample("herd_requests_held_total", &[], self.held);
         w.family("herd_auto_pulls_total", "counter", "Model pulls the router started on a node.");
-        w.sample("herd_auto_pulls_total", &[], router.stats().counters.pulls);
+        w.sample("herd_auto_pulls_total", &[], stats.counters.pulls);
     }
 
     fn render_fleet(&mut self, router: &Router, now: Instant, w: &mut Writer<'_>) {
