@@ -18,6 +18,7 @@ use herd_core::policy::anthropic::Resolution;
 use herd_core::policy::retry::{is_saturation, UpstreamFailure};
 use herd_core::request::RequestSpec;
 use herd_core::router::{CancelReason, Commit, Dispatch, Rejection};
+use herd_core::translate::responses::{ResponsesAggregator, ResponsesConfig, ResponsesStream};
 use herd_core::translate::{
     AnthropicAggregator, AnthropicResponseConfig, AnthropicStream, ChatCompletionAggregator, NativeAggregator,
     NativeEndpoint, OpenAiChatStream, OpenAiCompletionStream, OpenAiResponseConfig, TextCompletionAggregator,
@@ -85,10 +86,10 @@ pub async fn serve(app: Arc<App>, surface: Surface, hints: Hints, body: Bytes, c
         Err(e) => return error_answer(proto, e.http_status(), &e.to_string(), None),
     };
     let mut images = Vec::new();
-    if let (Surface::OpenAiChat, Some(policy)) = (surface, &app.image_urls) {
+    if let (Surface::OpenAiChat | Surface::OpenAiResponses, Some(policy)) = (surface, &app.image_urls) {
         // Remote images are fetched once, before the request is routed: a failure is the
         // client's 400, and every attempt sends the same bytes.
-        let urls = match herd_core::api::plan::remote_image_urls(&body, &index) {
+        let urls = match herd_core::api::plan::remote_image_urls(surface, &body, &index) {
             Ok(u) => u,
             Err(e) => return error_answer(proto, e.status, &e.message, None),
         };
@@ -432,8 +433,21 @@ impl Request {
 struct Naming {
     openai: OpenAiResponseConfig,
     anthropic: AnthropicResponseConfig,
+    responses: ResponsesConfig,
     /// Renames a passed-through Anthropic answer to the client's model.
     echo: Option<ModelEcho>,
+}
+
+/// What a Responses answer repeats of the request: its echoed fields and custom tools, read
+/// from the client's bytes (only for that surface; the rest never build one).
+fn responses_config(req: &Request, id: &str, named: &str) -> ResponsesConfig {
+    let mut config = ResponsesConfig::new(id, (req.rt.unix_ms() / 1000) as u64, named);
+    if req.surface == Surface::OpenAiResponses {
+        let field = |k: &str| req.index.value(&req.raw, k);
+        config.echo = herd_core::translate::responses::echo_fields(field);
+        config.custom_tools = herd_core::translate::responses::custom_tool_names(field("tools").as_ref());
+    }
+    config
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; the pieces of a committed attempt
@@ -452,6 +466,7 @@ async fn answer(
     let id = plan.answer_id(commit.request.0);
     let mut openai = OpenAiResponseConfig::new(id.clone(), (req.rt.unix_ms() / 1000) as u64, named.clone());
     openai.include_usage = include_usage;
+    let responses = responses_config(req, &id, &named);
     let anthropic =
         AnthropicResponseConfig { id, model: named.clone(), input_tokens: req.spec.estimated_prompt_tokens };
     let echo = plan.echoes().then(|| ModelEcho::new(named));
@@ -464,8 +479,9 @@ async fn answer(
             (Shaper::Completion(Box::new(OpenAiCompletionStream::new(openai))), names::SSE)
         }
         AnswerShape::AnthropicStream => (Shaper::Anthropic(Box::new(AnthropicStream::new(anthropic))), names::SSE),
+        AnswerShape::ResponsesStream => (Shaper::Responses(Box::new(ResponsesStream::new(responses))), names::SSE),
         AnswerShape::Gather(how) => {
-            let naming = Naming { openai, anthropic, echo };
+            let naming = Naming { openai, anthropic, responses, echo };
             return aggregate(req, how, naming, (commit, &addr), upstream_type, first, body, guard, orders).await;
         }
     };
@@ -499,14 +515,16 @@ async fn aggregate(
         Chat(ChatCompletionAggregator),
         Text(TextCompletionAggregator),
         Anthropic(AnthropicAggregator),
+        Responses(ResponsesAggregator),
         Raw(Vec<u8>),
     }
-    let Naming { openai, anthropic, echo } = naming;
+    let Naming { openai, anthropic, responses, echo } = naming;
     let mut agg = match how {
         Gathered::Native(endpoint) => Agg::Native(NativeAggregator::new(endpoint)),
         Gathered::OpenAiChat => Agg::Chat(ChatCompletionAggregator::new(openai)),
         Gathered::OpenAiCompletion => Agg::Text(TextCompletionAggregator::new(openai)),
         Gathered::Anthropic => Agg::Anthropic(AnthropicAggregator::new(anthropic)),
+        Gathered::Responses => Agg::Responses(ResponsesAggregator::new(responses)),
         Gathered::AsIs => Agg::Raw(Vec::new()),
     };
     let feed = |agg: &mut Agg, data: &[u8]| match agg {
@@ -514,6 +532,7 @@ async fn aggregate(
         Agg::Chat(a) => a.handle_bytes(data),
         Agg::Text(a) => a.handle_bytes(data),
         Agg::Anthropic(a) => a.handle_bytes(data),
+        Agg::Responses(a) => a.handle_bytes(data),
         Agg::Raw(v) => v.extend_from_slice(data),
     };
     feed(&mut agg, &first);
@@ -556,6 +575,7 @@ async fn aggregate(
         Agg::Chat(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Text(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Anthropic(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
+        Agg::Responses(a) => a.finish().map(|(v, u)| (json_body(&v), json_type(), u)).map_err(|e| e.to_string()),
         Agg::Raw(v) => {
             let usage = herd_core::api::watch::body_usage(&v);
             let v = match &echo {

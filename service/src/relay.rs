@@ -15,6 +15,7 @@ use herd_core::ids::{AttemptId, RequestId};
 use herd_core::metrics::ChunkGaps;
 use herd_core::policy::retry::UpstreamFailure;
 use herd_core::router::{CancelReason, Usage};
+use herd_core::translate::responses::ResponsesStream;
 use herd_core::translate::{AnthropicEvent, AnthropicStream, OpenAiChatStream, OpenAiCompletionStream, SseEvent};
 use std::collections::VecDeque;
 use std::io;
@@ -112,13 +113,15 @@ pub enum Shaper {
     Completion(Box<OpenAiCompletionStream>),
     /// Native chat NDJSON translated to Anthropic's named events.
     Anthropic(Box<AnthropicStream>),
+    /// Native chat NDJSON translated to Responses API events.
+    Responses(Box<ResponsesStream>),
 }
 
 impl Shaper {
     fn proto(&self) -> Proto {
         match self {
             Shaper::Pass(w, _) => w.protocol(),
-            Shaper::Chat(_) | Shaper::Completion(_) => Proto::OpenAi,
+            Shaper::Chat(_) | Shaper::Completion(_) | Shaper::Responses(_) => Proto::OpenAi,
             Shaper::Anthropic(_) => Proto::Anthropic,
         }
     }
@@ -137,6 +140,10 @@ impl Shaper {
             Shaper::Anthropic(s) => {
                 s.handle_bytes(&data);
                 drain_anthropic(s, out);
+            }
+            Shaper::Responses(s) => {
+                s.handle_bytes(&data);
+                drain_responses(s, out);
             }
             Shaper::Chat(s) => {
                 s.handle_bytes(&data);
@@ -161,6 +168,11 @@ impl Shaper {
             Shaper::Anthropic(s) => {
                 s.handle_end();
                 drain_anthropic(s, out);
+                return translated_ending(s.usage(), s.error().is_some());
+            }
+            Shaper::Responses(s) => {
+                s.handle_end();
+                drain_responses(s, out);
                 return translated_ending(s.usage(), s.error().is_some());
             }
             Shaper::Chat(s) => {
@@ -203,6 +215,10 @@ impl Shaper {
                 s.handle_failure(herd_core::translate::ResponseError::Upstream { message: message.to_string() });
                 drain_anthropic(s, out);
             }
+            Shaper::Responses(s) => {
+                s.handle_failure(herd_core::translate::ResponseError::Upstream { message: message.to_string() });
+                drain_responses(s, out);
+            }
             Shaper::Pass(_, echo) => {
                 // A first event still held goes out before the error.
                 if let Some(held) = echo.as_mut().map(ModelEcho::finish).filter(|h| !h.is_empty()) {
@@ -219,6 +235,16 @@ fn translated_ending(usage: Option<Usage>, failed: bool) -> AttemptInput {
     match usage {
         Some(u) if !failed => AttemptInput::Finished(u),
         _ => AttemptInput::Failed(UpstreamFailure::Reset),
+    }
+}
+
+fn drain_responses(s: &mut ResponsesStream, out: &mut VecDeque<Bytes>) {
+    let mut buf = Vec::new();
+    while let Some(ev) = s.poll_event() {
+        ev.encode(&mut buf);
+    }
+    if !buf.is_empty() {
+        out.push_back(Bytes::from(buf));
     }
 }
 

@@ -76,6 +76,22 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// A `/v1/responses` input item herd cannot read.
+    #[error("input[{index}]: {detail}")]
+    InvalidItem {
+        /// Index in `input`.
+        index: usize,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A field or item herd does not serve, and why.
+    #[error("{field} is not supported: {reason}")]
+    Unsupported {
+        /// The field, part or item type.
+        field: &'static str,
+        /// Why, and what to do instead.
+        reason: &'static str,
+    },
     /// A field holds a value outside the set the upstream accepts (`think`, `reasoning_effort`,
     /// Anthropic `max_tokens: 0`).
     #[error("invalid value {value:?} for {field}")]

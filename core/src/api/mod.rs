@@ -50,6 +50,7 @@ pub mod openai;
 pub mod patch;
 pub mod plan;
 mod protocol;
+pub mod responses;
 pub mod routes;
 mod spec;
 pub mod watch;
@@ -91,11 +92,13 @@ pub enum Surface {
     OpenAiEmbeddings,
     /// `POST /v1/messages`.
     AnthropicMessages,
+    /// `POST /v1/responses` (OpenAI's Responses API, Codex's).
+    OpenAiResponses,
 }
 
 impl Surface {
     /// Every surface, in declaration order.
-    pub const ALL: [Surface; 8] = [
+    pub const ALL: [Surface; 9] = [
         Surface::OllamaChat,
         Surface::OllamaGenerate,
         Surface::OllamaEmbed,
@@ -104,6 +107,7 @@ impl Surface {
         Surface::OpenAiCompletions,
         Surface::OpenAiEmbeddings,
         Surface::AnthropicMessages,
+        Surface::OpenAiResponses,
     ];
 
     /// The request path this surface is served on.
@@ -117,6 +121,7 @@ impl Surface {
             Surface::OpenAiCompletions => "/v1/completions",
             Surface::OpenAiEmbeddings => "/v1/embeddings",
             Surface::AnthropicMessages => "/v1/messages",
+            Surface::OpenAiResponses => "/v1/responses",
         }
     }
 
@@ -131,6 +136,7 @@ impl Surface {
             Surface::OpenAiCompletions => "openai_completions",
             Surface::OpenAiEmbeddings => "openai_embeddings",
             Surface::AnthropicMessages => "anthropic_messages",
+            Surface::OpenAiResponses => "openai_responses",
         }
     }
 
@@ -143,7 +149,9 @@ impl Surface {
     /// The kind of work requests on this surface ask for.
     pub fn kind(self) -> RequestKind {
         match self {
-            Surface::OllamaChat | Surface::OpenAiChat | Surface::AnthropicMessages => RequestKind::Chat,
+            Surface::OllamaChat | Surface::OpenAiChat | Surface::AnthropicMessages | Surface::OpenAiResponses => {
+                RequestKind::Chat
+            }
             Surface::OllamaGenerate | Surface::OpenAiCompletions => RequestKind::Generate,
             Surface::OllamaEmbed | Surface::OllamaEmbeddings | Surface::OpenAiEmbeddings => RequestKind::Embed,
         }
@@ -256,6 +264,7 @@ pub fn describe_object(
         Surface::OpenAiCompletions => run::<openai::CompletionRequest>(body, ctx),
         Surface::OpenAiEmbeddings => run::<openai::EmbeddingRequest>(body, ctx),
         Surface::AnthropicMessages => run::<anthropic::MessagesRequest>(body, ctx),
+        Surface::OpenAiResponses => run::<responses::ResponsesRequest>(body, ctx),
     }
 }
 
@@ -286,6 +295,7 @@ pub fn describe_indexed(
         Surface::OpenAiCompletions => run::<openai::CompletionRequest>(body, index, ctx),
         Surface::OpenAiEmbeddings => run::<openai::EmbeddingRequest>(body, index, ctx),
         Surface::AnthropicMessages => run::<anthropic::MessagesRequest>(body, index, ctx),
+        Surface::OpenAiResponses => run::<responses::ResponsesRequest>(body, index, ctx),
     }
 }
 

@@ -239,7 +239,7 @@ pub struct EmbeddingRequest {
 }
 
 /// Maps an OpenAI reasoning effort to think on/off as Ollama does (`none` → off).
-fn effort_think(field: &'static str, effort: &str) -> Result<bool, ApiError> {
+pub(crate) fn effort_think(field: &'static str, effort: &str) -> Result<bool, ApiError> {
     match effort {
         "none" => Ok(false),
         "minimal" | "low" | "medium" | "high" | "max" | "xhigh" | "ultra" => Ok(true),

@@ -8,6 +8,7 @@
 
 use super::body::{BodyIndex, BodyLimits};
 use super::patch::{BodyPatch, NumCtxPatch};
+use super::responses::ResponsesRequest;
 use super::{Protocol, Surface};
 use crate::request::RequestSpec;
 use crate::router::Dispatch;
@@ -45,6 +46,14 @@ pub enum AttemptPlan {
         /// Whether the client asked for a stream.
         client_stream: bool,
     },
+    /// OpenAI Responses `/v1/responses` translated to native `/api/chat` (by way of a chat
+    /// request), and the answer back as Responses events or one `response` object. Always
+    /// translated: herd, not the node, then decides the window, the budget and `keep_alive`,
+    /// and a node older than Ollama 0.13.3 serves it too.
+    Responses {
+        /// Whether the client asked for a stream.
+        client_stream: bool,
+    },
     /// Anthropic `/v1/messages` translated to native `/api/chat`, and the answer back.
     Messages {
         /// Whether the client asked for a stream.
@@ -65,6 +74,8 @@ pub enum AnswerShape {
     TranslateStream(NativeEndpoint),
     /// Native chat NDJSON translated, as it streams, to Anthropic's named events.
     AnthropicStream,
+    /// Native chat NDJSON translated, as it streams, to Responses API events.
+    ResponsesStream,
     /// Gathered into one answer before it is written.
     Gather(Gathered),
 }
@@ -80,6 +91,8 @@ pub enum Gathered {
     OpenAiCompletion,
     /// Native chat NDJSON into one Anthropic message.
     Anthropic,
+    /// Native chat NDJSON into one Responses API `response`.
+    Responses,
     /// The node's own whole answer, as it is (embeddings, Anthropic).
     AsIs,
 }
@@ -146,6 +159,7 @@ impl AttemptPlan {
             Surface::OpenAiCompletions => {
                 AttemptPlan::Translate { endpoint: NativeEndpoint::Generate, client_stream: spec.stream }
             }
+            Surface::OpenAiResponses => AttemptPlan::Responses { client_stream: spec.stream },
         }
     }
 
@@ -154,7 +168,8 @@ impl AttemptPlan {
         match self {
             AttemptPlan::Native { endpoint: NativeEndpoint::Chat, .. }
             | AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, .. }
-            | AttemptPlan::Messages { .. } => "/api/chat",
+            | AttemptPlan::Messages { .. }
+            | AttemptPlan::Responses { .. } => "/api/chat",
             AttemptPlan::Native { .. } | AttemptPlan::Translate { .. } => "/api/generate",
             AttemptPlan::Pass { path, .. } => path,
         }
@@ -172,6 +187,8 @@ impl AttemptPlan {
             AttemptPlan::Translate { .. } => AnswerShape::Gather(Gathered::OpenAiCompletion),
             AttemptPlan::Messages { client_stream: true, .. } => AnswerShape::AnthropicStream,
             AttemptPlan::Messages { .. } => AnswerShape::Gather(Gathered::Anthropic),
+            AttemptPlan::Responses { client_stream: true } => AnswerShape::ResponsesStream,
+            AttemptPlan::Responses { .. } => AnswerShape::Gather(Gathered::Responses),
         }
     }
 
@@ -181,6 +198,7 @@ impl AttemptPlan {
         match self {
             AttemptPlan::Translate { endpoint: NativeEndpoint::Chat, .. } => format!("chatcmpl-{request}"),
             AttemptPlan::Messages { .. } => format!("msg_{request:024}"),
+            AttemptPlan::Responses { .. } => format!("resp_{request}"),
             _ => format!("cmpl-{request}"),
         }
     }
@@ -202,7 +220,8 @@ impl AttemptPlan {
         match self {
             AttemptPlan::Native { client_stream, .. }
             | AttemptPlan::Translate { client_stream, .. }
-            | AttemptPlan::Messages { client_stream, .. } => client_stream,
+            | AttemptPlan::Messages { client_stream, .. }
+            | AttemptPlan::Responses { client_stream } => client_stream,
             AttemptPlan::Pass { stream, .. } => stream.is_some(),
         }
     }
@@ -267,7 +286,7 @@ impl AttemptPlan {
                 }
                 index.patched(raw, &patch)
             }
-            AttemptPlan::Translate { .. } | AttemptPlan::Messages { .. } => {
+            AttemptPlan::Translate { .. } | AttemptPlan::Messages { .. } | AttemptPlan::Responses { .. } => {
                 patch.num_ctx = d.num_ctx.map(NumCtxPatch::Set);
                 patch.num_predict = d.num_predict;
                 patch.force_stream = Some(true);
@@ -313,6 +332,15 @@ impl AttemptPlan {
                 let t = completion_request(parsed, SamplingDefaults::OllamaV1).map_err(bad)?;
                 (write_sized(&t.body, raw.len()), t.include_usage)
             }
+            AttemptPlan::Responses { .. } => {
+                let parsed: ResponsesRequest = index.decode(raw).map_err(|e| PlanError::new(400, e))?;
+                let chat = parsed.into_chat().map_err(|e| PlanError::new(e.http_status(), e))?;
+                let mut t = chat_request(chat, SamplingDefaults::OllamaV1).map_err(bad)?;
+                for (i, bytes) in images.iter().enumerate().take(t.remote_images().len()) {
+                    t.resolve_image(i, bytes).map_err(bad)?;
+                }
+                (write_sized(&t.into_body().map_err(bad)?, raw.len()), false)
+            }
             AttemptPlan::Messages { model_thinks, .. } => {
                 let parsed = index.decode(raw).map_err(|e| PlanError::new(400, e))?;
                 (write_sized(&messages_request(parsed, model_thinks).map_err(bad)?, raw.len()), false)
@@ -324,19 +352,27 @@ impl AttemptPlan {
     }
 }
 
-/// The http(s) URLs of an OpenAI chat request's `image_url` parts, in order (empty for a body
+/// The http(s) URLs of an OpenAI chat request's `image_url` parts (a Responses request's
+/// `input_image` ones), in order (empty for a body
 /// that names none, checked on its bytes first so most requests are not decoded again).
 ///
 /// # Errors
 /// The body is not an OpenAI chat request, or names more than [`MAX_IMAGES`] remote images.
 ///
 /// [`MAX_IMAGES`]: crate::api::image_url::MAX_IMAGES
-pub fn remote_image_urls(raw: &[u8], index: &BodyIndex) -> Result<Vec<String>, PlanError> {
+pub fn remote_image_urls(surface: Surface, raw: &[u8], index: &BodyIndex) -> Result<Vec<String>, PlanError> {
     let mentions = |needle: &[u8]| raw.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
     if !mentions(b"\"image_url\"") || !mentions(b"http") {
         return Ok(Vec::new());
     }
-    let parsed = index.decode(raw).map_err(|e| PlanError::new(400, e))?;
+    let parsed = match surface {
+        Surface::OpenAiChat => index.decode(raw).map_err(|e| PlanError::new(400, e))?,
+        Surface::OpenAiResponses => {
+            let parsed: ResponsesRequest = index.decode(raw).map_err(|e| PlanError::new(400, e))?;
+            parsed.into_chat().map_err(|e| PlanError::new(e.http_status(), e))?
+        }
+        _ => return Ok(Vec::new()),
+    };
     let t = chat_request(parsed, SamplingDefaults::OllamaV1).map_err(|e| PlanError::new(e.http_status(), e))?;
     let urls: Vec<String> = t.remote_images().iter().map(|r| r.url.clone()).collect();
     if urls.len() > crate::api::image_url::MAX_IMAGES {
@@ -398,6 +434,7 @@ mod tests {
             Surface::AnthropicMessages => serde_json::json!({
                 "model": "m", "max_tokens": 9, "stream": stream, "messages": [{ "role": "user", "content": "hi" }]
             }),
+            Surface::OpenAiResponses => serde_json::json!({ "model": "m", "stream": stream, "input": "hi" }),
             _ => {
                 serde_json::json!({ "model": "m", "stream": stream, "messages": [{ "role": "user", "content": "hi" }] })
             }
@@ -437,7 +474,9 @@ mod tests {
             let plan = AttemptPlan::of(surface, &spec, &d);
             // keep_alive is added only where the node reads it and the client sent none.
             let adds_keep_alive = plan.reads_keep_alive() && keep_alive_on && !clients_keep_alive;
-            let unchanged = !fallback && !herd_field && !adds_keep_alive;
+            // The thinking budget goes into a passed-through Anthropic body as `max_tokens`.
+            let budget_patched = surface == Surface::AnthropicMessages && num_predict.is_some();
+            let unchanged = !fallback && !herd_field && !adds_keep_alive && !budget_patched;
             // The client gets what it asked for.
             prop_assert_eq!(plan.streams(), spec.stream);
             prop_assert_eq!(!matches!(plan.answer_shape(), AnswerShape::Gather(_)), spec.stream);
@@ -465,7 +504,10 @@ mod tests {
             prop_assert_eq!(sent["model"].as_str(), Some(d.model.as_str()).filter(|_| fallback).or(Some("m")));
             prop_assert!(sent.get("fallback_models").is_none(), "herd's fields never reach a node");
             match plan {
-                AttemptPlan::Native { .. } | AttemptPlan::Translate { .. } | AttemptPlan::Messages { .. } => {
+                AttemptPlan::Native { .. }
+                | AttemptPlan::Translate { .. }
+                | AttemptPlan::Messages { .. }
+                | AttemptPlan::Responses { .. } => {
                     // The router always reads a native answer as a stream.
                     prop_assert_eq!(sent["stream"].as_bool(), Some(true));
                     prop_assert!(plan.path() == "/api/chat" || plan.path() == "/api/generate");

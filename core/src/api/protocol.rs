@@ -32,7 +32,9 @@ impl Protocol {
             Surface::OllamaChat | Surface::OllamaGenerate | Surface::OllamaEmbed | Surface::OllamaEmbeddings => {
                 Protocol::Ollama
             }
-            Surface::OpenAiChat | Surface::OpenAiCompletions | Surface::OpenAiEmbeddings => Protocol::OpenAi,
+            Surface::OpenAiChat | Surface::OpenAiCompletions | Surface::OpenAiEmbeddings | Surface::OpenAiResponses => {
+                Protocol::OpenAi
+            }
             Surface::AnthropicMessages => Protocol::Anthropic,
         }
     }

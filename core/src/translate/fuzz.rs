@@ -73,6 +73,8 @@ pub fn check_translate(data: &[u8]) -> Result<(), Violation> {
     super::anthropic::check::check_anthropic(body, piece)?;
     check_requests(body)?;
     super::anthropic::check::check_messages_request(body)?;
+    super::responses::check::check_responses(body, piece)?;
+    super::responses::check::check_responses_request(body)?;
     check_embeddings(body)
 }
 

@@ -56,6 +56,7 @@ mod error;
 pub mod fuzz;
 mod messages;
 mod request;
+pub mod responses;
 mod scan;
 mod shape;
 mod stream;
