@@ -57,6 +57,7 @@ conformance! {
     python_ollama_and_openai_clients => herd_python_ollama_and_openai_clients, lite_python_ollama_and_openai_clients;
     python_api_and_admin_keys => herd_python_api_and_admin_keys, lite_python_api_and_admin_keys;
     python_anthropic_client => herd_python_anthropic_client, lite_python_anthropic_client;
+    python_openai_responses_client => herd_python_openai_responses_client, lite_python_openai_responses_client;
     malformed_json_is_400_in_each_protocol => herd_malformed_json_is_400_in_each_protocol, lite_malformed_json_is_400_in_each_protocol;
     wrong_types_and_missing_or_empty_model => herd_wrong_types_and_missing_or_empty_model, lite_wrong_types_and_missing_or_empty_model;
     unknown_model_is_404_in_each_protocol => herd_unknown_model_is_404_in_each_protocol, lite_unknown_model_is_404_in_each_protocol;
@@ -232,6 +233,22 @@ fn python_anthropic_client(r: Router) {
             "{asked} served by {served}: {traces:#?}"
         );
     }
+}
+
+/// `responses_client.py`: the real `openai` SDK's Responses API (Codex's): plain, streamed
+/// through the SDK's strict accumulator and raw, a function-call round trip, instructions, a
+/// stateful request (400), an unknown model (404) and a node dying mid-answer (`response.failed`).
+/// The router's traces then show the Responses surface, completed and failed after commit.
+fn python_openai_responses_client(r: Router) {
+    let mut f = Fleet::start(r, &[]);
+    f.fake(FakeSpec::new("alpha", &["llama3.1:8b", "qwen3:8b"]).preload(&["llama3.1:8b"]));
+    f.wait_nodes(&["alpha"]);
+    python::run_script("responses_client.py", f.dir(), &[f.url(), f.fake_url("alpha")]);
+    f.traces_until("the SDK's requests, one failed after commit", |t| {
+        let responses =
+            |outcome: &str| t.iter().filter(|x| x["surface"] == "openai_responses" && x["outcome"] == outcome).count();
+        responses("completed") >= 8 && responses("failed_after_commit") == 1
+    });
 }
 
 /// `clients.py`: the ollama client (chat, stream, generate, embed, list, ps, show, tools, images,

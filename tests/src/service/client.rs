@@ -23,6 +23,8 @@ pub enum Kind {
     OpenAiCompletion,
     /// `/v1/messages`.
     Anthropic,
+    /// `/v1/responses` (drawn in place of some OpenAI chat calls, not from [`Kind::ALL`]).
+    Responses,
     /// `/api/embed`.
     Embed,
     /// `GET /api/tags`.
@@ -56,6 +58,7 @@ impl Kind {
             Kind::OpenAiChat => "/v1/chat/completions",
             Kind::OpenAiCompletion => "/v1/completions",
             Kind::Anthropic => "/v1/messages",
+            Kind::Responses => "/v1/responses",
             Kind::Embed => "/api/embed",
             Kind::Tags => "/api/tags",
             Kind::Ps => "/api/ps",
@@ -64,7 +67,7 @@ impl Kind {
 
     fn proto(self) -> Proto {
         match self {
-            Kind::OpenAiChat | Kind::OpenAiCompletion => Proto::OpenAi,
+            Kind::OpenAiChat | Kind::OpenAiCompletion | Kind::Responses => Proto::OpenAi,
             Kind::Anthropic => Proto::Anthropic,
             _ => Proto::Ollama,
         }
@@ -130,6 +133,7 @@ pub fn request_bytes(call: &Call, router: SocketAddr) -> Vec<u8> {
         Kind::Anthropic => {
             json!({ "model": call.model, "max_tokens": 256, "messages": user, "stream": call.stream })
         }
+        Kind::Responses => json!({ "model": call.model, "input": user, "stream": call.stream }),
         Kind::Embed => json!({ "model": call.model, "input": call.prompt }),
         Kind::Tags | Kind::Ps => Value::Null,
     };
@@ -275,6 +279,8 @@ fn check(call: &Call, head: &ResponseHead, body: &[u8]) -> Result<Got, String> {
             Kind::Generate => v["response"].as_str(),
             Kind::OpenAiChat => v["choices"][0]["message"]["content"].as_str(),
             Kind::OpenAiCompletion => v["choices"][0]["text"].as_str(),
+            Kind::Responses if v["status"] != "completed" => None,
+            Kind::Responses => v["output"][0]["content"][0]["text"].as_str(),
             _ => v["content"][0]["text"].as_str(),
         };
         let done = match call.kind {
@@ -285,6 +291,7 @@ fn check(call: &Call, head: &ResponseHead, body: &[u8]) -> Result<Got, String> {
     } else {
         match proto {
             Proto::Ollama => ndjson(call.kind, body)?,
+            Proto::OpenAi if call.kind == Kind::Responses => responses_sse(body)?,
             Proto::OpenAi => openai_sse(call.kind, body)?,
             Proto::Anthropic => anthropic_sse(body)?,
         }
@@ -357,6 +364,34 @@ fn openai_sse(kind: Kind, body: &[u8]) -> Result<(String, bool, bool), String> {
             v["choices"][0]["text"].as_str()
         };
         text.push_str(piece.unwrap_or(""));
+    }
+    Ok((text, ended, failed))
+}
+
+/// A Responses stream: `response.completed` ends it, `response.failed` is its error element;
+/// the sequence numbers count up from 0 and the completed response holds the streamed text.
+fn responses_sse(body: &[u8]) -> Result<(String, bool, bool), String> {
+    let (mut text, mut ended, mut failed) = (String::new(), false, false);
+    for (i, (event, data)) in sse_events(body)?.into_iter().enumerate() {
+        if ended || failed {
+            return Err(format!("an event after the stream ended: {event:?} {data}"));
+        }
+        let v: Value = serde_json::from_str(&data).map_err(|e| format!("SSE data not JSON ({e}): {data}"))?;
+        if event.as_deref() != v["type"].as_str() || v["sequence_number"] != i as u64 {
+            return Err(format!("event {i} misnamed or out of sequence: {event:?} {data}"));
+        }
+        match v["type"].as_str().unwrap_or("") {
+            "response.failed" => failed = true,
+            "response.completed" => {
+                ended = true;
+                let whole = v["response"]["output"][0]["content"][0]["text"].as_str();
+                if whole != Some(text.as_str()) {
+                    return Err(format!("the completed response says {whole:?}, the deltas {text:?}"));
+                }
+            }
+            "response.output_text.delta" => text.push_str(v["delta"].as_str().unwrap_or("")),
+            _ => {}
+        }
     }
     Ok((text, ended, failed))
 }
