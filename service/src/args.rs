@@ -115,6 +115,12 @@ pub struct RouterArgs {
     /// Bearer keys that may use the inference API (comma-separated; empty = open).
     #[arg(long, env = "HERD_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub api_keys: Vec<String>,
+    /// Claude clients' key: when set, the Anthropic paths (`/v1/messages` and its
+    /// `count_tokens` and probe) need it as `x-api-key` (or Bearer), or an inference or admin
+    /// key. When unset, ollama-herd's FLEET_ANTHROPIC_API_KEY applies if
+    /// FLEET_ANTHROPIC_REQUIRE_KEY is true.
+    #[arg(long, env = "HERD_ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<String>,
     /// Key for pull, delete, create, copy, push and drain.
     #[arg(long, env = "HERD_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
@@ -282,6 +288,27 @@ impl RouterArgs {
         Ok(())
     }
 
+    /// The key the Anthropic paths need: `--anthropic-api-key`, else ollama-herd's
+    /// `FLEET_ANTHROPIC_API_KEY` when `FLEET_ANTHROPIC_REQUIRE_KEY` is true (as `env` gives them).
+    ///
+    /// # Errors
+    /// A `FLEET_ANTHROPIC_REQUIRE_KEY` that is not a yes or no, or one that is true with no key.
+    pub fn anthropic_key(&self, env: impl Fn(&str) -> Option<String>) -> Result<Option<String>, String> {
+        if let Some(k) = self.anthropic_api_key.as_deref() {
+            return Ok(key(k));
+        }
+        let require = match env("FLEET_ANTHROPIC_REQUIRE_KEY").filter(|v| !v.trim().is_empty()) {
+            Some(v) => parse_switch(&v).map_err(|e| format!("FLEET_ANTHROPIC_REQUIRE_KEY: {e}"))?,
+            None => false,
+        };
+        match (require, env("FLEET_ANTHROPIC_API_KEY").as_deref().and_then(key)) {
+            (true, Some(k)) => Ok(Some(k)),
+            // ollama-herd then checks nothing; herd refuses to start open by mistake.
+            (true, None) => Err("FLEET_ANTHROPIC_REQUIRE_KEY is true but FLEET_ANTHROPIC_API_KEY is empty".into()),
+            (false, _) => Ok(None),
+        }
+    }
+
     /// The seed for core's randomness: `--seed`, else the runtime's.
     pub fn seed(&self, rt: &dyn Runtime) -> u64 {
         self.seed.unwrap_or_else(|| rt.seed())
@@ -334,6 +361,7 @@ impl RouterArgs {
             runtime: runtime.clone(),
             api_keys: self.api_keys.iter().filter_map(|k| key(k)).collect(),
             admin_key: self.admin_key.as_deref().and_then(key),
+            anthropic_key: self.anthropic_key(|k| std::env::var(k).ok()).unwrap_or_default(),
             max_body_bytes: (self.max_body_mb.max(1) as usize) << 20,
             read_timeout: Duration::from_secs(self.read_timeout_secs.max(1)),
             fleet_key: self.fleet_key.as_deref().and_then(key),
@@ -374,6 +402,7 @@ impl RouterArgs {
         let nodes = self.static_nodes()?;
         self.cors()?;
         self.image_urls()?;
+        self.anthropic_key(|k| std::env::var(k).ok())?;
         let router = herd_core::router::Router::new(config.clone(), self.seed(&*rt), rt.now())
             .map_err(|e| format!("invalid configuration: {e}"))?;
         let (driver, pulls) = crate::driver::spawn(router, sink, rt.clone());
@@ -444,6 +473,22 @@ mod tests {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         cli.router.anthropic_settings(&mut config, |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?;
         Ok(config)
+    }
+
+    #[test]
+    fn anthropic_key_from_the_flag_or_ollama_herds_pair() {
+        let key_of = |flags: &[&str], env: &[(&str, &str)]| {
+            let cli = Cli::try_parse_from(std::iter::once("herd").chain(flags.iter().copied())).unwrap();
+            cli.router.anthropic_key(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+        };
+        let pair = [("FLEET_ANTHROPIC_REQUIRE_KEY", "true"), ("FLEET_ANTHROPIC_API_KEY", " sk-claude ")];
+        assert_eq!(key_of(&[], &pair), Ok(Some("sk-claude".into())));
+        assert_eq!(key_of(&["--anthropic-api-key", "mine"], &pair), Ok(Some("mine".into())));
+        // ollama-herd checks the key only when told to.
+        assert_eq!(key_of(&[], &pair[1..]), Ok(None));
+        assert_eq!(key_of(&[], &[("FLEET_ANTHROPIC_REQUIRE_KEY", "no"), pair[1]]), Ok(None));
+        assert!(key_of(&[], &pair[..1]).unwrap_err().contains("FLEET_ANTHROPIC_API_KEY is empty"));
+        assert!(key_of(&[], &[("FLEET_ANTHROPIC_REQUIRE_KEY", "maybe")]).is_err());
     }
 
     #[test]

@@ -66,10 +66,17 @@ fn check(app: &App, guard: Access, headers: &dyn Headers, proto: Proto) -> Optio
     match guard {
         Access::Open => None,
         Access::Api => {
-            if app.api_keys.is_empty() || key.is_some_and(|k| key_matches(k, &app.api_keys) || admin_ok(k)) {
-                None
-            } else {
-                Some(missing())
+            let inference_ok = |k: &str| key_matches(k, &app.api_keys) || admin_ok(k);
+            match app.anthropic_key.as_ref().filter(|_| proto == Proto::Anthropic) {
+                // Claude clients' key (ollama-herd's FLEET_ANTHROPIC_API_KEY), or any herd key.
+                Some(claude)
+                    if key.is_some_and(|k| key_matches(k, std::slice::from_ref(claude)) || inference_ok(k)) =>
+                {
+                    None
+                }
+                Some(_) => Some(error_answer(proto, 401, "missing or invalid API key (x-api-key)", None)),
+                None if app.api_keys.is_empty() || key.is_some_and(inference_ok) => None,
+                None => Some(missing()),
             }
         }
         Access::Admin => match (&app.admin_key, key) {

@@ -213,6 +213,8 @@ pub struct App {
     pub api_keys: Vec<String>,
     /// Admin key.
     pub admin_key: Option<String>,
+    /// The key Anthropic paths need besides (or instead of) an inference key.
+    pub anthropic_key: Option<String>,
     /// Largest body, bytes.
     pub max_body_bytes: usize,
     /// Largest heartbeat body, bytes (core's `fleet.max_report_bytes`).

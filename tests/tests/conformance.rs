@@ -79,6 +79,7 @@ conformance! {
     anthropic_old_node_is_translated => herd_anthropic_old_node_is_translated, lite_anthropic_old_node_is_translated;
     anthropic_new_node_passes_through => herd_anthropic_new_node_passes_through, lite_anthropic_new_node_passes_through;
     anthropic_count_tokens_and_probe => herd_anthropic_count_tokens_and_probe, lite_anthropic_count_tokens_and_probe;
+    anthropic_key_guards_only_the_anthropic_paths => herd_anthropic_key_guards_only_the_anthropic_paths, lite_anthropic_key_guards_only_the_anthropic_paths;
     small_fleet_of_agents => herd_small_fleet_of_agents, lite_small_fleet_of_agents;
     keep_alive_and_pipelining => herd_keep_alive_and_pipelining, lite_keep_alive_and_pipelining;
     expect_continue => herd_expect_continue, lite_expect_continue;

@@ -39,8 +39,9 @@ pub enum Target {
     },
     /// `FLEET_ENV_FILE`: where the env file is, read by the service before anything else.
     EnvFile,
-    /// Being built in herd; read quietly until then.
-    Planned,
+    /// Read by the service itself, beside the option that says the same (the Anthropic model
+    /// map, auto-route and key, which combine several variables); nothing to do here.
+    Service(&'static str),
     /// Not supported; the reason goes into the start-up warning.
     Unsupported(&'static str),
 }
@@ -156,7 +157,7 @@ pub fn map<'a>(
                 Ok(()) => out.config.push(ConfigSetting { var: row.var, field, value: value.into(), apply }),
                 Err(e) => out.errors.push(bad(e)),
             },
-            Target::EnvFile | Target::Planned => {}
+            Target::EnvFile | Target::Service(_) => {}
             Target::Unsupported(reason) => {
                 out.unsupported.push(Unsupported { var: row.var.into(), reason: Some(reason) })
             }
@@ -394,10 +395,10 @@ pub const FLEET_VARS: &[Row] = &[
     row_of("FLEET_OFFLINE_ALERT", unsupported("herd sends no offline alerts")),
     row_of("FLEET_OFFLINE_ALERT_URL", unsupported("herd sends no offline alerts")),
     row_of("FLEET_CORS_ORIGINS", flag("HERD_CORS_ORIGINS", text)),
-    row_of("FLEET_ANTHROPIC_MODEL_MAP", Target::Planned),
-    row_of("FLEET_ANTHROPIC_AUTO_ROUTE", Target::Planned),
-    row_of("FLEET_ANTHROPIC_REQUIRE_KEY", Target::Planned),
-    row_of("FLEET_ANTHROPIC_API_KEY", Target::Planned),
+    row_of("FLEET_ANTHROPIC_MODEL_MAP", Target::Service("--anthropic-model-map")),
+    row_of("FLEET_ANTHROPIC_AUTO_ROUTE", Target::Service("--anthropic-auto-route")),
+    row_of("FLEET_ANTHROPIC_REQUIRE_KEY", Target::Service("--anthropic-api-key")),
+    row_of("FLEET_ANTHROPIC_API_KEY", Target::Service("--anthropic-api-key")),
     row_of("FLEET_ANTHROPIC_DEFAULT_MAX_TOKENS", unsupported("ollama-herd does not read it either")),
     row_of("FLEET_ANTHROPIC_VISION_MODEL", unsupported("herd does not swap models for requests with images")),
     row_of("FLEET_ANTHROPIC_TOOL_SCHEMA_FIXUP", unsupported("herd does not rewrite tool schemas")),

@@ -299,3 +299,32 @@ pub(crate) fn anthropic_count_tokens_and_probe(r: Router) {
     let stats = f.fake_stats("alpha");
     assert!(stats["requests"].get("/v1/messages").is_none() && stats["requests"].get("/api/chat").is_none(), "{stats}");
 }
+
+/// ollama-herd's `FLEET_ANTHROPIC_REQUIRE_KEY` and `FLEET_ANTHROPIC_API_KEY`: the Anthropic paths
+/// need that key (as `x-api-key`, as the SDK sends it, or Bearer), every other path stays open;
+/// a missing or wrong key is Anthropic's 401 `authentication_error`.
+pub(crate) fn anthropic_key_guards_only_the_anthropic_paths(r: Router) {
+    let mut f = Fleet::new(r);
+    let env = [("FLEET_ANTHROPIC_REQUIRE_KEY", "true"), ("FLEET_ANTHROPIC_API_KEY", "sk-claude")];
+    f.launch_env(&[], json!({}), &env);
+    f.fake(FakeSpec::new("alpha", &["qwen3:8b"]));
+    f.wait_nodes(&["alpha"]);
+    let body = json!({"model": "qwen3:8b", "max_tokens": 8, "messages": user("hi")}).to_string();
+    let json_type = ("content-type", "application/json");
+    for headers in [vec![json_type], vec![json_type, ("x-api-key", "wrong")]] {
+        let refused = f.send("POST", "/v1/messages", &headers, body.as_bytes());
+        Proto::Anthropic.assert_error(&refused, 401, "authentication_error");
+    }
+    Proto::Anthropic.assert_error(&f.send("GET", "/v1/messages", &[], b""), 401, "authentication_error");
+    let count = f.send("POST", "/v1/messages/count_tokens", &[json_type], body.as_bytes());
+    Proto::Anthropic.assert_error(&count, 401, "authentication_error");
+    for key in [("x-api-key", "sk-claude"), ("authorization", "Bearer sk-claude")] {
+        let ok = f.send("POST", "/v1/messages", &[json_type, key], body.as_bytes());
+        assert_eq!(ok.status, 200, "{key:?}: {}", ok.text());
+        assert_eq!(ok.json()["type"], "message");
+    }
+    // Nothing else needs it.
+    let chat = f.post("/api/chat", &json!({"model": "qwen3:8b", "stream": false, "messages": user("hi")}));
+    assert_eq!(chat.status, 200, "{}", chat.text());
+    assert_eq!(f.get("/api/tags").status, 200);
+}

@@ -271,6 +271,11 @@ impl Fleet {
 
     /// [`Fleet::launch`] with `config`'s sections (`{"policy": {...}}`) in the config file too.
     pub fn launch_with(&mut self, args: &[&str], config: Value) {
+        self.launch_env(args, config, &[]);
+    }
+
+    /// [`Fleet::launch_with`] with `env` in the router's environment.
+    pub fn launch_env(&mut self, args: &[&str], config: Value, env: &[(&str, &str)]) {
         assert!(self.router.is_none(), "the router is already running");
         let name = self.router_kind.binary_name();
         let program = binary(name);
@@ -288,7 +293,7 @@ impl Fleet {
             argv.extend(self.router_kind.own_args(self.dir.path()));
             argv.extend(args.iter().map(|s| s.to_string()));
             let log = self.dir.path().join(format!("{name}.log"));
-            let (mut proc, _) = Proc::spawn(name, &program, &argv, &log, false);
+            let (mut proc, _) = Proc::spawn_env(name, &program, &argv, env, &log, false);
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             match wait_ready(&mut proc, addr) {
                 Ok(()) => {
