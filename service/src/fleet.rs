@@ -339,10 +339,14 @@ async fn drain(app: &App, name: &str, on: bool) -> Answer {
     }
 }
 
+/// `GET /fleet/status`: herd's view of each node and the fleet, with ollama-herd's fields beside
+/// (`fleet.models_loaded`, `fleet.requests_active`, the top-level `queues` of `/fleet/queue` and
+/// `timestamp`), so its dashboards and scripts read it unchanged.
 async fn status(app: &App) -> Answer {
+    let unix_ms = app.runtime.unix_ms();
     let v = app
         .driver
-        .query(|r, n| {
+        .query(move |r, n| {
             let mut nodes = Vec::new();
             let queues = r.queues();
             for node in r.fleet().nodes() {
@@ -377,9 +381,13 @@ async fn status(app: &App) -> Answer {
                 }));
             }
             let s = r.stats();
+            let mut queue = r.queue_view(unix_ms);
+            let models_loaded: u64 = r.fleet().nodes().map(|n| u64::from(n.models_loaded_count())).sum();
             json!({
                 "fleet": {
                     "nodes_total": s.nodes,
+                    "models_loaded": models_loaded,
+                    "requests_active": queue["in_flight"].take(),
                     "nodes_online": r.fleet().nodes().filter(|n| n.routable()).count(),
                     "requests_live": s.live, "requests_queued": s.queued, "requests_holding": s.holding,
                     "attempts_in_flight": s.in_flight,
@@ -388,6 +396,8 @@ async fn status(app: &App) -> Answer {
                     },
                 },
                 "nodes": nodes,
+                "queues": queue["queues"].take(),
+                "timestamp": queue["timestamp"].take(),
             })
         })
         .await;

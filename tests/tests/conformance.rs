@@ -463,7 +463,16 @@ fn ps_names_the_node(r: Router) {
 /// `/fleet/status` has `nodes` with `node_id`, `status`, `models_loaded` and `models_available`.
 fn fleet_status_lists_the_nodes(r: Router) {
     let f = two_nodes(r);
+    let chat = json!({"model": "llama3.1:8b", "stream": false, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(f.post("/api/chat", &chat).status, 200);
     let v = f.get("/fleet/status").json();
+    // ollama-herd's fleet summary, queues and timestamp, for its dashboards and scripts.
+    let fleet = &v["fleet"];
+    assert_eq!((fleet["nodes_total"].as_u64(), fleet["nodes_online"].as_u64()), (Some(2), Some(2)), "{v}");
+    assert_eq!((fleet["models_loaded"].as_u64(), fleet["requests_active"].as_u64()), (Some(4), Some(0)), "{v}");
+    let queue = &v["queues"]["alpha:llama3.1:8b"];
+    assert_eq!((queue["completed"].as_u64(), queue["node_id"].as_str()), (Some(1), Some("alpha")), "{v}");
+    assert!(v["timestamp"].as_f64().is_some_and(|t| t > 1.7e9), "{v}");
     let nodes = v["nodes"].as_array().unwrap_or_else(|| panic!("no nodes: {v}"));
     assert_eq!(nodes.len(), 2, "{v}");
     let node = |name: &str| nodes.iter().find(|n| n["node_id"] == name).unwrap_or_else(|| panic!("no {name}: {v}"));

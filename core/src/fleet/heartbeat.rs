@@ -191,6 +191,9 @@ pub struct Memory {
     pub swap_total_gb: f64,
 }
 
+/// One GiB in GB.
+const GIB_IN_GB: f64 = (1u64 << 30) as f64 / 1e9;
+
 /// One loaded model, from Ollama's `/api/ps`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoadedModel {
@@ -532,6 +535,11 @@ impl Heartbeat {
         Ok(Report::Heartbeat(Box::new(hb)))
     }
 
+    /// Whether herd's own agent sent it (`agent_version` `herd-node/…`), not ollama-herd's.
+    pub fn from_herd_agent(&self) -> bool {
+        self.agent_version.starts_with("herd-node/")
+    }
+
     /// Clamps figures a buggy agent may send (negative sizes, NaN is impossible in JSON) so the
     /// scorer never sees them.
     fn sanitize(&mut self) {
@@ -540,8 +548,11 @@ impl Heartbeat {
             *v = v.max(0.0);
         }
         self.memory_bandwidth_gbps = self.memory_bandwidth_gbps.max(0.0);
+        // ollama-herd's agents report loaded sizes in GiB (bytes / 2^30) and available ones in
+        // GB (herd-node.md §8.1 item 3); herd keeps GB throughout, as its own agent reports them.
+        let scale = if self.from_herd_agent() { 1.0 } else { GIB_IN_GB };
         for lm in &mut self.ollama.models_loaded {
-            lm.size_gb = lm.size_gb.max(0.0);
+            lm.size_gb = lm.size_gb.max(0.0) * scale;
         }
         for v in self.ollama.models_available_sizes.values_mut() {
             *v = v.max(0.0);
@@ -680,6 +691,9 @@ mod tests {
         assert_eq!(hb.node_id, "mac-studio");
         assert_eq!(hb.memory.pressure, Pressure::Normal);
         assert_eq!(hb.ollama.models_loaded[0].context_length, 8192);
+        // Its 48.2 GiB resident is 51.75 GB in herd's units.
+        assert!((hb.ollama.models_loaded[0].size_gb - 48.2 * 1.073_741_824).abs() < 1e-9);
+        assert!(!hb.from_herd_agent());
         assert_eq!(hb.ollama.models_available[2].as_str(), "nomic-embed-text:latest");
         let meta = hb.ollama.models_available_meta.as_ref().unwrap();
         assert_eq!(meta[&ModelName::new("qwen3:8b")].capabilities[2], "thinking");

@@ -26,12 +26,13 @@ pub fn ollama_version(fleet: &Fleet) -> Option<String> {
 }
 
 /// The digest to show for `name`: the node's (without `sha256:`), else a stable one made from the
-/// name, so a client that compares digests sees the same model as the same.
+/// name, so a client that compares digests sees the same model as the same: the SHA-256 of
+/// `ollama-herd:<name>`, ollama-herd's own, so ids stay the same across the switch.
 pub fn digest_of(name: &str, meta_digest: Option<&str>) -> String {
     match meta_digest.filter(|d| !d.is_empty()) {
         Some(d) => d.trim_start_matches("sha256:").to_string(),
         None => {
-            let h = sha2::Sha256::digest(format!("herd:{name}").as_bytes());
+            let h = sha2::Sha256::digest(format!("ollama-herd:{name}").as_bytes());
             h.iter().map(|b| format!("{b:02x}")).collect()
         }
     }
@@ -224,5 +225,7 @@ mod tests {
         assert_eq!(d.len(), 64);
         assert_eq!(d, digest_of("m:latest", Some("")));
         assert_eq!(digest_of("m", Some("sha256:abc")), "abc");
+        // ollama-herd's: sha256("ollama-herd:qwen3:8b").
+        assert_eq!(digest_of("qwen3:8b", None), "7267a0ca1e0de2a6e5bedaeeea0514c88eac66fd0ae0ee4a5cba8188e736111d");
     }
 }
