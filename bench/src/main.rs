@@ -80,6 +80,10 @@ struct Args {
     /// A request without a complete answer after this many seconds counts as an error.
     #[arg(long, default_value_t = 30)]
     request_timeout_secs: u64,
+    /// Let the simulated Ollama put tokens due at once into shared writes (its behaviour before
+    /// it wrote and flushed each token, as Ollama does), to compare with older figures.
+    #[arg(long)]
+    batch_tokens: bool,
     /// Measure only the fake, without starting the router (to calibrate the load generator).
     #[arg(long)]
     direct_only: bool,
@@ -302,6 +306,7 @@ async fn run(args: &Args) -> Result<bool, SetupError> {
                 parallel,
                 fake_port: args.fake_port,
                 routers,
+                batch_tokens: args.batch_tokens,
             };
             pair = Some(Pair::start(config, &client).await?);
         }
@@ -487,8 +492,10 @@ fn machine_line(machine: &Machine, args: &Args) -> String {
         0 => "current-thread".to_string(),
         n => format!("{n} worker threads"),
     };
+    let fake = if args.batch_tokens { "batched writes" } else { "one write per token" };
     format!(
-        "machine: {} cores, {}; commit {}; generator {generator}; {} x {} s rounds per target after {} s warm-up",
+        "machine: {} cores, {}; commit {}; generator {generator}; fake {fake}; {} x {} s rounds per target after {} s \
+         warm-up",
         machine.cores,
         machine.cpu,
         machine.commit.as_deref().unwrap_or("unknown"),

@@ -71,7 +71,7 @@ enum Msg {
 }
 
 enum Kind {
-    Fixed { permits: Arc<Semaphore>, first_token: Duration, token_interval: Duration },
+    Fixed { permits: Arc<Semaphore>, first_token: Duration, token_interval: Duration, flush: bool },
     Simulated { tx: mpsc::UnboundedSender<Msg>, speedup: f64 },
 }
 
@@ -93,11 +93,14 @@ impl Engine {
         let disk = Mutex::new(spec.disk.clone());
         let cold_loads = Arc::new(AtomicU64::new(0));
         let kind = match *timing {
-            Timing::Fixed { first_token, token_interval } => Kind::Fixed {
-                permits: Arc::new(Semaphore::new(spec.num_parallel.max(1) as usize)),
-                first_token,
-                token_interval,
-            },
+            Timing::Fixed { first_token, token_interval } | Timing::Batched { first_token, token_interval } => {
+                Kind::Fixed {
+                    permits: Arc::new(Semaphore::new(spec.num_parallel.max(1) as usize)),
+                    first_token,
+                    token_interval,
+                    flush: matches!(timing, Timing::Fixed { .. }),
+                }
+            }
             Timing::Simulated { speedup } => {
                 let speedup = if speedup.is_finite() && speedup > 0.0 { speedup.clamp(1e-3, 1e6) } else { 1.0 };
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -121,11 +124,12 @@ impl Engine {
     pub async fn start(&self, job: JobSpec) -> Result<Run, StartError> {
         let output_tokens = job.output_tokens.max(1);
         let inner = match &self.kind {
-            Kind::Fixed { permits, first_token, token_interval } => RunInner::Fixed {
+            Kind::Fixed { permits, first_token, token_interval, flush } => RunInner::Fixed {
                 permits: permits.clone(),
                 permit: None,
                 first: *first_token,
                 interval: *token_interval,
+                flush: *flush,
             },
             Kind::Simulated { tx, speedup } => {
                 let id = self.next_job.fetch_add(1, Ordering::Relaxed);
@@ -224,6 +228,8 @@ enum RunInner {
         permit: Option<OwnedSemaphorePermit>,
         first: Duration,
         interval: Duration,
+        /// Tokens due at once still go out one write each (see [`Timing::Fixed`]).
+        flush: bool,
     },
     Sim {
         id: JobId,
@@ -306,6 +312,9 @@ impl Run {
         }
         let slow = self.faults.slow();
         match &mut self.inner {
+            // A token due at once still leaves the server on its own: yielding lets hyper write
+            // and flush the one before, as Ollama flushes each token it generates.
+            RunInner::Fixed { interval, flush: true, .. } if interval.is_zero() => tokio::task::yield_now().await,
             RunInner::Fixed { interval, .. } => pause(interval.mul_f64(slow)).await,
             RunInner::Sim { rx, interval, next_at, done, .. } => {
                 let at = next_at.unwrap_or_else(Instant::now) + interval.mul_f64(slow);

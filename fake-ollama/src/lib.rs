@@ -67,8 +67,18 @@ pub enum Timing {
     /// For the benchmark and fast tests: every model on disk is treated as loaded, the first
     /// token comes after `first_token`, then one token every `token_interval` (`Duration::ZERO`
     /// = as fast as possible), with at most `spec.num_parallel` requests running (more wait,
-    /// FIFO).
+    /// FIFO). Every token is written and flushed on its own, as Ollama flushes each token it
+    /// generates, even when tokens are due at once: a router in front pays one read per token.
     Fixed {
+        /// Delay before the first token, once a slot is free.
+        first_token: Duration,
+        /// Delay between tokens.
+        token_interval: Duration,
+    },
+    /// [`Timing::Fixed`], but tokens due at once leave in as few writes as the HTTP server
+    /// makes of them (the fake's behaviour before it wrote per token): not what a node does,
+    /// kept to compare with older figures.
+    Batched {
         /// Delay before the first token, once a slot is free.
         first_token: Duration,
         /// Delay between tokens.

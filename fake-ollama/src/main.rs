@@ -76,6 +76,10 @@ struct Args {
     /// Fixed timing: delay between tokens, ms.
     #[arg(long, env = "FAKE_OLLAMA_TOKEN_MS", default_value_t = 0)]
     token_ms: u64,
+    /// Fixed timing: let tokens due at once share writes, instead of one write and flush per
+    /// token as Ollama does (for comparing with figures from before the fake wrote per token).
+    #[arg(long, env = "FAKE_OLLAMA_BATCH_TOKENS")]
+    batch_tokens: bool,
     /// Router base URL to send heartbeats to (`{URL}/heartbeat`).
     #[arg(long, env = "FAKE_OLLAMA_HEARTBEAT_TO")]
     heartbeat_to: Option<String>,
@@ -124,6 +128,10 @@ fn config(args: &Args) -> Result<FakeConfig, String> {
     };
     let timing = match args.timing {
         TimingKind::Simulated => Timing::Simulated { speedup: args.speedup },
+        TimingKind::Fixed if args.batch_tokens => Timing::Batched {
+            first_token: Duration::from_millis(args.first_token_ms),
+            token_interval: Duration::from_millis(args.token_ms),
+        },
         TimingKind::Fixed => Timing::Fixed {
             first_token: Duration::from_millis(args.first_token_ms),
             token_interval: Duration::from_millis(args.token_ms),

@@ -143,7 +143,7 @@ impl Shared {
     pub fn default_tokens(&self) -> usize {
         match self.timing {
             Timing::Simulated { .. } => 24,
-            Timing::Fixed { .. } => 16,
+            Timing::Fixed { .. } | Timing::Batched { .. } => 16,
         }
     }
 

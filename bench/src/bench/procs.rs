@@ -225,6 +225,8 @@ pub struct PairConfig<'a> {
     pub fake_port: u16,
     /// The routers to start too.
     pub routers: Routers,
+    /// The fake's `--batch-tokens`: tokens due at once share writes (not what Ollama does).
+    pub batch_tokens: bool,
 }
 
 impl Pair {
@@ -257,6 +259,10 @@ impl Pair {
             "--name",
             "bench",
         ]);
+        let mut fake_args = fake_args;
+        if config.batch_tokens {
+            fake_args.push("--batch-tokens".to_string());
+        }
         let fake = Proc::spawn("herd-fake-ollama", &config.bins.fake, &fake_args, dir.join("fake.stderr")).await?;
         if config.routers == Routers::FakeOnly {
             return Ok(Pair { router: None, lite: None, fake, token_ms: config.token_ms });
