@@ -13,6 +13,7 @@ mod bench {
     pub mod procs;
     pub mod report;
     pub mod scrape;
+    pub mod soak;
 }
 
 use std::path::PathBuf;
@@ -84,6 +85,12 @@ struct Args {
     /// it wrote and flushed each token, as Ollama does), to compare with older figures.
     #[arg(long)]
     batch_tokens: bool,
+    /// Instead of a benchmark: the long-run check. Every scenario's requests at once against herd
+    /// for this many minutes (concurrency times --concurrency-scale), then: no request failed,
+    /// the router's RSS at most 10 % above its value at one minute, every request in the trace
+    /// store. Exits 1 when a check fails.
+    #[arg(long, value_name = "MINUTES", conflicts_with_all = ["direct_only", "lite", "scrape"])]
+    soak: Option<f64>,
     /// Measure only the fake, without starting the router (to calibrate the load generator).
     #[arg(long)]
     direct_only: bool,
@@ -262,6 +269,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--soak`: one fake and herd, every scenario at once, then the report.
+async fn soak(args: &Args, minutes: f64) -> Result<bool, SetupError> {
+    let bins = Bins::locate(args.bin_dir.clone(), Routers::Herd)?;
+    eprintln!("{}", machine_line(&Machine::detect(), args));
+    let concurrency: usize =
+        ScenarioId::ALL.iter().map(|&id| Scenario::new(id, args.concurrency_scale).concurrency).sum();
+    let client = load::client(concurrency * 2);
+    let scratch = Scratch::create(args.keep_temp)?;
+    let config = PairConfig {
+        bins: &bins,
+        scratch: &scratch.path,
+        token_ms: 0,
+        parallel: concurrency.max(MIN_NODE_PARALLEL),
+        fake_port: args.fake_port,
+        routers: Routers::Herd,
+        batch_tokens: args.batch_tokens,
+    };
+    let pair = Pair::start(config, &client).await?;
+    let report = bench::soak::soak(&pair, &client, minutes, args.concurrency_scale).await?;
+    print!("{}", report.render(minutes));
+    drop(pair);
+    Ok(report.passed())
+}
+
 /// [`run`], abandoned on SIGINT or SIGTERM so that dropping it kills the child processes.
 async fn run_until_signal(args: &Args) -> Result<bool, SetupError> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -274,6 +305,9 @@ async fn run_until_signal(args: &Args) -> Result<bool, SetupError> {
 
 /// Runs the chosen scenarios and prints the results; whether every request succeeded.
 async fn run(args: &Args) -> Result<bool, SetupError> {
+    if let Some(minutes) = args.soak {
+        return soak(args, minutes).await;
+    }
     let mut ids = if args.scenario.is_empty() { ScenarioId::ALL.to_vec() } else { args.scenario.clone() };
     ids.sort_unstable();
     ids.dedup();

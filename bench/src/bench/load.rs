@@ -156,17 +156,17 @@ pub async fn round(client: &HttpClient, scenario: &Scenario, base_url: &str, win
 }
 
 /// Everything one worker needs to send its requests.
-struct Job {
-    client: HttpClient,
-    uri: Uri,
-    body: Bytes,
-    framing: Framing,
+pub struct Job {
+    pub client: HttpClient,
+    pub uri: Uri,
+    pub body: Bytes,
+    pub framing: Framing,
 }
 
 /// What one good answer had.
-struct Answer {
-    chunks: u64,
-    ttft: Option<Duration>,
+pub struct Answer {
+    pub chunks: u64,
+    pub ttft: Option<Duration>,
 }
 
 async fn worker(job: Job, window: Window) -> Tally {
@@ -193,7 +193,10 @@ async fn worker(job: Job, window: Window) -> Tally {
 }
 
 /// Sends one request and reads and checks the whole answer.
-async fn exchange(job: &Job) -> Result<Answer, String> {
+///
+/// # Errors
+/// The request failed, the status was not 200, or the answer broke its framing.
+pub async fn exchange(job: &Job) -> Result<Answer, String> {
     let request = Request::builder()
         .method(Method::POST)
         .uri(job.uri.clone())
