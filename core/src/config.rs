@@ -254,6 +254,15 @@ pub struct RetryConfig {
     /// No progress for this long after the first byte ends the attempt. Default 30 s.
     #[serde(with = "secs")]
     pub stall_timeout: Duration,
+    /// A client that does not stream, with an output budget of at most this many tokens, gets
+    /// its answer from the node in one piece (`stream: false`) instead of token by token: one
+    /// read instead of one per token, and a node failing during generation is retried, as the
+    /// client has seen nothing. The attempt's deadline grows by the budget at
+    /// `decode_tokens_per_sec`. 0 = always stream from the node. Default 256.
+    pub unstreamed_max_tokens: u32,
+    /// The slowest decoding an unstreamed answer's deadline allows for, tokens per second.
+    /// Default 5.
+    pub decode_tokens_per_sec: f64,
     /// Failures within `breaker_window` that open a node's breaker. Default 3.
     pub breaker_failures: u32,
     /// Window for counting failures. Default 30 s.
@@ -272,6 +281,8 @@ impl Default for RetryConfig {
             load_gb_per_sec: 0.5,
             prefill_tokens_per_sec: 200.0,
             stall_timeout: Duration::from_secs(30),
+            unstreamed_max_tokens: 256,
+            decode_tokens_per_sec: 5.0,
             breaker_failures: 3,
             breaker_window: Duration::from_secs(30),
             breaker_open_for: Duration::from_secs(10),
@@ -540,9 +551,11 @@ impl RouterConfig {
         nonzero("retry.breaker_window", r.breaker_window)?;
         nonzero("retry.breaker_open_for", r.breaker_open_for)?;
         count("retry.breaker_failures", r.breaker_failures as usize)?;
-        for (name, v) in
-            [("retry.load_gb_per_sec", r.load_gb_per_sec), ("retry.prefill_tokens_per_sec", r.prefill_tokens_per_sec)]
-        {
+        for (name, v) in [
+            ("retry.load_gb_per_sec", r.load_gb_per_sec),
+            ("retry.prefill_tokens_per_sec", r.prefill_tokens_per_sec),
+            ("retry.decode_tokens_per_sec", r.decode_tokens_per_sec),
+        ] {
             if v == 0.0 {
                 return Err(ConfigError::BadNumber { field: name, value: v });
             }

@@ -267,7 +267,7 @@ impl AttemptPlan {
             AttemptPlan::Native { .. } => {
                 patch.num_ctx = d.num_ctx.map(NumCtxPatch::Set);
                 patch.num_predict = d.num_predict;
-                patch.force_stream = Some(true);
+                patch.force_stream = Some(d.stream_upstream);
                 index.patched(raw, &patch)
             }
             AttemptPlan::Pass { path, .. } => {
@@ -289,7 +289,7 @@ impl AttemptPlan {
             AttemptPlan::Translate { .. } | AttemptPlan::Messages { .. } | AttemptPlan::Responses { .. } => {
                 patch.num_ctx = d.num_ctx.map(NumCtxPatch::Set);
                 patch.num_predict = d.num_predict;
-                patch.force_stream = Some(true);
+                patch.force_stream = Some(d.stream_upstream);
                 // A translation that does not carry the client's own `keep_alive` (Anthropic's
                 // has no such field) must not lose it to herd's default: the client's wins.
                 if let Some(own) = index.value(raw, "keep_alive").filter(|v| !v.is_null()) {
@@ -420,6 +420,7 @@ mod tests {
             ollama: crate::fleet::version::ANTHROPIC_MESSAGES_SINCE,
             thinking_model: false,
             resolution: None,
+            stream_upstream: true,
         }
     }
 

@@ -549,8 +549,16 @@ impl Router {
         // First byte needs: a load when not resident, prefill of the prompt, then the base allowance.
         let load_s = if resident.is_some() { 0.0 } else { n.model_size_gb(&model) / c.retry.load_gb_per_sec };
         let prefill_s = f64::from(req.spec.estimated_prompt_tokens) / c.retry.prefill_tokens_per_sec;
-        let allowance =
-            std::time::Duration::try_from_secs_f64(load_s + prefill_s).unwrap_or(std::time::Duration::from_secs(3600));
+        // A short answer a client takes whole comes whole from the node: its first byte is its
+        // last, so the deadline allows for decoding the whole budget.
+        let budget = shape.num_predict.or(req.spec.max_output_tokens).filter(|&n| n > 0);
+        let stream_upstream = req.spec.stream
+            || !matches!(req.spec.kind, crate::request::RequestKind::Chat | crate::request::RequestKind::Generate)
+            || budget.is_none_or(|n| n > c.retry.unstreamed_max_tokens);
+        let decode_s =
+            if stream_upstream { 0.0 } else { f64::from(budget.unwrap_or(0)) / c.retry.decode_tokens_per_sec };
+        let allowance = std::time::Duration::try_from_secs_f64(load_s + prefill_s + decode_s)
+            .unwrap_or(std::time::Duration::from_secs(3600));
         let deadline = now + c.retry.first_byte_timeout + allowance;
         let attempt_no = req.attempts;
         let (_, route, score) = req.served.clone().unwrap_or((model.clone(), RouteKind::Primary, 0.0));
@@ -597,6 +605,7 @@ impl Router {
             ollama,
             thinking_model,
             resolution,
+            stream_upstream,
         }));
     }
 }

@@ -325,6 +325,45 @@ fn reaper_cancels_hung_and_stalled_attempts() {
     assert_eq!(t.r.stats().counters.reaped, 2);
 }
 
+/// A client that does not stream, with a short budget, gets its answer from the node whole,
+/// within a deadline that allows for decoding the budget; a stream, a budget over the limit or
+/// none, an embedding, or the limit at 0 keep the node streaming.
+#[test]
+fn short_answers_a_client_takes_whole_come_whole_from_the_node() {
+    let mut c = RouterConfig::default();
+    c.retry.first_byte_timeout = Duration::from_secs(10);
+    c.retry.prefill_tokens_per_sec = 1e9;
+    c.retry.decode_tokens_per_sec = 4.0;
+    c.retry.unstreamed_max_tokens = 256;
+    let dispatch_of = |c: &RouterConfig, spec: RequestSpec| {
+        let mut t = T::new(c.clone());
+        t.node(secs(0), loaded("a", "m:7b"));
+        t.node(secs(0), loaded("e", "nomic-embed-text"));
+        t.request(secs(1), spec);
+        let d = t.dispatch();
+        (d.stream_upstream, d.first_byte_deadline.saturating_since(secs(1)))
+    };
+    let spec = |stream: bool, budget: Option<u32>| RequestSpec {
+        stream,
+        max_output_tokens: budget,
+        ..RequestSpec::chat("m:7b")
+    };
+    assert_eq!(dispatch_of(&c, spec(false, Some(16))), (false, Duration::from_secs(14)), "10 s + 16 tokens at 4/s");
+    assert_eq!(dispatch_of(&c, spec(false, Some(256))), (false, Duration::from_secs(74)));
+    assert_eq!(dispatch_of(&c, spec(false, Some(257))), (true, Duration::from_secs(10)));
+    assert_eq!(dispatch_of(&c, spec(false, None)), (true, Duration::from_secs(10)), "no budget: no bound");
+    assert_eq!(dispatch_of(&c, spec(true, Some(16))), (true, Duration::from_secs(10)));
+    let embed = RequestSpec {
+        kind: RequestKind::Embed,
+        stream: false,
+        max_output_tokens: Some(1),
+        ..RequestSpec::chat("nomic-embed-text")
+    };
+    assert!(dispatch_of(&c, embed).0, "an embedding is not a generation");
+    c.retry.unstreamed_max_tokens = 0;
+    assert!(dispatch_of(&c, spec(false, Some(16))).0, "0 turns it off");
+}
+
 /// Two nodes with `m:7b` and one request whose first attempt reached its first-byte deadline:
 /// the reaper's cancel was sent (and taken), and core waits for the adapter's report.
 fn reaped_first_attempt() -> (T, RequestId, Dispatch) {

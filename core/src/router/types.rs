@@ -87,6 +87,11 @@ pub struct Dispatch {
     pub ollama: OllamaVersion,
     /// Whether `model` is a thinking model on this node (its `thinking` capability or its name).
     pub thinking_model: bool,
+    /// Whether the node is asked to stream its answer (`stream: true` on its native API). Not
+    /// for a client that does not stream and whose output budget is at most
+    /// `retry.unstreamed_max_tokens`: its answer comes in one piece, within a deadline that
+    /// allows for the whole budget.
+    pub stream_upstream: bool,
     /// How an Anthropic model id became the requested model, when the client named one.
     pub resolution: Option<Resolution>,
 }

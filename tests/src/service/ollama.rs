@@ -348,6 +348,18 @@ impl Machine {
         let served = async {
             rt.sleep(self.config.first_token).await;
             if !stream {
+                // A node failing while it generates an answer it sends whole: it stalls, or
+                // its connection ends before the head.
+                if stall {
+                    rt.sleep(self.config.stall).await;
+                }
+                if reset_cut {
+                    conn.reset();
+                    return Served::Cut;
+                }
+                if close_cut {
+                    return Served::Cut;
+                }
                 let text = tokens.concat();
                 return if send_json(conn, 200, &shape.whole(&text, tokens.len())).await {
                     Served::Whole
