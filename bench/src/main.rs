@@ -285,6 +285,8 @@ async fn soak(args: &Args, minutes: f64) -> Result<bool, SetupError> {
         fake_port: args.fake_port,
         routers: Routers::Herd,
         batch_tokens: args.batch_tokens,
+        // Every request of the run stays in the store, to be counted (the default keeps 1 M).
+        herd_args: vec!["--trace-rows".into(), "1000000000".into()],
     };
     let pair = Pair::start(config, &client).await?;
     let report = bench::soak::soak(&pair, &client, minutes, args.concurrency_scale).await?;
@@ -341,6 +343,7 @@ async fn run(args: &Args) -> Result<bool, SetupError> {
                 fake_port: args.fake_port,
                 routers,
                 batch_tokens: args.batch_tokens,
+                herd_args: Vec::new(),
             };
             pair = Some(Pair::start(config, &client).await?);
         }

@@ -227,6 +227,8 @@ pub struct PairConfig<'a> {
     pub routers: Routers,
     /// The fake's `--batch-tokens`: tokens due at once share writes (not what Ollama does).
     pub batch_tokens: bool,
+    /// More arguments for herd (not herd-lite).
+    pub herd_args: Vec<String>,
 }
 
 impl Pair {
@@ -284,7 +286,8 @@ impl Pair {
             "--seed",
             "1",
         ]);
-        let mut router = Proc::spawn("herd", &config.bins.router, &router_args, dir.join("router.stderr")).await?;
+        let herd_args: Vec<String> = router_args.iter().chain(&config.herd_args).cloned().collect();
+        let mut router = Proc::spawn("herd", &config.bins.router, &herd_args, dir.join("router.stderr")).await?;
         wait_ready(&mut router, client).await?;
         let lite = match (&config.bins.lite, config.routers) {
             (Some(program), Routers::HerdAndLite) => {
