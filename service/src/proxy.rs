@@ -433,21 +433,14 @@ impl Request {
 struct Naming {
     openai: OpenAiResponseConfig,
     anthropic: AnthropicResponseConfig,
-    responses: ResponsesConfig,
     /// Renames a passed-through Anthropic answer to the client's model.
     echo: Option<ModelEcho>,
 }
 
-/// What a Responses answer repeats of the request: its echoed fields and custom tools, read
-/// from the client's bytes (only for that surface; the rest never build one).
-fn responses_config(req: &Request, id: &str, named: &str) -> ResponsesConfig {
-    let mut config = ResponsesConfig::new(id, (req.rt.unix_ms() / 1000) as u64, named);
-    if req.surface == Surface::OpenAiResponses {
-        let field = |k: &str| req.index.value(&req.raw, k);
-        config.echo = herd_core::translate::responses::echo_fields(field);
-        config.custom_tools = herd_core::translate::responses::custom_tool_names(field("tools").as_ref());
-    }
-    config
+/// A Responses answer's config: what it repeats of the request, read from the client's bytes.
+/// Built only for a Responses answer, as the other surfaces have nothing to read.
+fn responses_config(req: &Request, openai: &OpenAiResponseConfig) -> ResponsesConfig {
+    ResponsesConfig::for_request(&*openai.id, openai.created, &*openai.model, |k| req.index.value(&req.raw, k))
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; the pieces of a committed attempt
@@ -466,7 +459,6 @@ async fn answer(
     let id = plan.answer_id(commit.request.0);
     let mut openai = OpenAiResponseConfig::new(id.clone(), (req.rt.unix_ms() / 1000) as u64, named.clone());
     openai.include_usage = include_usage;
-    let responses = responses_config(req, &id, &named);
     let anthropic =
         AnthropicResponseConfig { id, model: named.clone(), input_tokens: req.spec.estimated_prompt_tokens };
     let echo = plan.echoes().then(|| ModelEcho::new(named));
@@ -479,9 +471,11 @@ async fn answer(
             (Shaper::Completion(Box::new(OpenAiCompletionStream::new(openai))), names::SSE)
         }
         AnswerShape::AnthropicStream => (Shaper::Anthropic(Box::new(AnthropicStream::new(anthropic))), names::SSE),
-        AnswerShape::ResponsesStream => (Shaper::Responses(Box::new(ResponsesStream::new(responses))), names::SSE),
+        AnswerShape::ResponsesStream => {
+            (Shaper::Responses(Box::new(ResponsesStream::new(responses_config(req, &openai)))), names::SSE)
+        }
         AnswerShape::Gather(how) => {
-            let naming = Naming { openai, anthropic, responses, echo };
+            let naming = Naming { openai, anthropic, echo };
             return aggregate(req, how, naming, (commit, &addr), upstream_type, first, body, guard, orders).await;
         }
     };
@@ -518,13 +512,13 @@ async fn aggregate(
         Responses(ResponsesAggregator),
         Raw(Vec<u8>),
     }
-    let Naming { openai, anthropic, responses, echo } = naming;
+    let Naming { openai, anthropic, echo } = naming;
     let mut agg = match how {
         Gathered::Native(endpoint) => Agg::Native(NativeAggregator::new(endpoint)),
         Gathered::OpenAiChat => Agg::Chat(ChatCompletionAggregator::new(openai)),
         Gathered::OpenAiCompletion => Agg::Text(TextCompletionAggregator::new(openai)),
         Gathered::Anthropic => Agg::Anthropic(AnthropicAggregator::new(anthropic)),
-        Gathered::Responses => Agg::Responses(ResponsesAggregator::new(responses)),
+        Gathered::Responses => Agg::Responses(ResponsesAggregator::new(responses_config(req, &openai))),
         Gathered::AsIs => Agg::Raw(Vec::new()),
     };
     let feed = |agg: &mut Agg, data: &[u8]| match agg {

@@ -15,7 +15,7 @@ use herd_core::ids::{AttemptId, RequestId};
 use herd_core::metrics::ChunkGaps;
 use herd_core::policy::retry::UpstreamFailure;
 use herd_core::router::{CancelReason, Usage};
-use herd_core::translate::responses::ResponsesStream;
+use herd_core::translate::responses::{ResponsesEvent, ResponsesStream};
 use herd_core::translate::{AnthropicEvent, AnthropicStream, OpenAiChatStream, OpenAiCompletionStream, SseEvent};
 use std::collections::VecDeque;
 use std::io;
@@ -139,19 +139,19 @@ impl Shaper {
             }
             Shaper::Anthropic(s) => {
                 s.handle_bytes(&data);
-                drain_anthropic(s, out);
+                drain_events(|| s.poll_event(), AnthropicEvent::encode, out);
             }
             Shaper::Responses(s) => {
                 s.handle_bytes(&data);
-                drain_responses(s, out);
+                drain_events(|| s.poll_event(), ResponsesEvent::encode, out);
             }
             Shaper::Chat(s) => {
                 s.handle_bytes(&data);
-                drain_events(|| s.poll_event(), out);
+                drain_events(|| s.poll_event(), SseEvent::encode, out);
             }
             Shaper::Completion(s) => {
                 s.handle_bytes(&data);
-                drain_events(|| s.poll_event(), out);
+                drain_events(|| s.poll_event(), SseEvent::encode, out);
             }
         }
     }
@@ -167,22 +167,22 @@ impl Shaper {
             }
             Shaper::Anthropic(s) => {
                 s.handle_end();
-                drain_anthropic(s, out);
+                drain_events(|| s.poll_event(), AnthropicEvent::encode, out);
                 return translated_ending(s.usage(), s.error().is_some());
             }
             Shaper::Responses(s) => {
                 s.handle_end();
-                drain_responses(s, out);
+                drain_events(|| s.poll_event(), ResponsesEvent::encode, out);
                 return translated_ending(s.usage(), s.error().is_some());
             }
             Shaper::Chat(s) => {
                 s.handle_end();
-                drain_events(|| s.poll_event(), out);
+                drain_events(|| s.poll_event(), SseEvent::encode, out);
                 return translated_ending(s.usage(), s.error().is_some());
             }
             Shaper::Completion(s) => {
                 s.handle_end();
-                drain_events(|| s.poll_event(), out);
+                drain_events(|| s.poll_event(), SseEvent::encode, out);
                 return translated_ending(s.usage(), s.error().is_some());
             }
         };
@@ -205,19 +205,19 @@ impl Shaper {
         match self {
             Shaper::Chat(s) => {
                 s.handle_failure(herd_core::translate::ResponseError::Truncated);
-                drain_events(|| s.poll_event(), out);
+                drain_events(|| s.poll_event(), SseEvent::encode, out);
             }
             Shaper::Completion(s) => {
                 s.handle_failure(herd_core::translate::ResponseError::Truncated);
-                drain_events(|| s.poll_event(), out);
+                drain_events(|| s.poll_event(), SseEvent::encode, out);
             }
             Shaper::Anthropic(s) => {
                 s.handle_failure(herd_core::translate::ResponseError::Upstream { message: message.to_string() });
-                drain_anthropic(s, out);
+                drain_events(|| s.poll_event(), AnthropicEvent::encode, out);
             }
             Shaper::Responses(s) => {
                 s.handle_failure(herd_core::translate::ResponseError::Upstream { message: message.to_string() });
-                drain_responses(s, out);
+                drain_events(|| s.poll_event(), ResponsesEvent::encode, out);
             }
             Shaper::Pass(_, echo) => {
                 // A first event still held goes out before the error.
@@ -238,30 +238,11 @@ fn translated_ending(usage: Option<Usage>, failed: bool) -> AttemptInput {
     }
 }
 
-fn drain_responses(s: &mut ResponsesStream, out: &mut VecDeque<Bytes>) {
-    let mut buf = Vec::new();
-    while let Some(ev) = s.poll_event() {
-        ev.encode(&mut buf);
-    }
-    if !buf.is_empty() {
-        out.push_back(Bytes::from(buf));
-    }
-}
-
-fn drain_anthropic(s: &mut AnthropicStream, out: &mut VecDeque<Bytes>) {
-    let mut buf = Vec::new();
-    while let Some(ev) = s.poll_event() {
-        AnthropicEvent::encode(&ev, &mut buf);
-    }
-    if !buf.is_empty() {
-        out.push_back(Bytes::from(buf));
-    }
-}
-
-fn drain_events(mut next: impl FnMut() -> Option<SseEvent>, out: &mut VecDeque<Bytes>) {
+/// Encodes every event `next` has into one buffer, queued as one piece (none when empty).
+fn drain_events<E>(mut next: impl FnMut() -> Option<E>, encode: fn(&E, &mut Vec<u8>), out: &mut VecDeque<Bytes>) {
     let mut buf = Vec::new();
     while let Some(ev) = next() {
-        ev.encode(&mut buf);
+        encode(&ev, &mut buf);
     }
     if !buf.is_empty() {
         out.push_back(Bytes::from(buf));

@@ -241,7 +241,7 @@ impl Pair {
         let dir = config.scratch.join(format!("token-ms-{}", config.token_ms));
         let data = dir.join("data");
         std::fs::create_dir_all(&data)?;
-        let fake_args = strings(&[
+        let mut fake_args = strings(&[
             "--host",
             "127.0.0.1",
             "--port",
@@ -261,7 +261,6 @@ impl Pair {
             "--name",
             "bench",
         ]);
-        let mut fake_args = fake_args;
         if config.batch_tokens {
             fake_args.push("--batch-tokens".to_string());
         }

@@ -135,15 +135,7 @@ pub fn item_kind(index: usize, item: &Value) -> Result<ItemKind, ApiError> {
             if !matches!(role, "user" | "assistant" | "system" | "developer") {
                 return Err(bad_item(index, format!("unknown role {role:?}")));
             }
-            match obj.get("content") {
-                Some(Value::String(_)) => {}
-                Some(Value::Array(parts)) => {
-                    for (j, part) in parts.iter().enumerate() {
-                        check_part(index, j, part)?;
-                    }
-                }
-                _ => return Err(bad_item(index, "content must be a string or a list of parts")),
-            }
+            check_parts(index, "content", obj.get("content"))?;
             Ok(ItemKind::Message)
         }
         "function_call" | "custom_tool_call" => {
@@ -160,15 +152,7 @@ pub fn item_kind(index: usize, item: &Value) -> Result<ItemKind, ApiError> {
         }
         "function_call_output" | "custom_tool_call_output" => {
             str_field(item, index, "call_id")?;
-            match obj.get("output") {
-                Some(Value::String(_)) => {}
-                Some(Value::Array(parts)) => {
-                    for (j, part) in parts.iter().enumerate() {
-                        check_part(index, j, part)?;
-                    }
-                }
-                _ => return Err(bad_item(index, "output must be a string or a list of parts")),
-            }
+            check_parts(index, "output", obj.get("output"))?;
             Ok(if kind == "function_call_output" {
                 ItemKind::FunctionCallOutput
             } else {
@@ -181,6 +165,15 @@ pub fn item_kind(index: usize, item: &Value) -> Result<ItemKind, ApiError> {
             reason: "herd's /v1/responses is stateless: send the items themselves",
         }),
         other => Err(bad_item(index, format!("unsupported input item type {other:?}"))),
+    }
+}
+
+/// Checks item `index`'s `field` (`content` or `output`): a string or a list of parts herd takes.
+fn check_parts(index: usize, field: &str, value: Option<&Value>) -> Result<(), ApiError> {
+    match value {
+        Some(Value::String(_)) => Ok(()),
+        Some(Value::Array(parts)) => parts.iter().enumerate().try_for_each(|(j, part)| check_part(index, j, part)),
+        _ => Err(bad_item(index, format!("{field} must be a string or a list of parts"))),
     }
 }
 
@@ -278,16 +271,6 @@ impl ResponsesRequest {
         effort.map(|e| super::openai::effort_think("reasoning.effort", e)).transpose()
     }
 
-    /// The names of the custom (free-text) tools, whose calls go back as `custom_tool_call`.
-    pub fn custom_tools(&self) -> Vec<String> {
-        self.tools
-            .iter()
-            .flatten()
-            .filter(|t| t.get("type").and_then(Value::as_str) == Some("custom"))
-            .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
-            .collect()
-    }
-
     /// The request as an OpenAI chat request (the module doc says how).
     ///
     /// # Errors
@@ -360,7 +343,7 @@ fn chat_message(role: &str, content: Option<Content<super::openai::Part>>) -> Ch
     ChatMessage { role: Some(role.to_string()), content, ..ChatMessage::default() }
 }
 
-/// A part list (or string) as chat content.
+/// A part list (or string) as chat content; the item was checked by [`item_kind`] first.
 fn chat_content(index: usize, content: Value) -> Result<Content<super::openai::Part>, ApiError> {
     let parts = match content {
         Value::String(s) => return Ok(Content::Text(s)),
@@ -369,7 +352,6 @@ fn chat_content(index: usize, content: Value) -> Result<Content<super::openai::P
     };
     let mut out = Vec::with_capacity(parts.len());
     for (j, mut part) in parts.into_iter().enumerate() {
-        check_part(index, j, &part)?;
         let kind = part.get("type").and_then(Value::as_str).unwrap_or("").to_string();
         let chat = match kind.as_str() {
             "refusal" => json!({"type": "text", "text": part["refusal"].take()}),
@@ -630,7 +612,8 @@ mod tests {
         );
         assert_eq!(n["think"], "low");
         assert_eq!(n["stream"], true);
-        assert_eq!(request(body).custom_tools(), ["apply_patch"]);
+        let tools = request(body).tools.unwrap_or_default();
+        assert_eq!(crate::translate::responses::custom_tool_names(&tools), ["apply_patch"]);
     }
 
     #[test]

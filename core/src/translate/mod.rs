@@ -55,6 +55,7 @@ mod error;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzz;
 mod messages;
+mod named;
 mod request;
 pub mod responses;
 mod scan;

@@ -345,19 +345,22 @@ impl Machine {
             log.seen.push(seen);
             log.seen.len() - 1
         };
+        // The drawn mid-answer fault, where it strikes: a stall, then a reset or a close (the
+        // answer cut), if drawn.
+        let strike = || async {
+            if stall {
+                rt.sleep(self.config.stall).await;
+            }
+            if reset_cut {
+                conn.reset();
+            }
+            reset_cut || close_cut
+        };
         let served = async {
             rt.sleep(self.config.first_token).await;
             if !stream {
-                // A node failing while it generates an answer it sends whole: it stalls, or
-                // its connection ends before the head.
-                if stall {
-                    rt.sleep(self.config.stall).await;
-                }
-                if reset_cut {
-                    conn.reset();
-                    return Served::Cut;
-                }
-                if close_cut {
+                // A node failing while it generates an answer it sends whole: before the head.
+                if strike().await {
                     return Served::Cut;
                 }
                 let text = tokens.concat();
@@ -384,18 +387,9 @@ impl Machine {
                 if i > 0 {
                     rt.sleep(self.config.token_every).await;
                 }
-                if i == cut_at {
-                    if stall {
-                        rt.sleep(self.config.stall).await;
-                    }
-                    if reset_cut {
-                        conn.reset();
-                        return Served::Cut;
-                    }
-                    if close_cut {
-                        // Closed without the last chunk.
-                        return Served::Cut;
-                    }
+                // Reset, or closed without the last chunk.
+                if i == cut_at && strike().await {
+                    return Served::Cut;
                 }
                 if wire::write_all(conn, &chunk(&shape.token(t))).await.is_err() {
                     return Served::CallerGone;

@@ -32,7 +32,6 @@ pub use request::messages_request;
 pub use stream::AnthropicStream;
 
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::ResponseError;
 
@@ -68,11 +67,7 @@ impl AnthropicEvent {
 
     /// Appends the wire frame, `event: <name>\ndata: <payload>\n\n`, to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(self.name.as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        out.extend_from_slice(self.data.as_bytes());
-        out.extend_from_slice(b"\n\n");
+        crate::translate::named::encode_frame(self.name, &self.data, out);
     }
 }
 
@@ -115,11 +110,7 @@ impl StopReason {
 pub(crate) fn tool_use_block(call: &Value, index: u32, message_id: &str) -> Value {
     let id = match call.get("id").and_then(Value::as_str) {
         Some(id) if !id.is_empty() => id.to_string(),
-        _ => {
-            let digest = Sha256::new().chain_update(message_id.as_bytes()).chain_update(index.to_le_bytes()).finalize();
-            let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-            format!("toolu_{hex}")
-        }
+        _ => crate::translate::named::derived_call_id("toolu_", message_id, index),
     };
     let function = call.get("function");
     let name = function.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or("");

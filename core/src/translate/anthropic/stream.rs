@@ -19,15 +19,8 @@ use super::{error_payload, tool_use_block, AnthropicEvent, AnthropicResponseConf
 use crate::codec::ndjson::LineSplitter;
 use crate::router::Usage;
 use crate::translate::chunk::{ndjson_input, parse_chunk, saturate, Chunk, Plain};
+use crate::translate::named::{named_event_stream, Phase};
 use crate::translate::{NativeEndpoint, ResponseError};
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Phase {
-    Idle,
-    Open,
-    Done,
-    Failed,
-}
 
 /// The kind of the content block that is open.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -75,84 +68,11 @@ impl AnthropicStream {
         }
     }
 
-    /// Feeds one parsed native chunk.
-    pub fn handle_chunk(&mut self, chunk: &Value) {
-        if !self.begin() {
-            self.ignored += 1;
-            return;
-        }
-        match parse_chunk(chunk, NativeEndpoint::Chat) {
-            Ok(chunk) => self.blocks(&chunk),
-            Err(err) => self.fail(err),
-        }
-    }
-
-    fn line_endpoint(&self) -> NativeEndpoint {
-        NativeEndpoint::Chat
-    }
-
-    fn handle_plain(&mut self, plain: Plain<'_>) {
-        if self.begin() {
-            self.blocks(&plain.into_chunk());
-        } else {
-            self.ignored += 1;
-        }
-    }
-
-    fn handle_value(&mut self, value: Value) {
-        self.handle_chunk(&value);
-    }
-
-    fn handle_raw(&mut self, _line: &[u8]) -> bool {
-        false
-    }
-
-    ndjson_input!(lines);
-
-    /// The next event to send, in order; `None` until more input arrives.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<AnthropicEvent> {
-        self.events.pop_front()
-    }
-
-    /// Whether the last event (`message_stop` or `error`) has been queued.
-    pub fn is_finished(&self) -> bool {
-        matches!(self.phase, Phase::Done | Phase::Failed)
-    }
-
-    /// Token counts from the done chunk, once the stream completed.
-    pub fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
+    named_event_stream!(AnthropicEvent);
 
     /// The stop reason sent, once the stream completed.
     pub fn stop_reason(&self) -> Option<StopReason> {
         self.stop
-    }
-
-    /// Why the stream failed, if it did.
-    pub fn error(&self) -> Option<&ResponseError> {
-        self.error.as_ref()
-    }
-
-    /// Chunks that arrived after the stream had finished and were dropped.
-    pub fn ignored_chunks(&self) -> usize {
-        self.ignored
-    }
-
-    /// Reports a failure the adapter saw (a reset connection, a read timeout): queues the error
-    /// event unless the stream already finished.
-    pub fn handle_failure(&mut self, err: ResponseError) {
-        if self.begin() {
-            self.fail(err);
-        }
-    }
-
-    /// The upstream body ended: handles a last unterminated line, then fails the stream with
-    /// [`ResponseError::Truncated`] if no done chunk came. Call it once per body.
-    pub fn handle_end(&mut self) {
-        self.flush_lines();
-        self.handle_failure(ResponseError::Truncated);
     }
 
     /// Sends `message_start` on the first input; `false` once finished.
@@ -208,7 +128,7 @@ impl AnthropicStream {
         self.push("content_block_delta", &json!({"type": "content_block_delta", "index": self.index, "delta": delta}));
     }
 
-    fn blocks(&mut self, chunk: &Chunk) {
+    fn translate(&mut self, chunk: &Chunk) {
         if !chunk.thinking.is_empty() {
             self.ensure(Open::Thinking);
             self.delta(json!({"type": "thinking_delta", "thinking": chunk.thinking}));

@@ -33,7 +33,6 @@ pub use gather::ResponsesAggregator;
 pub use stream::ResponsesStream;
 
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::ResponseError;
 use crate::router::Usage;
@@ -56,13 +55,20 @@ pub struct ResponsesConfig {
 impl ResponsesConfig {
     /// A config with OpenAI's defaults for every echoed field and no custom tools.
     pub fn new(id: impl Into<String>, created_at: u64, model: impl Into<String>) -> Self {
-        ResponsesConfig {
-            id: id.into(),
-            created_at,
-            model: model.into(),
-            echo: echo_fields(|_| None),
-            custom_tools: Vec::new(),
-        }
+        Self::for_request(id, created_at, model, |_| None)
+    }
+
+    /// The config of an answer to a request whose top-level fields `field` gives, as sent: the
+    /// fields it echoes ([`echo_fields`]) and its custom tools, `tools` read once.
+    pub fn for_request(
+        id: impl Into<String>,
+        created_at: u64,
+        model: impl Into<String>,
+        field: impl Fn(&str) -> Option<Value>,
+    ) -> Self {
+        let echo = echo_fields(field);
+        let custom_tools = custom_tool_names(echo["tools"].as_array().into_iter().flatten());
+        ResponsesConfig { id: id.into(), created_at, model: model.into(), echo, custom_tools }
     }
 }
 
@@ -94,12 +100,11 @@ pub fn echo_fields(field: impl Fn(&str) -> Option<Value>) -> Map<String, Value> 
     echo
 }
 
-/// The custom tools named in a request's `tools`, as sent.
-pub fn custom_tool_names(tools: Option<&Value>) -> Vec<String> {
+/// The names of the custom (free-text) tools among a request's `tools`, as sent: their calls go
+/// back as `custom_tool_call` items.
+pub fn custom_tool_names<'a>(tools: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
     tools
-        .and_then(Value::as_array)
         .into_iter()
-        .flatten()
         .filter(|t| t.get("type").and_then(Value::as_str) == Some("custom"))
         .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
         .collect()
@@ -122,11 +127,7 @@ impl ResponsesEvent {
 
     /// Appends the wire frame, `event: <name>\ndata: <payload>\n\n`, to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(self.name.as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        out.extend_from_slice(self.data.as_bytes());
-        out.extend_from_slice(b"\n\n");
+        crate::translate::named::encode_frame(self.name, &self.data, out);
     }
 }
 
@@ -190,12 +191,7 @@ pub(crate) fn reasoning_item(id: &str, text: &str) -> Value {
 pub(crate) fn call_item(config: &ResponsesConfig, call: &Value, call_index: u32, output_index: usize) -> Value {
     let call_id = match call.get("id").and_then(Value::as_str) {
         Some(id) if !id.is_empty() => id.to_string(),
-        _ => {
-            let digest =
-                Sha256::new().chain_update(config.id.as_bytes()).chain_update(call_index.to_le_bytes()).finalize();
-            let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-            format!("call_{hex}")
-        }
+        _ => crate::translate::named::derived_call_id("call_", &config.id, call_index),
     };
     let function = call.get("function");
     let name = function.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or("");
@@ -382,6 +378,8 @@ mod tests {
         assert_eq!((echo["instructions"].as_str(), echo["temperature"].as_f64()), (Some("sys"), Some(0.3)));
         assert_eq!((echo["max_output_tokens"].clone(), echo["top_p"].as_f64()), (Value::Null, Some(1.0)));
         assert_eq!((echo["store"].clone(), echo["tool_choice"].clone()), (json!(false), json!("auto")));
-        assert_eq!(custom_tool_names(request.get("tools")), ["apply_patch"]);
+        assert_eq!(custom_tool_names(request["tools"].as_array().unwrap()), ["apply_patch"]);
+        let config = ResponsesConfig::for_request("resp_1", 1, "m", |k| request.get(k).cloned());
+        assert_eq!((config.custom_tools, config.echo), (vec!["apply_patch".to_string()], echo));
     }
 }

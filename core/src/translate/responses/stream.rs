@@ -22,15 +22,8 @@ use super::{
 use crate::codec::ndjson::LineSplitter;
 use crate::router::Usage;
 use crate::translate::chunk::{ndjson_input, parse_chunk, saturate, Chunk, Plain};
+use crate::translate::named::{named_event_stream, Phase};
 use crate::translate::{NativeEndpoint, ResponseError};
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Phase {
-    Idle,
-    Open,
-    Done,
-    Failed,
-}
 
 /// The output item being streamed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,84 +73,11 @@ impl ResponsesStream {
         }
     }
 
-    /// Feeds one parsed native chunk.
-    pub fn handle_chunk(&mut self, chunk: &Value) {
-        if !self.begin() {
-            self.ignored += 1;
-            return;
-        }
-        match parse_chunk(chunk, NativeEndpoint::Chat) {
-            Ok(chunk) => self.items(&chunk),
-            Err(err) => self.fail(err),
-        }
-    }
-
-    fn line_endpoint(&self) -> NativeEndpoint {
-        NativeEndpoint::Chat
-    }
-
-    fn handle_plain(&mut self, plain: Plain<'_>) {
-        if self.begin() {
-            self.items(&plain.into_chunk());
-        } else {
-            self.ignored += 1;
-        }
-    }
-
-    fn handle_value(&mut self, value: Value) {
-        self.handle_chunk(&value);
-    }
-
-    fn handle_raw(&mut self, _line: &[u8]) -> bool {
-        false
-    }
-
-    ndjson_input!(lines);
-
-    /// The next event to send, in order; `None` until more input arrives.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<ResponsesEvent> {
-        self.events.pop_front()
-    }
-
-    /// Whether the last event has been queued.
-    pub fn is_finished(&self) -> bool {
-        matches!(self.phase, Phase::Done | Phase::Failed)
-    }
-
-    /// Token counts from the done chunk, once the stream completed.
-    pub fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
+    named_event_stream!(ResponsesEvent);
 
     /// How the response ended, once it did without failing.
     pub fn status(&self) -> Option<ResponseStatus> {
         self.status
-    }
-
-    /// Why the stream failed, if it did.
-    pub fn error(&self) -> Option<&ResponseError> {
-        self.error.as_ref()
-    }
-
-    /// Chunks that arrived after the stream had finished and were dropped.
-    pub fn ignored_chunks(&self) -> usize {
-        self.ignored
-    }
-
-    /// Reports a failure the adapter saw (a reset connection, a read timeout): queues
-    /// `response.failed` unless the stream already finished.
-    pub fn handle_failure(&mut self, err: ResponseError) {
-        if self.begin() {
-            self.fail(err);
-        }
-    }
-
-    /// The upstream body ended: handles a last unterminated line, then fails the stream with
-    /// [`ResponseError::Truncated`] if no done chunk came. Call it once per body.
-    pub fn handle_end(&mut self) {
-        self.flush_lines();
-        self.handle_failure(ResponseError::Truncated);
     }
 
     /// Sends `response.created` and `response.in_progress` on the first input; `false` once
@@ -304,7 +224,7 @@ impl ResponsesStream {
         self.output.push(item);
     }
 
-    fn items(&mut self, chunk: &Chunk) {
+    fn translate(&mut self, chunk: &Chunk) {
         if !chunk.thinking.is_empty() {
             self.reasoning_delta(&chunk.thinking);
         }
