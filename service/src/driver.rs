@@ -17,10 +17,11 @@ use herd_core::router::{
 };
 use herd_core::url::BaseUrl;
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// One finished request, as the trace store keeps it.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -72,9 +73,6 @@ pub trait TraceSink: Send {
     /// Keeps one trace.
     fn record(&self, rec: TraceRecord);
 }
-
-/// Capacity of the driver's input channel. Request tasks wait (backpressure) when it is full.
-pub const INPUT_CAPACITY: usize = 8192;
 
 /// What the driver tells one request task.
 #[derive(Debug)]
@@ -163,83 +161,86 @@ pub enum Input {
 }
 
 /// The handle request tasks hold.
+///
+/// An input is handled at once by the task that sends it, under the driver's lock: a request is
+/// decided and dispatched in the poll that read it, with no hop to another task and back (each
+/// hop waits its turn behind every task the runtime has ready, which under load is most of a
+/// request's time to first byte). Inputs that find the lock taken wait in `pending` for whoever
+/// holds it, or for the driver task, which also keeps core's deadlines.
 #[derive(Clone)]
 pub struct DriverTx {
-    tx: mpsc::Sender<Input>,
-    /// Reports from synchronous contexts (a body's poll, a drop): never refused, read first.
-    urgent: mpsc::UnboundedSender<Input>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<Driver>,
+    /// Inputs sent while the lock was taken, in the order they were sent.
+    pending: Mutex<VecDeque<Input>>,
+    /// Wakes the driver task: inputs are pending, core's next deadline moved earlier, or the last
+    /// handle is gone.
+    wake: Arc<Notify>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The last handle is gone: the driver task stops.
+        self.wake.notify_one();
+    }
 }
 
 impl DriverTx {
-    /// Sends an input, waiting while the channel is full.
+    /// Handles an input now, waiting for the lock while another thread holds it (for no longer
+    /// than one input takes).
     pub async fn send(&self, input: Input) {
-        // The driver only stops at shutdown; a failed send then has nobody to tell.
-        let _ = self.tx.send(input).await;
+        let driver = lock(&self.shared.state);
+        self.settle(driver, Some(input));
     }
 
-    /// Sends from a synchronous context (a body's poll or a drop), at once. These inputs are
-    /// bounded by the requests in progress (a few per request), so the channel needs no bound.
+    /// Handles an input from a synchronous context (a body's poll or a drop): now if the lock is
+    /// free, else by whoever holds it or the driver task, in the order inputs were sent. Never
+    /// blocks.
     pub fn send_now(&self, input: Input) {
-        let _ = self.urgent.send(input);
-    }
-
-    /// Runs `f` on the driver and returns what it computes.
-    pub async fn query<T: Send + 'static>(&self, f: impl FnOnce(&Router, &Nodes) -> T + Send + 'static) -> Option<T> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Input::Query(Box::new(move |r, n| {
-            let _ = reply.send(f(r, n));
-        })))
-        .await;
-        rx.await.ok()
-    }
-}
-
-/// The driver's two input channels. An urgent input sent before an ordinary one is always
-/// handled first (a request's end before a later query that must see its trace).
-struct DriverRx {
-    rx: mpsc::Receiver<Input>,
-    urgent: mpsc::UnboundedReceiver<Input>,
-    /// An ordinary input taken while urgent ones were waiting.
-    stash: Option<Input>,
-}
-
-impl DriverRx {
-    fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Input>> {
-        use std::task::Poll;
-        if let Some(i) = self.try_urgent_or_stash() {
-            return Poll::Ready(Some(i));
-        }
-        if let Poll::Ready(Some(i)) = self.urgent.poll_recv(cx) {
-            return Poll::Ready(Some(i));
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(i)) => Poll::Ready(Some(self.before(i))),
-            other => other,
-        }
-    }
-
-    fn try_recv(&mut self) -> Option<Input> {
-        if let Some(i) = self.try_urgent_or_stash() {
-            return Some(i);
-        }
-        let i = self.rx.try_recv().ok()?;
-        Some(self.before(i))
-    }
-
-    fn try_urgent_or_stash(&mut self) -> Option<Input> {
-        self.urgent.try_recv().ok().or_else(|| self.stash.take())
-    }
-
-    /// `i`, unless an urgent input arrived meanwhile: that one first, `i` next.
-    fn before(&mut self, i: Input) -> Input {
-        match self.urgent.try_recv() {
-            Ok(u) => {
-                self.stash = Some(i);
-                u
+        match self.shared.state.try_lock() {
+            Ok(driver) => self.settle(driver, Some(input)),
+            Err(TryLockError::Poisoned(p)) => self.settle(p.into_inner(), Some(input)),
+            Err(TryLockError::WouldBlock) => {
+                lock(&self.shared.pending).push_back(input);
+                self.shared.wake.notify_one();
             }
-            Err(_) => i,
         }
     }
+
+    /// Runs `f` on the router and returns what it computes, after every input sent before it.
+    pub async fn query<T: Send + 'static>(&self, f: impl FnOnce(&Router, &Nodes) -> T + Send + 'static) -> Option<T> {
+        let mut driver = lock(&self.shared.state);
+        driver.take_pending(&self.shared.pending);
+        let out = f(&driver.router, &driver.nodes);
+        self.settle(driver, None);
+        Some(out)
+    }
+
+    /// With the lock held: the inputs pending before `input`, then `input`, then the commands and
+    /// events they caused; tells the driver task when core's next deadline moved earlier or more
+    /// inputs arrived meanwhile.
+    fn settle(&self, mut driver: MutexGuard<'_, Driver>, input: Option<Input>) {
+        driver.take_pending(&self.shared.pending);
+        if let Some(input) = input {
+            driver.handle(input);
+        }
+        let now = driver.now();
+        driver.turn(now, &self.shared.pending);
+        let earlier = driver.router.poll_timeout().is_some_and(|at| at < driver.armed);
+        drop(driver);
+        if earlier || !lock(&self.shared.pending).is_empty() {
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+/// Locks `m`; a panic in another holder does not stop the router (core's state stays whole:
+/// every input is one call).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Node addresses the adapter resolved (core keeps identities, the adapter keeps URLs).
@@ -278,9 +279,10 @@ pub struct Driver {
     pulls: mpsc::UnboundedSender<(NodeId, ModelName, Arc<NodeAddr>)>,
     /// Where agents' nodes may be reached (`--node-networks`).
     node_networks: Vec<address::Network>,
-    /// What `/metrics` counts; fed here, on the one task that owns the router, so the hot path
-    /// takes no lock.
+    /// What `/metrics` counts; fed here, beside the router it counts, under the same lock.
     metrics: Metrics,
+    /// The deadline the driver task's timer is set to.
+    armed: herd_core::time::Instant,
 }
 
 /// The auto-pull orders the driver hands out: pull this model onto this node.
@@ -288,8 +290,6 @@ pub type PullOrders = mpsc::UnboundedReceiver<(NodeId, ModelName, Arc<NodeAddr>)
 
 /// Starts the driver task on `rt`; returns its handle and the channel of auto-pull orders.
 pub fn spawn(router: Router, traces: Option<Box<dyn TraceSink>>, rt: Arc<dyn Runtime>) -> (DriverTx, PullOrders) {
-    let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
-    let (urgent, urgent_rx) = mpsc::unbounded_channel();
     let (pulls, pull_rx) = mpsc::unbounded_channel();
     let node_networks = router.config().fleet.node_networks();
     let metrics =
@@ -303,47 +303,66 @@ pub fn spawn(router: Router, traces: Option<Box<dyn TraceSink>>, rt: Arc<dyn Run
         pulls,
         node_networks,
         metrics,
+        armed: herd_core::time::Instant::MAX,
     };
-    let rx = DriverRx { rx, urgent: urgent_rx, stash: None };
-    rt.spawn(Box::pin(driver.run(rx)));
-    (DriverTx { tx, urgent }, pull_rx)
+    let wake = Arc::new(Notify::new());
+    let shared =
+        Arc::new(Shared { state: Mutex::new(driver), pending: Mutex::new(VecDeque::new()), wake: wake.clone() });
+    rt.spawn(Box::pin(run(Arc::downgrade(&shared), wake, rt.clone())));
+    (DriverTx { shared }, pull_rx)
+}
+
+/// The driver task: handles inputs that found the lock taken and keeps core's deadlines; stops
+/// when the last handle is dropped.
+async fn run(shared: Weak<Shared>, wake: Arc<Notify>, rt: Arc<dyn Runtime>) {
+    // One timer for the driver's life, moved to core's next deadline each turn.
+    let mut timer = rt.timer(herd_core::time::Instant::MAX);
+    let mut fired = false;
+    loop {
+        let Some(tx) = shared.upgrade().map(|shared| DriverTx { shared }) else { return };
+        let at = {
+            let mut driver = lock(&tx.shared.state);
+            driver.take_pending(&tx.shared.pending);
+            let now = driver.now();
+            if fired {
+                driver.router.handle_timeout(now);
+            }
+            driver.turn(now, &tx.shared.pending);
+            let at = driver.router.poll_timeout().unwrap_or(herd_core::time::Instant::MAX);
+            driver.armed = at;
+            at
+        };
+        drop(tx);
+        timer.as_mut().reset(at);
+        let woken = std::pin::pin!(wake.notified());
+        let timeout = std::future::poll_fn(|cx| timer.as_mut().poll(cx));
+        fired = matches!(crate::race(woken, timeout).await, crate::Either::Right(()));
+    }
 }
 
 impl Driver {
-    async fn run(mut self, mut rx: DriverRx) {
-        // One timer for the driver's life, moved to core's next deadline each turn.
-        let mut timer = self.rt.timer(herd_core::time::Instant::MAX);
+    /// Handles the inputs that found the lock taken, oldest first.
+    fn take_pending(&mut self, pending: &Mutex<VecDeque<Input>>) {
         loop {
-            let input = match self.router.poll_timeout() {
-                Some(at) => {
-                    timer.as_mut().reset(at);
-                    let next = std::future::poll_fn(|cx| rx.poll_recv(cx));
-                    let fired = std::future::poll_fn(|cx| timer.as_mut().poll(cx));
-                    match crate::race(next, fired).await {
-                        crate::Either::Left(input) => input,
-                        crate::Either::Right(()) => {
-                            let now = self.now();
-                            self.router.handle_timeout(now);
-                            self.drain();
-                            continue;
-                        }
-                    }
-                }
-                None => std::future::poll_fn(|cx| rx.poll_recv(cx)).await,
-            };
-            let Some(input) = input else { return };
-            self.handle(input);
-            // Take whatever else is already queued before draining: one drain per burst.
-            let mut budget = 256;
-            while budget > 0 {
-                match rx.try_recv() {
-                    Some(input) => self.handle(input),
-                    None => break,
-                }
-                budget -= 1;
+            let batch = std::mem::take(&mut *lock(pending));
+            if batch.is_empty() {
+                return;
             }
-            self.drain();
+            for input in batch {
+                self.handle(input);
+            }
         }
+    }
+
+    /// Core's deadlines that are due, then every command and event (and any input that arrived
+    /// meanwhile).
+    fn turn(&mut self, now: herd_core::time::Instant, pending: &Mutex<VecDeque<Input>>) {
+        if self.router.poll_timeout().is_some_and(|at| at <= now) {
+            self.router.handle_timeout(now);
+        }
+        self.drain();
+        self.take_pending(pending);
+        self.drain();
     }
 
     fn now(&self) -> herd_core::time::Instant {
