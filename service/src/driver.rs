@@ -1,7 +1,8 @@
-//! The driver task: the one owner of core's `Router`. Request tasks, the heartbeat handler and the
-//! static-node pollers talk to it through one bounded channel; it answers each request task on that
-//! request's own channel. It holds no policy: it feeds inputs, drains commands and events, and
-//! sleeps until core's next deadline.
+//! The driver: the one owner of core's `Router`, behind one lock. Request tasks, the heartbeat
+//! handler and the static-node pollers hand it inputs, each handled at once by the task that
+//! sends it; it answers each request task on that request's own channel. The driver task handles
+//! inputs that found the lock taken and sleeps until core's next deadline. It holds no policy: it
+//! feeds inputs, drains commands and events.
 
 use crate::Runtime;
 use herd_core::api::Surface;
