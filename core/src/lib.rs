@@ -121,6 +121,7 @@ pub mod codec;
 pub mod config;
 pub mod fleet;
 pub mod ids;
+pub mod image;
 pub mod metrics;
 pub mod model;
 pub mod policy;

@@ -497,6 +497,43 @@ pub fn fuzz_router_ops(data: &[u8]) {
     }
 }
 
+/// Fuzz entry: any bytes as an image request on both surfaces and as every backend's answer; must
+/// never panic. A request that parses is within the limits, every backend's request for it is
+/// JSON that carries its prompt, and an answer read as images holds PNGs only.
+pub fn fuzz_image(data: &[u8]) {
+    use crate::image::backend::{self, ImageBackendKind, Images};
+    use crate::image::{parse, ImageLimits, ImageSurface};
+    let limits = ImageLimits::default();
+    for surface in [ImageSurface::Herd, ImageSurface::OpenAi] {
+        match parse(surface, data, &limits) {
+            Ok(job) => {
+                assert!(job.width % 8 == 0 && job.pixels() <= limits.max_pixels && job.n >= 1 && job.n <= limits.max_n);
+                for kind in ImageBackendKind::ALL {
+                    if let Some(call) = backend::request(kind, &job) {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&call.body).expect("a backend request is JSON");
+                        assert_eq!(v["prompt"].as_str(), Some(job.prompt.as_str()));
+                    }
+                }
+                let template = serde_json::json!({"1": {"inputs": {"text": "{{prompt}}", "seed": "{{seed}}"}}});
+                let body = backend::comfy_prompt(&template, &job, 1, backend::ComfyDefaults::default(), "fuzz");
+                assert!(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
+            }
+            Err(e) => assert!(e.status == 400 || e.status == 413, "image refusals are 400 or 413"),
+        }
+    }
+    for kind in ImageBackendKind::ALL {
+        match backend::parse_answer(kind, data) {
+            Ok(Images::Png(png)) => assert!(crate::image::png::is_png(&png)),
+            Ok(Images::Base64(b)) => assert!(!b.is_empty() && b.iter().all(|i| backend::base64_is_png(i))),
+            Err(_) => {}
+        }
+    }
+    let _ = backend::comfy_prompt_id(data);
+    let _ = backend::comfy_history(data, "p");
+    let _ = crate::image::png::dimensions(data);
+}
+
 /// Fuzz entry: any bytes as a heartbeat body; must never panic, and a router must take it.
 pub fn fuzz_heartbeat(data: &[u8]) {
     let _ = crate::fleet::heartbeat::Heartbeat::parse(data);

@@ -52,6 +52,11 @@ fn ndjson_corpus() {
 }
 
 #[test]
+fn image_corpus() {
+    assert!(replay("image", herd_core::testing::fuzz_image) > 0);
+}
+
+#[test]
 fn sse_corpus() {
     assert!(replay("sse", herd_core::testing::fuzz_sse) > 0);
 }
