@@ -14,6 +14,7 @@
 
 pub mod backend;
 pub mod png;
+pub mod sched;
 #[cfg(test)]
 mod tests;
 

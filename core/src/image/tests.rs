@@ -303,3 +303,153 @@ proptest! {
         crate::testing::fuzz_image(body.as_bytes());
     }
 }
+
+mod sched {
+    use super::super::backend::ImageBackendKind;
+    use super::super::sched::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn cfg() -> ImageSchedConfig {
+        ImageSchedConfig::default()
+    }
+
+    fn job(model: &str) -> JobShape {
+        JobShape { model: model.into(), pixels: 1024 * 1024, steps: Some(20), n: 1 }
+    }
+
+    #[test]
+    fn a_loaded_backend_comes_first_then_the_least_expected_time() {
+        let mut f = ImageFleet::new();
+        let cold = f.upsert(BackendInfo::new("a-cold", ImageBackendKind::A1111, &["sdxl", "sd15"]));
+        let mut hot = BackendInfo::new("b-hot", ImageBackendKind::SdCpp, &["sdxl"]);
+        hot.loaded = Some("sdxl".into());
+        let hot = f.upsert(hot);
+        let mut other = BackendInfo::new("c-other", ImageBackendKind::ComfyUi, &["sdxl", "flux"]);
+        other.loaded = Some("flux".into());
+        let other = f.upsert(other);
+        let r = f.rank(&job("sdxl"), &[], &cfg());
+        let order: Vec<BackendId> = r.candidates.iter().map(|c| c.backend).collect();
+        assert_eq!(order, vec![hot, cold, other], "loaded first; one that must swap models pays the load");
+        assert_eq!(r.candidates[2].load_s, cfg().load_s);
+        // Busy enough, the loaded backend still comes first (the rule), but its wait shows.
+        for _ in 0..3 {
+            f.started(hot);
+        }
+        let r = f.rank(&job("sdxl"), &[], &cfg());
+        assert_eq!(r.candidates[0].backend, hot);
+        assert!(r.candidates[0].wait_s > 0.0);
+        // Tried ones are left out, with the reason.
+        let r = f.rank(&job("sdxl"), &[hot], &cfg());
+        assert_eq!(r.candidates[0].backend, cold);
+        assert!(r.eliminated.iter().any(|(id, _, e)| *id == hot && *e == Elimination::Tried));
+    }
+
+    #[test]
+    fn eliminations_say_why() {
+        let mut f = ImageFleet::new();
+        let mut full = BackendInfo::new("full", ImageBackendKind::SdCpp, &["m"]);
+        full.queue_limit = Some(1);
+        let full = f.upsert(full);
+        f.started(full);
+        f.started(full);
+        let mut small = BackendInfo::new("small", ImageBackendKind::A1111, &["m", "other"]);
+        small.loaded = Some("other".into());
+        small.vram_free_mb = Some(1000);
+        small.model_mb.insert("other".into(), 2000);
+        small.model_mb.insert("m".into(), 6500);
+        let small = f.upsert(small);
+        let down = f.upsert(BackendInfo::new("down", ImageBackendKind::OpenAi, &["m"]));
+        f.set_up(down, false);
+        let none = f.upsert(BackendInfo::new("none", ImageBackendKind::OpenAi, &["x"]));
+        let r = f.rank(&job("m"), &[], &cfg());
+        assert!(r.candidates.is_empty());
+        let why: Vec<(BackendId, &str)> = r.eliminated.iter().map(|(id, _, e)| (*id, e.as_str())).collect();
+        assert_eq!(
+            why,
+            vec![(full, "queue_full"), (small, "vram_does_not_fit"), (down, "down"), (none, "model_not_offered")]
+        );
+        assert!(f.model_known("m") && !f.model_known("nope"));
+        assert_eq!(f.models().get("m").map(Vec::len), Some(2), "down backends' models are not listed");
+    }
+
+    #[test]
+    fn the_time_per_image_is_learned_and_scales_with_steps_and_pixels() {
+        let mut f = ImageFleet::new();
+        let id = f.upsert(BackendInfo::new("gpu", ImageBackendKind::SdCpp, &["m"]));
+        let r = f.rank(&job("m"), &[], &cfg());
+        assert!(!r.candidates[0].learned);
+        f.started(id);
+        f.finished(id, &job("m"), 1.0, &cfg());
+        let r = f.rank(&job("m"), &[], &cfg());
+        assert!(r.candidates[0].learned && (r.candidates[0].run_s - 1.0).abs() < 1e-9);
+        // Twice the steps at four times the pixels: eight times as long, as the learned rate says.
+        let big = JobShape { model: "m".into(), pixels: 4 * 1024 * 1024, steps: Some(40), n: 2 };
+        let r = f.rank(&big, &[], &cfg());
+        assert!((r.candidates[0].run_s - 16.0).abs() < 1e-9, "{}", r.candidates[0].run_s);
+        assert_eq!(
+            f.info(id).and_then(|i| i.loaded.clone()).as_deref(),
+            Some("m"),
+            "a finished job leaves its model loaded"
+        );
+        // The reaper waits a multiple of the expected time, within bounds.
+        assert_eq!(f.deadline(id, &job("m"), &cfg()), Duration::from_secs(60));
+        assert_eq!(f.deadline(id, &big, &cfg()), Duration::from_secs(64));
+    }
+
+    #[test]
+    fn what_is_retried() {
+        assert!(retryable(None) && retryable(Some(429)) && retryable(Some(503)) && retryable(Some(500)));
+        assert!(!retryable(Some(400)) && !retryable(Some(404)) && !retryable(Some(413)));
+    }
+
+    proptest! {
+        /// Any sequence of upserts, starts, ends and finishes: the ranking is a deterministic
+        /// total order (same inputs, same ranking), every backend appears once (candidate or
+        /// eliminated), loaded candidates precede the others, and among equals the expected time
+        /// never decreases.
+        #[test]
+        fn ranking_is_total_and_ordered(ops in proptest::collection::vec((0u8..5, 0u32..6, 0u8..3, 0u32..50), 0..60)) {
+            let models = ["a", "b", "c"];
+            let mut f = ImageFleet::new();
+            let cfg = cfg();
+            for (op, machine, model, secs) in ops {
+                let name = format!("m{machine}");
+                match op {
+                    0 => {
+                        let mut info = BackendInfo::new(&name, ImageBackendKind::ALL[(machine % 5) as usize], &models[..=model as usize]);
+                        info.loaded = (secs % 2 == 0).then(|| models[model as usize].to_string());
+                        info.concurrency = 1 + secs % 3;
+                        info.queue_limit = (secs % 5 == 0).then_some(secs % 4);
+                        f.upsert(info);
+                    }
+                    op => {
+                        let Some(id) = f.backends().nth(machine as usize).map(|(id, ..)| id) else { continue };
+                        match op {
+                            1 => f.started(id),
+                            2 => f.ended(id),
+                            3 => f.finished(id, &job(models[model as usize]), f64::from(secs) / 3.0, &cfg),
+                            _ => f.set_up(id, secs % 2 == 0),
+                        }
+                    }
+                }
+            }
+            for m in models {
+                let r = f.rank(&job(m), &[], &cfg);
+                prop_assert_eq!(&r, &f.rank(&job(m), &[], &cfg));
+                prop_assert_eq!(r.candidates.len() + r.eliminated.len(), f.backends().count());
+                for w in r.candidates.windows(2) {
+                    prop_assert!(w[0].loaded >= w[1].loaded);
+                    if w[0].loaded == w[1].loaded {
+                        prop_assert!(w[0].total_s() <= w[1].total_s());
+                    }
+                }
+                for c in &r.candidates {
+                    prop_assert!(c.total_s().is_finite() && c.total_s() >= 0.0);
+                    let d = f.deadline(c.backend, &job(m), &cfg);
+                    prop_assert!(d >= cfg.min_deadline && d <= cfg.max_deadline);
+                }
+            }
+        }
+    }
+}
