@@ -35,6 +35,7 @@ pub mod demo;
 mod engine;
 mod faults;
 mod gen;
+pub mod image;
 pub mod machine;
 mod models;
 mod native;

@@ -3,6 +3,7 @@
 
 mod compat;
 mod faults;
+mod image;
 mod native;
 
 use std::net::SocketAddr;
@@ -160,7 +161,12 @@ fn parse_reply(raw: &[u8], method: &str) -> Reply {
 
 /// Sends one request on a fresh connection (`Connection: close`) and reads the whole answer.
 pub(super) async fn call(h: &FakeHandle, method: &str, path: &str, body: &str) -> Reply {
-    let mut s = TcpStream::connect(h.addr()).await.expect("connect");
+    call_at(h.addr(), method, path, body).await
+}
+
+/// [`call`] to any address.
+pub(super) async fn call_at(addr: SocketAddr, method: &str, path: &str, body: &str) -> Reply {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
     s.write_all(&request_bytes(method, path, body)).await.unwrap();
     let mut raw = Vec::new();
     timeout(LIMIT, s.read_to_end(&mut raw)).await.expect("answer in time").expect("read");
