@@ -529,6 +529,11 @@ pub fn fuzz_image(data: &[u8]) {
             Err(_) => {}
         }
     }
+    for kind in ImageBackendKind::ALL {
+        if let Ok(models) = backend::parse_models(kind, data) {
+            assert!(models.len() <= backend::MAX_LISTED_MODELS && models.iter().all(|m| !m.is_empty()));
+        }
+    }
     let _ = backend::comfy_prompt_id(data);
     let _ = backend::comfy_history(data, "p");
     let _ = crate::image::png::dimensions(data);

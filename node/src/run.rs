@@ -247,6 +247,10 @@ pub fn heartbeat(id: &Identity, s: &Sample, failures: (u32, u64), include_meta: 
         gpus: m.gpus.clone(),
         machine_id: m.machine_id.clone(),
         fleet_key: id.fleet_key.clone(),
+        // Image servers are not probed by the agent yet (issue 13): none reported.
+        image: None,
+        image_port: None,
+        image_backends: Vec::new(),
     }
 }
 

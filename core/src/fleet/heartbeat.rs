@@ -490,6 +490,105 @@ pub struct Heartbeat {
     pub machine_id: Option<String>,
     /// herd addition: the fleet key the node presents.
     pub fleet_key: Option<String>,
+    /// ollama-herd's image server on the node (mflux / DiffusionKit), when it runs one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageService>,
+    /// Its port (11436 by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_port: Option<u16>,
+    /// herd addition: the image servers herd-node found or was told of (`--image-backend`).
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    pub image_backends: Vec<ImageBackendReport>,
+}
+
+/// ollama-herd's `image` heartbeat field.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImageService {
+    /// The models its binaries draw with.
+    #[serde(deserialize_with = "nullable")]
+    pub models_available: Vec<ImageServiceModel>,
+    /// Whether it is drawing now.
+    #[serde(deserialize_with = "nullable")]
+    pub generating: bool,
+}
+
+/// One of ollama-herd's image models.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImageServiceModel {
+    /// The model (`z-image-turbo`).
+    #[serde(deserialize_with = "nullable")]
+    pub name: String,
+    /// The binary that draws it (`mflux-generate-z-image-turbo`).
+    #[serde(deserialize_with = "nullable")]
+    pub binary: String,
+}
+
+/// One image server on a herd-node machine (herd addition).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImageBackendReport {
+    /// `sdcpp`, `a1111`, `comfyui`, `openai` or `ollama-herd`.
+    #[serde(deserialize_with = "nullable")]
+    pub kind: String,
+    /// Its port on the node's address.
+    #[serde(deserialize_with = "nullable")]
+    pub port: u16,
+    /// The models it lists.
+    #[serde(deserialize_with = "nullable")]
+    pub models: Vec<String>,
+    /// The model it has loaded, when it says.
+    pub loaded: Option<String>,
+    /// Jobs it runs at once (0: unknown, taken as 1).
+    #[serde(deserialize_with = "nullable")]
+    pub concurrency: u32,
+    /// Jobs its own queue holds beyond those, when bounded.
+    pub queue_limit: Option<u32>,
+    /// Jobs it holds now.
+    #[serde(deserialize_with = "nullable")]
+    pub queued: u32,
+    /// Free VRAM, MB, when it says.
+    pub vram_free_mb: Option<u64>,
+    /// Whether it answered the node's last probe.
+    #[serde(deserialize_with = "nullable")]
+    pub up: bool,
+}
+
+/// Most image servers one heartbeat may report.
+pub const MAX_IMAGE_BACKENDS: usize = 16;
+
+impl Heartbeat {
+    /// The image servers this heartbeat reports, as the image scheduler knows them, each with its
+    /// port on the node: ollama-herd's `image` / `image_port` (one job at a time; busy when it
+    /// says `generating`) and herd-node's `image_backends` (unknown kinds are skipped).
+    pub fn image_backends(&self) -> Vec<(crate::image::sched::BackendInfo, u16)> {
+        use crate::image::backend::ImageBackendKind;
+        use crate::image::sched::BackendInfo;
+        let mut out = Vec::new();
+        if let (Some(image), Some(port)) = (&self.image, self.image_port) {
+            let models: Vec<&str> =
+                image.models_available.iter().map(|m| m.name.as_str()).filter(|n| !n.is_empty()).collect();
+            if port > 0 && !models.is_empty() {
+                out.push((BackendInfo::new(&self.node_id, ImageBackendKind::OllamaHerd, &models), port));
+            }
+        }
+        for b in &self.image_backends {
+            let Some(kind) = ImageBackendKind::parse(&b.kind) else { continue };
+            if b.port == 0 || out.iter().any(|(i, _): &(BackendInfo, u16)| i.kind == kind) {
+                continue;
+            }
+            let models: Vec<&str> = b.models.iter().map(String::as_str).filter(|n| !n.is_empty()).collect();
+            let mut info = BackendInfo::new(&self.node_id, kind, &models);
+            info.loaded = b.loaded.clone().filter(|l| !l.is_empty());
+            info.concurrency = b.concurrency.max(1);
+            info.queue_limit = b.queue_limit;
+            info.vram_free_mb = b.vram_free_mb;
+            info.up = b.up;
+            out.push((info, b.port));
+        }
+        out
+    }
 }
 
 impl Heartbeat {
@@ -611,8 +710,28 @@ fn check_shape(obj: &serde_json::Map<String, serde_json::Value>, limits: &Report
             return Err(HeartbeatError::WrongShape { field: "gpus", expected: "an array of objects" });
         }
     }
-    let Some(ollama) = object(obj, "ollama")? else { return Ok(()) };
     let max = limits.max_models;
+    if let Some(image) = object(obj, "image")? {
+        for m in list(image, "models_available", max)? {
+            let Value::Object(m) = m else {
+                return Err(HeartbeatError::WrongShape {
+                    field: "image.models_available",
+                    expected: "an array of objects",
+                });
+            };
+            name_ok("image.models_available", m.get("name").and_then(Value::as_str).unwrap_or(""))?;
+        }
+    }
+    for b in list(obj, "image_backends", MAX_IMAGE_BACKENDS)? {
+        let Value::Object(b) = b else {
+            return Err(HeartbeatError::WrongShape { field: "image_backends", expected: "an array of objects" });
+        };
+        for m in list(b, "models", max)? {
+            name_ok("image_backends.models", m.as_str().unwrap_or(""))?;
+        }
+        name_ok("image_backends.loaded", b.get("loaded").and_then(Value::as_str).unwrap_or(""))?;
+    }
+    let Some(ollama) = object(obj, "ollama")? else { return Ok(()) };
     for m in list(ollama, "models_loaded", max)? {
         let Value::Object(m) = m else {
             return Err(HeartbeatError::WrongShape { field: "models_loaded", expected: "an array of objects" });
@@ -699,6 +818,62 @@ mod tests {
         assert_eq!(meta[&ModelName::new("qwen3:8b")].capabilities[2], "thinking");
         assert_eq!(hb.memory_bandwidth_gbps, 800.0);
         assert!(hb.gpus.is_empty());
+    }
+
+    #[test]
+    fn image_servers_are_read_from_both_agents() {
+        use crate::image::backend::ImageBackendKind;
+        // ollama-herd's agent: image null (no mflux) gives none.
+        let Report::Heartbeat(hb) = Heartbeat::parse(OLLAMA_HERD_HEARTBEAT.as_bytes()).unwrap() else { panic!() };
+        assert!(hb.image_backends().is_empty());
+        let with_mflux = OLLAMA_HERD_HEARTBEAT.replace(
+            r#""image": null"#,
+            r#""image": {"models_available": [{"name": "z-image-turbo", "binary": "mflux-generate-z-image-turbo"}], "generating": true}"#,
+        );
+        let Report::Heartbeat(hb) = Heartbeat::parse(with_mflux.as_bytes()).unwrap() else { panic!() };
+        let b = hb.image_backends();
+        assert_eq!(b.len(), 1);
+        assert_eq!(
+            (b[0].0.kind, b[0].1, b[0].0.models.clone()),
+            (ImageBackendKind::OllamaHerd, 11436, vec!["z-image-turbo".to_string()])
+        );
+        assert_eq!(b[0].0.machine, "mac-studio");
+        // herd-node's list: kinds it knows, with what each says.
+        let body = br#"{"node_id": "rig", "cpu": {"cores_physical": 8}, "memory": {"total_gb": 64}, "ollama": {}, "image_backends": [
+            {"kind": "sdcpp", "port": 1234, "models": ["z.gguf"], "loaded": "z.gguf", "concurrency": 1,
+             "queue_limit": 4, "queued": 2, "vram_free_mb": 9000, "up": true},
+            {"kind": "dalle", "port": 1, "models": ["x"], "up": true},
+            {"kind": "comfyui", "port": 8188, "models": ["a.safetensors"], "up": false}]}"#;
+        let Report::Heartbeat(hb) = Heartbeat::parse(body).unwrap() else { panic!() };
+        let b = hb.image_backends();
+        assert_eq!(
+            b.iter().map(|(i, p)| (i.kind, *p, i.up)).collect::<Vec<_>>(),
+            vec![(ImageBackendKind::SdCpp, 1234, true), (ImageBackendKind::ComfyUi, 8188, false)]
+        );
+        assert_eq!(
+            (b[0].0.loaded.as_deref(), b[0].0.queue_limit, b[0].0.vram_free_mb),
+            (Some("z.gguf"), Some(4), Some(9000))
+        );
+        // Bounded like the rest of a report.
+        let many: Vec<String> =
+            (0..=MAX_IMAGE_BACKENDS).map(|i| format!(r#"{{"kind": "openai", "port": {}}}"#, i + 1)).collect();
+        let body = format!(
+            r#"{{"node_id": "n", "cpu": {{}}, "memory": {{}}, "ollama": {{}}, "image_backends": [{}]}}"#,
+            many.join(",")
+        );
+        assert!(matches!(Heartbeat::parse(body.as_bytes()), Err(HeartbeatError::TooManyEntries { .. })));
+        let long = "m".repeat(ReportLimits::default().max_name_bytes + 1);
+        let body = format!(
+            r#"{{"node_id": "n", "cpu": {{}}, "memory": {{}}, "ollama": {{}}, "image": {{"models_available": [{{"name": "{long}"}}]}}, "image_port": 11436}}"#
+        );
+        assert!(matches!(Heartbeat::parse(body.as_bytes()), Err(HeartbeatError::NameTooLong { .. })));
+        assert!(matches!(
+            Heartbeat::parse(br#"{"node_id": "n", "cpu": {}, "memory": {}, "ollama": {}, "image_backends": [1]}"#),
+            Err(HeartbeatError::WrongShape { .. })
+        ));
+        // A heartbeat without image servers says nothing of them on the wire.
+        let plain = serde_json::to_value(Heartbeat { node_id: "n".into(), ..Heartbeat::default() }).unwrap();
+        assert!(plain.get("image").is_none() && plain.get("image_backends").is_none());
     }
 
     #[test]

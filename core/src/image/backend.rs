@@ -511,3 +511,63 @@ fn percent_encode(s: &str) -> String {
     }
     out
 }
+
+/// Most models read from one backend's list; more are ignored.
+pub const MAX_LISTED_MODELS: usize = 1024;
+
+/// Reads the model list a backend of `kind` answers at [`ImageBackendKind::models_path`]:
+/// `{data: [{id}]}` (sd-server, OpenAI-style), `[{title, model_name}]` (A1111: the title, which
+/// `sd_model_checkpoint` takes), ComfyUI's `CheckpointLoaderSimple.input.required.ckpt_name[0]`,
+/// or `{models: [{name}]}` / `{models: ["name"]}` (an ollama-herd server). Names are kept as
+/// listed, de-duplicated, at most [`MAX_LISTED_MODELS`].
+///
+/// # Errors
+/// [`AnswerError::Malformed`] when the body is not the kind's list.
+pub fn parse_models(kind: ImageBackendKind, body: &[u8]) -> Result<Vec<String>, AnswerError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| AnswerError::Malformed(e.to_string()))?;
+    let bad = || AnswerError::Malformed(format!("not {}'s model list", kind.as_str()));
+    let names: Vec<&str> = match kind {
+        ImageBackendKind::SdCpp | ImageBackendKind::OpenAi => v
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(bad)?
+            .iter()
+            .filter_map(|m| m.get("id")?.as_str())
+            .collect(),
+        ImageBackendKind::A1111 => v
+            .as_array()
+            .ok_or_else(bad)?
+            .iter()
+            .filter_map(|m| m.get("title").or_else(|| m.get("model_name"))?.as_str())
+            .collect(),
+        ImageBackendKind::ComfyUi => v
+            .pointer("/CheckpointLoaderSimple/input/required/ckpt_name/0")
+            .and_then(Value::as_array)
+            .ok_or_else(bad)?
+            .iter()
+            .filter_map(Value::as_str)
+            .collect(),
+        ImageBackendKind::OllamaHerd => v
+            .get("models")
+            .and_then(Value::as_array)
+            .ok_or_else(bad)?
+            .iter()
+            .filter_map(|m| m.as_str().or_else(|| m.get("name")?.as_str()))
+            .collect(),
+    };
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        let n = n.trim();
+        if !n.is_empty()
+            && n.len() <= super::MAX_MODEL_BYTES
+            && !n.chars().any(char::is_control)
+            && !out.iter().any(|o| o == n)
+        {
+            out.push(n.to_string());
+            if out.len() == MAX_LISTED_MODELS {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}

@@ -165,6 +165,37 @@ fn answers_are_read_and_checked_for_png() {
 }
 
 #[test]
+fn model_lists_of_each_kind() {
+    use super::backend::parse_models;
+    let list = |kind, v: Value| parse_models(kind, &serde_json::to_vec(&v).unwrap());
+    assert_eq!(
+        list(ImageBackendKind::OpenAi, json!({"object": "list", "data": [{"id": "a"}, {"id": "a"}, {"id": "b"}]}))
+            .unwrap(),
+        ["a", "b"]
+    );
+    assert_eq!(
+        list(ImageBackendKind::A1111, json!([{"title": "v1-5.safetensors [6ce0161689]", "model_name": "v1-5"}]))
+            .unwrap(),
+        ["v1-5.safetensors [6ce0161689]"]
+    );
+    assert_eq!(
+        list(
+            ImageBackendKind::ComfyUi,
+            json!({"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [["x.safetensors"]]}}}})
+        )
+        .unwrap(),
+        ["x.safetensors"]
+    );
+    assert_eq!(
+        list(ImageBackendKind::OllamaHerd, json!({"models": [{"name": "z-image-turbo"}, "flux"]})).unwrap(),
+        ["z-image-turbo", "flux"]
+    );
+    assert!(list(ImageBackendKind::A1111, json!({"data": []})).is_err());
+    let many: Vec<Value> = (0..5000).map(|i| json!({"id": format!("m{i}")})).collect();
+    assert_eq!(list(ImageBackendKind::SdCpp, json!({"data": many})).unwrap().len(), super::backend::MAX_LISTED_MODELS);
+}
+
+#[test]
 fn png_dimensions_from_the_ihdr() {
     assert_eq!(dimensions(&png_head(1024, 768)), Some((1024, 768)));
     assert_eq!(dimensions(&png_head(0, 768)), None);

@@ -69,11 +69,11 @@ async fn each_backend_answers_what_core_asks_with_real_pngs_of_the_size() {
             assert_eq!(reply.header("x-image-model"), Some("sdxl.safetensors"));
             assert!(reply.header("x-generation-time").is_some_and(|t| t.parse::<u64>().is_ok()));
         }
-        // Its model list, where core looks for it.
+        // Its model list, where core looks for it, as core reads it.
         let list = call_at(f.addr(), "GET", kind.models_path(), "").await;
         if kind != ImageBackendKind::OllamaHerd {
             assert_eq!(list.status, 200, "{kind:?}");
-            assert!(list.text().contains("sdxl.safetensors"), "{kind:?}: {}", list.text());
+            assert_eq!(backend::parse_models(kind, &list.body).unwrap(), vec!["sdxl.safetensors"], "{kind:?}");
         }
         assert_eq!(f.generated(), u64::from(n));
         f.shutdown();
@@ -109,6 +109,8 @@ async fn comfyui_runs_the_filled_workflow_and_serves_its_output() {
         }
     };
     assert_eq!(files.len(), 2);
+    let list = call_at(f.addr(), "GET", ImageBackendKind::ComfyUi.models_path(), "").await;
+    assert_eq!(backend::parse_models(ImageBackendKind::ComfyUi, &list.body).unwrap(), vec!["sd15.safetensors"]);
     for file in files {
         let png = call_at(f.addr(), "GET", &file.view_path(), "").await;
         assert_eq!(png.status, 200);
