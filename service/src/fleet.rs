@@ -48,6 +48,7 @@ pub async fn route(app: Arc<App>, call: Call<'_>) -> Answer {
         Route::Version => version(&app).await,
         Route::Tags => tags(&app).await,
         Route::Ps => ps(&app).await,
+        Route::ImageModels => image_models(&app).await,
         Route::Models => models(&app, None).await,
         Route::Model => models(&app, Some(&path[MODEL_PREFIX.len()..])).await,
         Route::FleetStatus => status(&app).await,
@@ -126,8 +127,27 @@ async fn version(app: &App) -> Answer {
 
 async fn tags(app: &App) -> Answer {
     let wall = app.wall;
-    match app.driver.query(move |r, _| views::tags(r.fleet(), wall)).await {
-        Some(models) => json_answer(200, &json!({ "models": models })),
+    let listed = app.driver.query(move |r, _| (views::tags(r.fleet(), wall), views::image_models(r.fleet()))).await;
+    match listed {
+        Some((mut models, images)) => {
+            // Image models after the text ones, marked as images; a name a text model has is
+            // listed once, as text.
+            let text: std::collections::BTreeSet<String> =
+                models.iter().filter_map(|m| m["name"].as_str().map(str::to_string)).collect();
+            models.extend(
+                views::image_tags(&images)
+                    .into_iter()
+                    .filter(|m| !m["name"].as_str().is_some_and(|n| text.contains(n))),
+            );
+            json_answer(200, &json!({ "models": models }))
+        }
+        None => unavailable(),
+    }
+}
+
+async fn image_models(app: &App) -> Answer {
+    match app.driver.query(|r, _| views::image_models(r.fleet())).await {
+        Some(models) => json_answer(200, &json!({ "models": views::image_models_json(&models) })),
         None => unavailable(),
     }
 }
@@ -142,18 +162,34 @@ async fn ps(app: &App) -> Answer {
 
 async fn models(app: &App, one: Option<&str>) -> Answer {
     let wall = app.wall;
-    let Some(entries) = app.driver.query(move |r, _| views::tags(r.fleet(), wall)).await else { return unavailable() };
+    let Some((entries, images)) =
+        app.driver.query(move |r, _| (views::tags(r.fleet(), wall), views::image_models(r.fleet()))).await
+    else {
+        return unavailable();
+    };
     let created = app.runtime.unix_ms() / 1000;
     let object = |name: &str| json!({ "id": name, "object": "model", "created": created, "owned_by": "library" });
+    // Image models are marked (`type: image`, which OpenAI's SDK keeps as an extra field).
+    let image = |name: &str| {
+        let mut o = object(name);
+        o["type"] = json!("image");
+        o
+    };
+    let text: Vec<&str> = entries.iter().filter_map(|e| e["name"].as_str()).collect();
+    let all = text
+        .iter()
+        .map(|n| (*n, false))
+        .chain(images.iter().map(|m| (m.name.as_str(), true)).filter(|(n, _)| !text.contains(n)));
     match one {
         None => {
-            let data: Vec<Value> = entries.iter().filter_map(|e| e["name"].as_str()).map(object).collect();
+            let data: Vec<Value> = all.map(|(n, img)| if img { image(n) } else { object(n) }).collect();
             json_answer(200, &json!({ "object": "list", "data": data }))
         }
         Some(raw) => {
             let want = ModelName::new(raw);
-            match entries.iter().filter_map(|e| e["name"].as_str()).find(|n| ModelName::new(n) == want) {
-                Some(_) => json_answer(200, &object(raw)),
+            match all.into_iter().find(|(n, _)| ModelName::new(n) == want) {
+                Some((_, true)) => json_answer(200, &image(raw)),
+                Some((_, false)) => json_answer(200, &object(raw)),
                 None => error_answer(Proto::OpenAi, 404, &format!("model \"{raw}\" not found"), None),
             }
         }

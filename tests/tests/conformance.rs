@@ -104,6 +104,7 @@ conformance! {
     prometheus_scrapes_and_agrees_with_the_traces => herd_prometheus_scrapes_and_agrees_with_the_traces, lite_prometheus_scrapes_and_agrees_with_the_traces;
     keep_alive_goes_to_the_native_api => herd_keep_alive_goes_to_the_native_api, lite_keep_alive_goes_to_the_native_api;
     tags_and_ps_carry_each_nodes_own_answers => herd_tags_and_ps_carry_each_nodes_own_answers, lite_tags_and_ps_carry_each_nodes_own_answers;
+    image_models_are_listed_from_heartbeats => herd_image_models_are_listed_from_heartbeats, lite_image_models_are_listed_from_heartbeats;
     fleet_queue_and_limits_report_the_queues => herd_fleet_queue_and_limits_report_the_queues, lite_fleet_queue_and_limits_report_the_queues;
 }
 

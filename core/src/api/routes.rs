@@ -27,6 +27,8 @@ pub enum Route {
     Tags,
     /// `/api/ps`: the fleet's loaded models.
     Ps,
+    /// `/api/image-models`: the fleet's image models (ollama-herd's list).
+    ImageModels,
     /// `/v1/models`.
     Models,
     /// `/v1/models/{id}`.
@@ -97,6 +99,7 @@ impl Route {
             "/api/version" => Route::Version,
             "/api/tags" => Route::Tags,
             "/api/ps" => Route::Ps,
+            "/api/image-models" => Route::ImageModels,
             "/v1/models" => Route::Models,
             "/fleet/status" => Route::FleetStatus,
             "/fleet/queue" => Route::FleetQueue,
@@ -178,6 +181,8 @@ mod tests {
     fn one_table() {
         assert_eq!(Route::of("/"), Some(Route::Root));
         assert_eq!(Route::of("/api/tags/"), Some(Route::Tags));
+        assert_eq!(Route::of("/api/image-models"), Some(Route::ImageModels));
+        assert_eq!((Route::ImageModels.allow(), Route::ImageModels.access()), ("GET, HEAD", Access::Api));
         assert_eq!(Route::of("/v1/models/qwen3:8b"), Some(Route::Model));
         assert_eq!(Route::Model.allow(), "GET, HEAD");
         assert!(Route::Tags.accepts("HEAD") && !Route::Tags.accepts("POST"));

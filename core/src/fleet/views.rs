@@ -169,6 +169,81 @@ fn tags_entry(fleet: &Fleet, node: &Node, name: &ModelName, wall: WallClock) -> 
     v
 }
 
+/// One image model of the fleet, with the servers and machines that draw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageModel {
+    /// The model, as its servers list it.
+    pub name: String,
+    /// The kinds of server that offer it (`sdcpp`, `a1111`, ...), in order, once each.
+    pub backends: Vec<&'static str>,
+    /// The machines that offer it, in node order, once each.
+    pub fleet_nodes: Vec<String>,
+}
+
+/// The fleet's image models: every model an image server that is up offers, on every node that
+/// is not offline, by name.
+pub fn image_models(fleet: &Fleet) -> Vec<ImageModel> {
+    let mut out: BTreeMap<String, ImageModel> = BTreeMap::new();
+    for node in listed(fleet) {
+        for (info, _) in node.report().image_backends() {
+            if !info.up {
+                continue;
+            }
+            for m in &info.models {
+                let e = out.entry(m.clone()).or_insert_with(|| ImageModel {
+                    name: m.clone(),
+                    backends: Vec::new(),
+                    fleet_nodes: Vec::new(),
+                });
+                if !e.backends.contains(&info.kind.as_str()) {
+                    e.backends.push(info.kind.as_str());
+                }
+                if !e.fleet_nodes.iter().any(|n| n == node.name()) {
+                    e.fleet_nodes.push(node.name().to_string());
+                }
+            }
+        }
+    }
+    out.into_values().collect()
+}
+
+/// ollama-herd's `GET /api/image-models` entries: `{name, type: "image", backend, fleet_nodes}`
+/// (`backend` is ollama-herd's `mflux` for its own servers), plus herd's `backends`.
+pub fn image_models_json(models: &[ImageModel]) -> Vec<Value> {
+    models
+        .iter()
+        .map(|m| {
+            let backend = match m.backends.first() {
+                Some(&"ollama-herd") | None => "mflux",
+                Some(k) => k,
+            };
+            json!({"name": m.name, "type": "image", "backend": backend, "backends": m.backends, "fleet_nodes": m.fleet_nodes})
+        })
+        .collect()
+}
+
+/// `/api/tags` entries for image models, marked as images (`details.type: "image"`, as
+/// ollama-herd marks them), with the synthetic digest and no size (servers do not say).
+pub fn image_tags(models: &[ImageModel]) -> Vec<Value> {
+    models
+        .iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "model": m.name,
+                "modified_at": "1970-01-01T00:00:00Z",
+                "size": 0,
+                "digest": digest_of(&m.name, None),
+                "details": {"parent_model": "", "format": "", "family": "", "families": null,
+                            "parameter_size": "", "quantization_level": "", "type": "image",
+                            "fleet_nodes": m.fleet_nodes},
+                "capabilities": ["image"],
+                "herd_nodes": m.fleet_nodes,
+            })
+        })
+        .collect()
+}
+
 /// When a loaded model's node gave no `expires_at`: far in the future, as Ollama shows a model
 /// kept loaded for good (`keep_alive: -1`, which herd sends by default).
 pub const NEVER_EXPIRES: &str = "2318-01-01T00:00:00Z";

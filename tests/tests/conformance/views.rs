@@ -241,3 +241,51 @@ pub fn fleet_queue_and_limits_report_the_queues(r: Router) {
     assert_eq!((alpha["models_loaded"].clone(), alpha["free_slots"].clone()), (json!(1), json!(2)), "{v}");
     assert!(v["timestamp"].as_f64().is_some(), "{v}");
 }
+
+/// Image servers reported in heartbeats are listed: ollama-herd's agent's mflux server
+/// (`image` / `image_port`) and herd-node's `image_backends`, in `/api/image-models` (ollama-herd's
+/// shape), `/api/tags` (`details.type: "image"`) and `/v1/models` (`type: "image"`); a server that
+/// is down is not.
+pub fn image_models_are_listed_from_heartbeats(r: Router) {
+    let mut f = Fleet::new(r);
+    f.launch(&[]);
+    let studio = json!({"node_id": "studio", "cpu": {"cores_physical": 24}, "memory": {"total_gb": 192, "available_gb": 100},
+        "ollama": {"models_available": ["qwen3:8b"]}, "agent_version": "0.11.4",
+        "image": {"models_available": [{"name": "z-image-turbo", "binary": "mflux-generate-z-image-turbo"}], "generating": false},
+        "image_port": 11436});
+    let rig = json!({"node_id": "rig", "cpu": {"cores_physical": 16}, "memory": {"total_gb": 64, "available_gb": 40},
+        "ollama": {"models_available": []}, "agent_version": "herd-node/0.1.0",
+        "image_backends": [
+            {"kind": "sdcpp", "port": 7860, "models": ["z-image-turbo", "flux1-schnell.gguf"], "loaded": "flux1-schnell.gguf", "up": true},
+            {"kind": "comfyui", "port": 8188, "models": ["sd15.safetensors"], "up": false}]});
+    for hb in [&studio, &rig] {
+        let r = f.post("/heartbeat", hb);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let images = f.get("/api/image-models").json();
+    let list = images["models"].as_array().unwrap_or_else(|| panic!("{images}"));
+    let names: Vec<&str> = list.iter().filter_map(|m| m["name"].as_str()).collect();
+    assert_eq!(names, ["flux1-schnell.gguf", "z-image-turbo"], "{images}");
+    let z = &list[1];
+    assert_eq!(z["type"], "image");
+    assert_eq!(z["backend"], "mflux", "ollama-herd's name for its own server: {z}");
+    assert_eq!(z["fleet_nodes"], json!(["studio", "rig"]), "{z}");
+    assert_eq!(z["backends"], json!(["ollama-herd", "sdcpp"]), "{z}");
+    assert_eq!(list[0]["backend"], "sdcpp");
+
+    let tags = f.get("/api/tags").json();
+    let flux = entry(&tags, "flux1-schnell.gguf");
+    assert_eq!(flux["details"]["type"], "image", "{flux}");
+    assert_eq!(flux["details"]["fleet_nodes"], json!(["rig"]));
+    assert!(flux["digest"].as_str().is_some_and(|d| d.len() == 64), "{flux}");
+    assert!(entry(&tags, "qwen3:8b")["details"].get("type").is_none(), "text models are not marked");
+    assert!(!tags.to_string().contains("sd15.safetensors"), "a server that is down is not listed: {tags}");
+
+    let models = f.get("/v1/models").json();
+    let data = models["data"].as_array().unwrap_or_else(|| panic!("{models}"));
+    let z = data.iter().find(|m| m["id"] == "z-image-turbo").unwrap_or_else(|| panic!("{models}"));
+    assert_eq!((z["object"].as_str(), z["type"].as_str()), (Some("model"), Some("image")));
+    let one = f.get("/v1/models/flux1-schnell.gguf");
+    assert_eq!(one.status, 200, "{}", one.text());
+    assert_eq!(one.json()["type"], "image");
+}
