@@ -462,6 +462,13 @@ async fn explain(app: &App, query: &str) -> Answer {
         .driver
         .query(move |r, _| {
             let d = r.explain(&m);
+            let no_text = d.eliminated.iter().all(|(_, e)| matches!(e, herd_core::score::Elimination::ModelAbsent));
+            if d.ranked.is_empty() && no_text {
+                // No node has it as a text model: an image model's servers, if any offer it.
+                if let Some(images) = r.explain_image(&model) {
+                    return image_explain(&model, &images, r.image_fleet());
+                }
+            }
             let name = |id| r.fleet().node(id).map_or_else(String::new, |n| n.name().to_string());
             let ranked: Vec<Value> = d
                 .ranked
@@ -490,6 +497,36 @@ async fn explain(app: &App, query: &str) -> Answer {
         Some(v) => json_answer(200, &v),
         None => unavailable(),
     }
+}
+
+/// `/fleet/explain` for an image model: its servers ranked (loaded first, then the expected
+/// seconds) with the times behind each rank, and the others with why.
+fn image_explain(
+    model: &str,
+    r: &herd_core::image::sched::Ranking,
+    fleet: &herd_core::image::sched::ImageFleet,
+) -> Value {
+    let kind = |id| fleet.info(id).map_or("", |i| i.kind.as_str());
+    let ranked: Vec<Value> = r
+        .candidates
+        .iter()
+        .map(|c| {
+            json!({
+                "node_id": c.machine, "backend": kind(c.backend), "loaded": c.loaded,
+                "expected_seconds": c.total_s(), "wait_seconds": c.wait_s, "load_seconds": c.load_s,
+                "run_seconds": c.run_s, "learned": c.learned,
+            })
+        })
+        .collect();
+    let eliminated: Vec<Value> = r
+        .eliminated
+        .iter()
+        .map(|(id, machine, e)| json!({ "node_id": machine, "backend": kind(*id), "reason": e.as_str(), "detail": format!("{e:?}") }))
+        .collect();
+    json!({
+        "model": model, "kind": "image", "best": r.candidates.first().map(|c| c.machine.clone()),
+        "ranked": ranked, "eliminated": eliminated,
+    })
 }
 
 async fn traces(app: &App, query: &str) -> Answer {

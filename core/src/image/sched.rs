@@ -204,6 +204,8 @@ pub struct Ranking {
 #[derive(Debug, Clone)]
 struct Backend {
     info: BackendInfo,
+    /// Whether its machine is reachable (a node that went offline takes its servers along).
+    reachable: bool,
     in_flight: u32,
     /// Learned seconds per step-megapixel, per model.
     learned: BTreeMap<String, f64>,
@@ -236,8 +238,32 @@ impl ImageFleet {
         let id = BackendId(self.next);
         self.next += 1;
         self.by_key.insert(key, id);
-        self.backends.insert(id, Backend { info, in_flight: 0, learned: BTreeMap::new() });
+        self.backends.insert(id, Backend { info, reachable: true, in_flight: 0, learned: BTreeMap::new() });
         id
+    }
+
+    /// Makes `machine`'s servers the ones in `infos` (from its latest report): each is upserted
+    /// (reachable again), and its servers no longer reported are forgotten.
+    pub fn sync_machine(&mut self, machine: &str, infos: Vec<BackendInfo>) {
+        let kinds: Vec<ImageBackendKind> = infos.iter().map(|i| i.kind).collect();
+        let stale: Vec<BackendId> =
+            self.by_key.iter().filter(|((m, k), _)| m == machine && !kinds.contains(k)).map(|(_, &id)| id).collect();
+        for id in stale {
+            self.remove(id);
+        }
+        for info in infos.into_iter().filter(|i| i.machine == machine) {
+            let id = self.upsert(info);
+            if let Some(b) = self.backends.get_mut(&id) {
+                b.reachable = true;
+            }
+        }
+    }
+
+    /// Marks every server of `machine` reachable or not (its node came back or went offline).
+    pub fn set_machine_reachable(&mut self, machine: &str, reachable: bool) {
+        for b in self.backends.values_mut().filter(|b| b.info.machine == machine) {
+            b.reachable = reachable;
+        }
     }
 
     /// Marks a backend up or down (a probe answered or not).
@@ -267,7 +293,7 @@ impl ImageFleet {
     /// Every model offered by a backend that is up, with the machines offering it (sorted).
     pub fn models(&self) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for b in self.backends.values().filter(|b| b.info.up) {
+        for b in self.backends.values().filter(|b| b.info.up && b.reachable) {
             for m in &b.info.models {
                 let machines = out.entry(m.clone()).or_default();
                 if !machines.contains(&b.info.machine) {
@@ -294,7 +320,7 @@ impl ImageFleet {
                 r.eliminated.push(out(Elimination::NoModel));
                 continue;
             }
-            if !info.up {
+            if !info.up || !b.reachable {
                 r.eliminated.push(out(Elimination::Down));
                 continue;
             }

@@ -40,6 +40,11 @@ impl Router {
                 self.breakers.remove(&ch.node);
             }
             self.fleet_dirty = true;
+            let reachable = matches!(ch.to, Some(s) if s != NodeStatus::Offline);
+            self.images.set_machine_reachable(&ch.name, reachable);
+            if ch.to.is_none() {
+                self.images.sync_machine(&ch.name, Vec::new());
+            }
             self.events.push_back(Event::NodeStatus { node: ch.node, name: ch.name, from: Some(ch.from), to: ch.to });
         }
         while let Some(&(t, timer)) = self.timers.first() {

@@ -282,6 +282,9 @@ pub struct Router {
     pub(crate) counters: Counters,
     pub(crate) rotation: u64,
     pub(crate) demand: Demand,
+    /// The fleet's image servers, from the nodes' reports (issue 13).
+    pub(crate) images: crate::image::sched::ImageFleet,
+    pub(crate) image_config: crate::image::sched::ImageSchedConfig,
 }
 
 impl Router {
@@ -317,6 +320,8 @@ impl Router {
             counters: Counters::default(),
             rotation: 0,
             demand: Demand::default(),
+            images: crate::image::sched::ImageFleet::new(),
+            image_config: crate::image::sched::ImageSchedConfig::default(),
         })
     }
 
@@ -353,6 +358,13 @@ impl Router {
         if reg.previous != Some(reg.status) {
             let name = self.fleet.node(reg.node).map(|n| n.name().to_string()).unwrap_or_default();
             self.events.push_back(Event::NodeStatus { node: reg.node, name, from: reg.previous, to: Some(reg.status) });
+        }
+        if let Some(node) = self.fleet.node(reg.node) {
+            // Its image servers, as this report (or the last full one, for a drain) says.
+            let servers = node.report().image_backends().into_iter().map(|(info, _)| info).collect();
+            let name = node.name().to_string();
+            self.images.sync_machine(&name, servers);
+            self.images.set_machine_reachable(&name, node.status() != crate::fleet::NodeStatus::Offline);
         }
         if draining {
             self.pins.unpin_node(reg.node);
@@ -486,6 +498,22 @@ impl Router {
     /// no session would see it now. A query: changes nothing.
     pub fn explain(&self, model: &ModelName) -> Decision {
         self.decide(model, &RequestSpec::chat(model.as_str()), &[], self.seed, true)
+    }
+
+    /// The image servers' ranking for `model` (`/fleet/explain` for an image model): a one-image,
+    /// one-megapixel job at the servers' default steps, as it would be ranked now; `None` when no
+    /// server offers the model. A query: changes nothing.
+    pub fn explain_image(&self, model: &str) -> Option<crate::image::sched::Ranking> {
+        if !self.images.model_known(model) {
+            return None;
+        }
+        let job = crate::image::sched::JobShape { model: model.to_string(), pixels: 1 << 20, steps: None, n: 1 };
+        Some(self.images.rank(&job, &[], &self.image_config))
+    }
+
+    /// The fleet's image servers.
+    pub fn image_fleet(&self) -> &crate::image::sched::ImageFleet {
+        &self.images
     }
 
     /// The decision routing would make for `spec`'s model now: the best candidate first (the

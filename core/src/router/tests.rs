@@ -1108,3 +1108,32 @@ fn a_cold_load_goes_where_nothing_is_evicted() {
         t.take();
     }
 }
+
+/// Image servers come and go with their node's reports and status.
+#[test]
+fn image_servers_follow_their_nodes() {
+    let mut now = Instant::from_secs(0);
+    let mut r = Router::new(RouterConfig::default(), 1, now).unwrap();
+    let hb = |models: &str| {
+        format!(
+            r#"{{"node_id": "rig", "cpu": {{"cores_physical": 8}}, "memory": {{"total_gb": 64, "available_gb": 32}},
+               "ollama": {{"models_available": []}},
+               "image_backends": [{{"kind": "sdcpp", "port": 7860, "models": [{models}], "up": true}}]}}"#
+        )
+    };
+    r.handle_heartbeat(now, hb(r#""z.gguf""#).as_bytes()).unwrap();
+    let ranked = r.explain_image("z.gguf").expect("offered");
+    assert_eq!(ranked.candidates.len(), 1);
+    assert!(r.explain_image("other").is_none());
+    // The node stops reporting: once it is offline its servers are down.
+    now = now + r.config().fleet.offline_after + std::time::Duration::from_secs(1);
+    r.handle_timeout(now);
+    let ranked = r.explain_image("z.gguf").expect("still known");
+    assert!(ranked.candidates.is_empty());
+    assert_eq!(ranked.eliminated[0].2, crate::image::sched::Elimination::Down);
+    assert!(crate::fleet::views::image_models(r.fleet()).is_empty());
+    // Back, now offering another model: the old one is gone.
+    r.handle_heartbeat(now, hb(r#""y.gguf""#).as_bytes()).unwrap();
+    assert!(r.explain_image("z.gguf").is_none());
+    assert_eq!(r.explain_image("y.gguf").map(|x| x.candidates.len()), Some(1));
+}

@@ -288,4 +288,29 @@ pub fn image_models_are_listed_from_heartbeats(r: Router) {
     let one = f.get("/v1/models/flux1-schnell.gguf");
     assert_eq!(one.status, 200, "{}", one.text());
     assert_eq!(one.json()["type"], "image");
+
+    // Explained: the server with the model loaded first; one that must swap models pays the
+    // load; a server that is down is eliminated with the reason.
+    let e = f.get("/fleet/explain?model=flux1-schnell.gguf").json();
+    assert_eq!((e["kind"].as_str(), e["best"].as_str()), (Some("image"), Some("rig")), "{e}");
+    assert_eq!(
+        (e["ranked"][0]["backend"].as_str(), e["ranked"][0]["loaded"].as_bool()),
+        (Some("sdcpp"), Some(true)),
+        "{e}"
+    );
+    let e = f.get("/fleet/explain?model=z-image-turbo").json();
+    let ranked: Vec<(&str, f64)> = e["ranked"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{e}"))
+        .iter()
+        .map(|c| (c["node_id"].as_str().unwrap_or(""), c["load_seconds"].as_f64().unwrap_or(-1.0)))
+        .collect();
+    assert_eq!(ranked.len(), 2, "{e}");
+    assert_eq!(ranked[0].0, "studio", "rig must swap flux out first: {e}");
+    assert!(ranked[1].1 > 0.0, "{e}");
+    let e = f.get("/fleet/explain?model=sd15.safetensors").json();
+    assert_eq!(e["best"], Value::Null, "{e}");
+    let comfy = e["eliminated"].as_array().and_then(|l| l.iter().find(|x| x["backend"] == "comfyui")).cloned();
+    let comfy = comfy.unwrap_or_else(|| panic!("{e}"));
+    assert_eq!((comfy["node_id"].as_str(), comfy["reason"].as_str()), (Some("rig"), Some("down")), "{e}");
 }
