@@ -443,56 +443,52 @@ impl State {
 
 /// ComfyUI's `POST /prompt`: the job runs in the background; its result lands in the history.
 fn comfy_prompt(state: &Arc<State>, body: &[u8]) -> Answer {
-    let this = state;
-    {
-        let kind = this.config.kind;
-        let Ok(v) = serde_json::from_slice::<Value>(body) else { return error(kind, 400, "invalid JSON") };
-        let Some(graph) = v["prompt"].as_object() else { return error(kind, 400, "no prompt") };
-        // Read the job off the workflow's nodes, as ComfyUI's executor would.
-        let mut job =
-            Job { model: String::new(), prompt: String::new(), width: 512, height: 512, steps: 20, seed: 0, n: 1 };
-        for node in graph.values() {
-            let inputs = &node["inputs"];
-            match node["class_type"].as_str().unwrap_or("") {
-                "CheckpointLoaderSimple" => job.model = inputs["ckpt_name"].as_str().unwrap_or("").to_string(),
-                "EmptyLatentImage" => {
-                    job.width = inputs["width"].as_u64().unwrap_or(512) as u32;
-                    job.height = inputs["height"].as_u64().unwrap_or(512) as u32;
-                    job.n = inputs["batch_size"].as_u64().unwrap_or(1).clamp(1, 16) as u32;
-                }
-                "KSampler" => {
-                    job.steps = inputs["steps"].as_u64().unwrap_or(20) as u32;
-                    job.seed = inputs["seed"].as_u64().unwrap_or(0);
-                }
-                "CLIPTextEncode" if job.prompt.is_empty() => {
-                    job.prompt = inputs["text"].as_str().unwrap_or("").to_string()
-                }
-                _ => {}
+    let this = state.as_ref();
+    let kind = this.config.kind;
+    let Ok(v) = serde_json::from_slice::<Value>(body) else { return error(kind, 400, "invalid JSON") };
+    let Some(graph) = v["prompt"].as_object() else { return error(kind, 400, "no prompt") };
+    // Read the job off the workflow's nodes, as ComfyUI's executor would.
+    let mut job =
+        Job { model: String::new(), prompt: String::new(), width: 512, height: 512, steps: 20, seed: 0, n: 1 };
+    for node in graph.values() {
+        let inputs = &node["inputs"];
+        match node["class_type"].as_str().unwrap_or("") {
+            "CheckpointLoaderSimple" => job.model = inputs["ckpt_name"].as_str().unwrap_or("").to_string(),
+            "EmptyLatentImage" => {
+                job.width = inputs["width"].as_u64().unwrap_or(512) as u32;
+                job.height = inputs["height"].as_u64().unwrap_or(512) as u32;
+                job.n = inputs["batch_size"].as_u64().unwrap_or(1).clamp(1, 16) as u32;
             }
+            "KSampler" => {
+                job.steps = inputs["steps"].as_u64().unwrap_or(20) as u32;
+                job.seed = inputs["seed"].as_u64().unwrap_or(0);
+            }
+            "CLIPTextEncode" if job.prompt.is_empty() => job.prompt = inputs["text"].as_str().unwrap_or("").to_string(),
+            _ => {}
         }
-        if let Err(r) = this.check(&job) {
-            return this.refuse(r);
-        }
-        let id = format!("{:08x}-fake", this.next_id.fetch_add(1, Ordering::Relaxed));
-        let state = state.clone();
-        let pid = id.clone();
-        tokio::spawn(async move {
-            let entry = match state.generate(&job).await {
-                Ok((images, _)) => {
-                    let files: Vec<Value> = images
-                        .into_iter()
-                        .map(|png| json!({"filename": state.store(png), "subfolder": "", "type": "output"}))
-                        .collect();
-                    json!({"prompt": [0, pid, {}], "outputs": {"9": {"images": files}},
-                           "status": {"status_str": "success", "completed": true, "messages": []}})
-                }
-                Err(_) => json!({"outputs": {}, "status": {"status_str": "error", "completed": false,
-                                  "messages": [["execution_error", {"exception_message": "queue"}]]}}),
-            };
-            state.history.lock().unwrap_or_else(|e| e.into_inner()).insert(pid, entry);
-        });
-        json_answer(200, &json!({"prompt_id": id, "number": 0, "node_errors": {}}))
     }
+    if let Err(r) = this.check(&job) {
+        return this.refuse(r);
+    }
+    let id = format!("{:08x}-fake", this.next_id.fetch_add(1, Ordering::Relaxed));
+    let state = state.clone();
+    let pid = id.clone();
+    tokio::spawn(async move {
+        let entry = match state.generate(&job).await {
+            Ok((images, _)) => {
+                let files: Vec<Value> = images
+                    .into_iter()
+                    .map(|png| json!({"filename": state.store(png), "subfolder": "", "type": "output"}))
+                    .collect();
+                json!({"prompt": [0, pid, {}], "outputs": {"9": {"images": files}},
+                           "status": {"status_str": "success", "completed": true, "messages": []}})
+            }
+            Err(_) => json!({"outputs": {}, "status": {"status_str": "error", "completed": false,
+                                  "messages": [["execution_error", {"exception_message": "queue"}]]}}),
+        };
+        state.history.lock().unwrap_or_else(|e| e.into_inner()).insert(pid, entry);
+    });
+    json_answer(200, &json!({"prompt_id": id, "number": 0, "node_errors": {}}))
 }
 
 impl State {
