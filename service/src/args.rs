@@ -65,6 +65,10 @@ pub struct RouterArgs {
     /// A static node: an Ollama server with no agent (repeat for several). herd polls it itself.
     #[arg(long = "node", env = "HERD_NODES", value_delimiter = ',')]
     pub nodes: Vec<String>,
+    /// An image server with no agent, `KIND=URL` (repeat for several): KIND is sdcpp, a1111,
+    /// comfyui, openai or ollama-herd. herd polls its model list.
+    #[arg(long = "image-node", env = "HERD_IMAGE_NODES", value_delimiter = ',')]
+    pub image_nodes: Vec<String>,
     /// Requests herd may have in flight to one static node at once (Ollama does not report its
     /// OLLAMA_NUM_PARALLEL). Ollama's own default is 1 per model unless memory allows more; herd
     /// uses 1 unless told.
@@ -345,6 +349,14 @@ impl RouterArgs {
             .collect()
     }
 
+    /// The `--image-node` servers.
+    ///
+    /// # Errors
+    /// A value is not `KIND=URL` with a known kind and a usable address.
+    pub fn image_nodes(&self) -> Result<Vec<crate::image_nodes::ImageNode>, String> {
+        self.image_nodes.iter().map(|raw| crate::image_nodes::parse_image_node(raw)).collect()
+    }
+
     /// The state request tasks share.
     pub fn app(
         &self,
@@ -400,6 +412,7 @@ impl RouterArgs {
     ) -> Result<Arc<App>, String> {
         let config = self.router_config()?;
         let nodes = self.static_nodes()?;
+        let image_nodes = self.image_nodes()?;
         self.cors()?;
         self.image_urls()?;
         self.anthropic_key(|k| std::env::var(k).ok())?;
@@ -407,7 +420,7 @@ impl RouterArgs {
             .map_err(|e| format!("invalid configuration: {e}"))?;
         let (driver, pulls) = crate::driver::spawn(router, sink, rt.clone());
         let app = Arc::new(self.app(&config, driver, upstream, rt, log, binary));
-        crate::start_background(&app, pulls, nodes);
+        crate::start_background(&app, pulls, nodes, image_nodes);
         if !self.host().is_loopback() && app.api_keys.is_empty() && app.admin_key.is_none() {
             tracing::warn!(
                 "listening on {} with no HERD_API_KEYS and no HERD_ADMIN_KEY: anyone who can reach this port can \

@@ -150,6 +150,8 @@ pub enum Input {
     },
     /// A report from a static-node poller, with the URL it polls.
     Static(Box<Heartbeat>, BaseUrl),
+    /// What an `--image-node` poller found: the machine and its servers.
+    ImageServers(String, Vec<herd_core::image::sched::BackendInfo>),
     /// Drain a node by name (admin).
     /// An operator's drain (`true`) or undrain of the named node.
     Drain(String, bool, oneshot::Sender<Result<Registered, ReportError>>),
@@ -413,6 +415,7 @@ impl Driver {
                     tracing::warn!(node = url.as_str(), "static node report refused: {e}");
                 }
             }
+            Input::ImageServers(machine, servers) => self.router.handle_image_servers(now, &machine, servers),
             Input::Drain(name, on, reply) => {
                 let report =
                     if on { Report::AdminDrain { node_id: name } } else { Report::AdminUndrain { node_id: name } };

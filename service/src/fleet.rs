@@ -127,7 +127,8 @@ async fn version(app: &App) -> Answer {
 
 async fn tags(app: &App) -> Answer {
     let wall = app.wall;
-    let listed = app.driver.query(move |r, _| (views::tags(r.fleet(), wall), views::image_models(r.fleet()))).await;
+    let listed =
+        app.driver.query(move |r, _| (views::tags(r.fleet(), wall), views::image_models(r.image_fleet()))).await;
     match listed {
         Some((mut models, images)) => {
             // Image models after the text ones, marked as images; a name a text model has is
@@ -146,7 +147,7 @@ async fn tags(app: &App) -> Answer {
 }
 
 async fn image_models(app: &App) -> Answer {
-    match app.driver.query(|r, _| views::image_models(r.fleet())).await {
+    match app.driver.query(|r, _| views::image_models(r.image_fleet())).await {
         Some(models) => json_answer(200, &json!({ "models": views::image_models_json(&models) })),
         None => unavailable(),
     }
@@ -163,7 +164,7 @@ async fn ps(app: &App) -> Answer {
 async fn models(app: &App, one: Option<&str>) -> Answer {
     let wall = app.wall;
     let Some((entries, images)) =
-        app.driver.query(move |r, _| (views::tags(r.fleet(), wall), views::image_models(r.fleet()))).await
+        app.driver.query(move |r, _| (views::tags(r.fleet(), wall), views::image_models(r.image_fleet()))).await
     else {
         return unavailable();
     };

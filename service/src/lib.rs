@@ -22,6 +22,7 @@ pub mod fleet;
 pub mod fleet_env;
 pub mod http;
 pub mod image_fetch;
+pub mod image_nodes;
 pub mod proxy;
 pub mod relay;
 pub mod ring;
@@ -308,8 +309,18 @@ fn merge_json(base: &mut serde_json::Value, over: serde_json::Value) {
     }
 }
 
-/// Starts what runs beside the requests: a poller per static node and the auto-pull worker.
-pub fn start_background(app: &Arc<App>, mut pulls: driver::PullOrders, nodes: Vec<static_nodes::StaticNode>) {
+/// Starts what runs beside the requests: a poller per static node and per `--image-node`, and
+/// the auto-pull worker.
+pub fn start_background(
+    app: &Arc<App>,
+    mut pulls: driver::PullOrders,
+    nodes: Vec<static_nodes::StaticNode>,
+    image_nodes: Vec<image_nodes::ImageNode>,
+) {
+    for node in image_nodes {
+        let poll = image_nodes::poll(app.driver.clone(), app.upstream.clone(), app.runtime.clone(), node);
+        app.runtime.spawn(Box::pin(poll));
+    }
     let headers: Vec<(&'static str, Vec<u8>)> = app.node_headers().into_iter().map(|(k, v)| (k, v.to_vec())).collect();
     for node in nodes {
         let poll =

@@ -105,6 +105,7 @@ conformance! {
     keep_alive_goes_to_the_native_api => herd_keep_alive_goes_to_the_native_api, lite_keep_alive_goes_to_the_native_api;
     tags_and_ps_carry_each_nodes_own_answers => herd_tags_and_ps_carry_each_nodes_own_answers, lite_tags_and_ps_carry_each_nodes_own_answers;
     image_models_are_listed_from_heartbeats => herd_image_models_are_listed_from_heartbeats, lite_image_models_are_listed_from_heartbeats;
+    image_node_is_polled => herd_image_node_is_polled, lite_image_node_is_polled;
     fleet_queue_and_limits_report_the_queues => herd_fleet_queue_and_limits_report_the_queues, lite_fleet_queue_and_limits_report_the_queues;
 }
 

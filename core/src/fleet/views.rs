@@ -180,27 +180,26 @@ pub struct ImageModel {
     pub fleet_nodes: Vec<String>,
 }
 
-/// The fleet's image models: every model an image server that is up offers, on every node that
-/// is not offline, by name.
-pub fn image_models(fleet: &Fleet) -> Vec<ImageModel> {
+/// The fleet's image models: every model an image server that is up offers (a node's reported
+/// servers while the node is not offline, and `--image-node` servers that answer), by name; the
+/// servers and machines in the order the router learned of them.
+pub fn image_models(images: &crate::image::sched::ImageFleet) -> Vec<ImageModel> {
     let mut out: BTreeMap<String, ImageModel> = BTreeMap::new();
-    for node in listed(fleet) {
-        for (info, _) in node.report().image_backends() {
-            if !info.up {
-                continue;
+    for (id, info, _) in images.backends() {
+        if !images.available(id) {
+            continue;
+        }
+        for m in &info.models {
+            let e = out.entry(m.clone()).or_insert_with(|| ImageModel {
+                name: m.clone(),
+                backends: Vec::new(),
+                fleet_nodes: Vec::new(),
+            });
+            if !e.backends.contains(&info.kind.as_str()) {
+                e.backends.push(info.kind.as_str());
             }
-            for m in &info.models {
-                let e = out.entry(m.clone()).or_insert_with(|| ImageModel {
-                    name: m.clone(),
-                    backends: Vec::new(),
-                    fleet_nodes: Vec::new(),
-                });
-                if !e.backends.contains(&info.kind.as_str()) {
-                    e.backends.push(info.kind.as_str());
-                }
-                if !e.fleet_nodes.iter().any(|n| n == node.name()) {
-                    e.fleet_nodes.push(node.name().to_string());
-                }
+            if !e.fleet_nodes.iter().any(|n| n == &info.machine) {
+                e.fleet_nodes.push(info.machine.clone());
             }
         }
     }

@@ -63,6 +63,18 @@ impl ImageBackendKind {
         }
     }
 
+    /// The port the server listens on by default (sd-server 1234, A1111 7860, ComfyUI 8188, vLLM's
+    /// 8000 for OpenAI-style servers, ollama-herd's node image server 11436).
+    pub fn default_port(self) -> u16 {
+        match self {
+            ImageBackendKind::SdCpp => 1234,
+            ImageBackendKind::A1111 => 7860,
+            ImageBackendKind::ComfyUi => 8188,
+            ImageBackendKind::OpenAi => 8000,
+            ImageBackendKind::OllamaHerd => 11436,
+        }
+    }
+
     /// Where the backend lists its models.
     pub fn models_path(self) -> &'static str {
         match self {

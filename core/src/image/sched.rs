@@ -290,6 +290,11 @@ impl ImageFleet {
         self.backends.iter().map(|(&id, b)| (id, &b.info, b.in_flight))
     }
 
+    /// Whether a backend is up and its machine reachable.
+    pub fn available(&self, id: BackendId) -> bool {
+        self.backends.get(&id).is_some_and(|b| b.info.up && b.reachable)
+    }
+
     /// Every model offered by a backend that is up, with the machines offering it (sorted).
     pub fn models(&self) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();

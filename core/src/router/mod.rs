@@ -511,6 +511,19 @@ impl Router {
         Some(self.images.rank(&job, &[], &self.image_config))
     }
 
+    /// What the router's own poll of an `--image-node` server found: its servers (one, or none
+    /// listed when it did not answer, reported as down) under the machine name `machine`.
+    pub fn handle_image_servers(
+        &mut self,
+        now: Instant,
+        machine: &str,
+        servers: Vec<crate::image::sched::BackendInfo>,
+    ) {
+        self.advance(now);
+        self.images.sync_machine(machine, servers);
+        self.pump();
+    }
+
     /// The fleet's image servers.
     pub fn image_fleet(&self) -> &crate::image::sched::ImageFleet {
         &self.images

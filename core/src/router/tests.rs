@@ -1131,9 +1131,21 @@ fn image_servers_follow_their_nodes() {
     let ranked = r.explain_image("z.gguf").expect("still known");
     assert!(ranked.candidates.is_empty());
     assert_eq!(ranked.eliminated[0].2, crate::image::sched::Elimination::Down);
-    assert!(crate::fleet::views::image_models(r.fleet()).is_empty());
+    assert!(crate::fleet::views::image_models(r.image_fleet()).is_empty());
     // Back, now offering another model: the old one is gone.
     r.handle_heartbeat(now, hb(r#""y.gguf""#).as_bytes()).unwrap();
     assert!(r.explain_image("z.gguf").is_none());
     assert_eq!(r.explain_image("y.gguf").map(|x| x.candidates.len()), Some(1));
+    // A server the router polls itself (`--image-node`), up, then not answering.
+    let mut info = crate::image::sched::BackendInfo::new(
+        "10.0.0.9:7860",
+        crate::image::backend::ImageBackendKind::A1111,
+        &["sdxl.safetensors"],
+    );
+    r.handle_image_servers(now, "10.0.0.9:7860", vec![info.clone()]);
+    assert_eq!(crate::fleet::views::image_models(r.image_fleet()).len(), 2);
+    info.up = false;
+    r.handle_image_servers(now, "10.0.0.9:7860", vec![info]);
+    let names: Vec<String> = crate::fleet::views::image_models(r.image_fleet()).into_iter().map(|m| m.name).collect();
+    assert_eq!(names, ["y.gguf"]);
 }

@@ -385,6 +385,30 @@ impl Fleet {
         url
     }
 
+    /// Starts a simulated image server (`herd-fake-image --kind KIND`) offering `models`; returns
+    /// its URL. [`Fleet::stop_fake`] stops it by that URL.
+    pub fn image_fake(&mut self, kind: &str, models: &[&str]) -> String {
+        let argv: Vec<String> =
+            ["--kind", kind, "--port", "0", "--models", &models.join(","), "--secs-per-image", "0.01"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let name = format!("image-{kind}-{}", self.nodes.len());
+        let log = self.dir.path().join(format!("{name}.log"));
+        let (proc, line) = Proc::spawn(&name, &binary("herd-fake-image"), &argv, &log, true);
+        let Some(url) = line.as_deref().and_then(|l| l.strip_prefix("listening on ")).map(str::to_string) else {
+            panic!("image fake {name} did not start ({line:?}): {}", proc.tail());
+        };
+        self.nodes.push(Fake { name, url: url.clone(), _proc: proc });
+        url
+    }
+
+    /// Stops the fake listening at `url` (its process is killed).
+    pub fn stop_fake(&mut self, url: &str) {
+        let i = self.nodes.iter().position(|n| n.url == url).unwrap_or_else(|| panic!("no fake at {url}"));
+        drop(self.nodes.remove(i));
+    }
+
     /// Starts a `herd-node` agent called `name` that reports the Ollama at `ollama_url` to the
     /// router every 0.2 s; returns its index for [`Fleet::stop_agent`].
     pub fn agent(&mut self, name: &str, ollama_url: &str) -> usize {

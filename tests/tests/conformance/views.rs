@@ -314,3 +314,36 @@ pub fn image_models_are_listed_from_heartbeats(r: Router) {
     let comfy = comfy.unwrap_or_else(|| panic!("{e}"));
     assert_eq!((comfy["node_id"].as_str(), comfy["reason"].as_str()), (Some("rig"), Some("down")), "{e}");
 }
+
+/// `--image-node KIND=URL`: herd polls the server's model list itself; its models are listed and
+/// explained under the URL's host and port, and a server that stops answering is down.
+pub fn image_node_is_polled(r: Router) {
+    let mut f = Fleet::new(r);
+    let url = f.image_fake("a1111", &["sdxl.safetensors", "sd15.safetensors"]);
+    f.launch(&["--image-node", &format!("a1111={url}")]);
+    let machine = url.trim_start_matches("http://").to_string();
+    eventually("the image node's models are listed", || {
+        let v = f.get("/api/image-models").json();
+        let names: Vec<&str> =
+            v["models"].as_array().into_iter().flatten().filter_map(|m| m["name"].as_str()).collect();
+        if names != ["sd15.safetensors", "sdxl.safetensors"] {
+            return Err(format!("{v}"));
+        }
+        let m = &v["models"][0];
+        if m["backend"] != "a1111" || m["fleet_nodes"] != json!([machine]) {
+            return Err(format!("{m}"));
+        }
+        Ok(())
+    });
+    let e = f.get("/fleet/explain?model=sdxl.safetensors").json();
+    assert_eq!((e["kind"].as_str(), e["best"].as_str()), (Some("image"), Some(machine.as_str())), "{e}");
+    f.stop_fake(&url);
+    eventually("a server that stops answering is down", || {
+        let e = f.get("/fleet/explain?model=sdxl.safetensors").json();
+        match e["eliminated"][0]["reason"].as_str() {
+            Some("down") if e["best"].is_null() => Ok(()),
+            _ => Err(format!("{e}")),
+        }
+    });
+    assert_eq!(f.get("/api/image-models").json()["models"], json!([]));
+}
