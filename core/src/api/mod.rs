@@ -61,6 +61,7 @@ mod tests;
 
 pub use error::ApiError;
 pub use protocol::Protocol;
+pub(crate) use spec::request_tags;
 pub use spec::{
     parse_model_name, parse_no_fallback_header, parse_tags_header, prefix_key, DEFAULT_PREFIX_MIN_TOKENS,
     MAX_FALLBACK_MODELS, MAX_MODEL_NAME_BYTES, MAX_TAGS, MAX_TAG_BYTES,

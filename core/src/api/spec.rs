@@ -296,35 +296,50 @@ fn collect_tags(
     metadata_user_id: bool,
     header: &[String],
 ) -> Vec<String> {
+    let mut tags = request_tags(metadata, user, metadata_user_id, header);
+    if kind == RequestKind::Embed {
+        push_tag(&mut tags, "embed");
+    }
+    tags
+}
+
+/// The tags a request names, whatever its kind: `metadata.tags`, the header tags, `user` as
+/// `user:<value>`, and `metadata.user_id` as `user:<id>` when `metadata_user_id`; de-duplicated,
+/// at most [`MAX_TAGS`] of at most [`MAX_TAG_BYTES`] each.
+pub(crate) fn request_tags(
+    metadata: Option<&Map<String, Value>>,
+    user: Option<&str>,
+    metadata_user_id: bool,
+    header: &[String],
+) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
-    let mut push = |tag: Cow<'_, str>| {
-        let tag = tag.trim();
-        if !tag.is_empty() && tag.len() <= MAX_TAG_BYTES && tags.len() < MAX_TAGS && !tags.iter().any(|t| t == tag) {
-            tags.push(tag.to_string());
-        }
-    };
     let meta_tags = metadata.and_then(|m| m.get("tags"));
     for v in meta_tags.and_then(Value::as_array).into_iter().flatten() {
         if let Some(tag) = tag_text(v) {
-            push(tag);
+            push_tag(&mut tags, &tag);
         }
     }
     for tag in header {
-        push(Cow::Borrowed(tag));
+        push_tag(&mut tags, tag);
     }
     if let Some(user) = user.map(str::trim).filter(|u| !u.is_empty()) {
-        push(Cow::Owned(format!("user:{user}")));
+        push_tag(&mut tags, &format!("user:{user}"));
     }
     if metadata_user_id {
         let id = metadata.and_then(|m| m.get("user_id"));
         if let Some(id) = id.and_then(Value::as_str).map(str::trim).filter(|u| !u.is_empty()) {
-            push(Cow::Owned(format!("user:{id}")));
+            push_tag(&mut tags, &format!("user:{id}"));
         }
     }
-    if kind == RequestKind::Embed {
-        push(Cow::Borrowed("embed"));
-    }
     tags
+}
+
+/// Adds `tag` (trimmed) unless it is empty, too long, already there, or the list is full.
+fn push_tag(tags: &mut Vec<String>, tag: &str) {
+    let tag = tag.trim();
+    if !tag.is_empty() && tag.len() <= MAX_TAG_BYTES && tags.len() < MAX_TAGS && !tags.iter().any(|t| t == tag) {
+        tags.push(tag.to_string());
+    }
 }
 
 /// A `metadata.tags` entry as text: strings as they are, numbers and booleans as JSON text;

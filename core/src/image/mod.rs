@@ -24,8 +24,6 @@ use serde_json::{Map, Value};
 pub const DEFAULT_SIDE: u32 = 1024;
 /// Image model names longer than this are refused.
 pub const MAX_MODEL_BYTES: usize = 1024;
-/// At most this many tags are kept (as for text requests).
-pub const MAX_TAGS: usize = crate::api::MAX_TAGS;
 
 /// What an image request may ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,17 +329,8 @@ fn response_format(map: &Map<String, Value>) -> Result<ResponseFormat, ImageErro
     }
 }
 
-/// `metadata.tags` (strings) and OpenAI's `user`, de-duplicated, bounded as text requests' tags.
+/// `metadata.tags` and OpenAI's `user` (as `user:<value>`), read as a text request's are.
 fn tags(map: &Map<String, Value>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let from_metadata = map.get("metadata").and_then(|m| m.get("tags")).and_then(Value::as_array);
-    let user = map.get("user").and_then(Value::as_str);
-    for t in from_metadata.into_iter().flatten().filter_map(Value::as_str).chain(user) {
-        let t = t.trim();
-        if !t.is_empty() && t.len() <= crate::api::MAX_TAG_BYTES && !out.iter().any(|o| o == t) && out.len() < MAX_TAGS
-        {
-            out.push(t.to_string());
-        }
-    }
-    out
+    let metadata = map.get("metadata").and_then(Value::as_object);
+    crate::api::request_tags(metadata, map.get("user").and_then(Value::as_str), false, &[])
 }

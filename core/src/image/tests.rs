@@ -50,7 +50,7 @@ fn openai_request_shape() {
         "response_format": "url", "quality": "hd", "style": "vivid", "user": "alice"}))
     .unwrap();
     assert_eq!((job.width, job.height, job.n, job.format), (768, 512, 2, ResponseFormat::Url));
-    assert_eq!(job.tags, vec!["alice".to_string()]);
+    assert_eq!(job.tags, vec!["user:alice".to_string()], "as a chat's `user` is tagged");
     let job = openai(json!({"model": "m", "prompt": "p", "size": "auto"})).unwrap();
     assert_eq!((job.width, job.height, job.format), (1024, 1024, ResponseFormat::B64Json));
     // Servers' own names for steps and guidance are read too.
