@@ -127,21 +127,8 @@ async fn version(app: &App) -> Answer {
 
 async fn tags(app: &App) -> Answer {
     let wall = app.wall;
-    let listed =
-        app.driver.query(move |r, _| (views::tags(r.fleet(), wall), views::image_models(r.image_fleet()))).await;
-    match listed {
-        Some((mut models, images)) => {
-            // Image models after the text ones, marked as images; a name a text model has is
-            // listed once, as text.
-            let text: std::collections::BTreeSet<String> =
-                models.iter().filter_map(|m| m["name"].as_str().map(str::to_string)).collect();
-            models.extend(
-                views::image_tags(&images)
-                    .into_iter()
-                    .filter(|m| !m["name"].as_str().is_some_and(|n| text.contains(n))),
-            );
-            json_answer(200, &json!({ "models": models }))
-        }
+    match app.driver.query(move |r, _| views::listing(r.fleet(), r.image_fleet(), wall)).await {
+        Some(models) => json_answer(200, &json!({ "models": models })),
         None => unavailable(),
     }
 }
@@ -163,34 +150,28 @@ async fn ps(app: &App) -> Answer {
 
 async fn models(app: &App, one: Option<&str>) -> Answer {
     let wall = app.wall;
-    let Some((entries, images)) =
-        app.driver.query(move |r, _| (views::tags(r.fleet(), wall), views::image_models(r.image_fleet()))).await
-    else {
+    let Some(entries) = app.driver.query(move |r, _| views::listing(r.fleet(), r.image_fleet(), wall)).await else {
         return unavailable();
     };
     let created = app.runtime.unix_ms() / 1000;
-    let object = |name: &str| json!({ "id": name, "object": "model", "created": created, "owned_by": "library" });
     // Image models are marked (`type: image`, which OpenAI's SDK keeps as an extra field).
-    let image = |name: &str| {
-        let mut o = object(name);
-        o["type"] = json!("image");
+    let object = |name: &str, entry: &Value| {
+        let mut o = json!({ "id": name, "object": "model", "created": created, "owned_by": "library" });
+        if views::is_image_entry(entry) {
+            o["type"] = json!("image");
+        }
         o
     };
-    let text: Vec<&str> = entries.iter().filter_map(|e| e["name"].as_str()).collect();
-    let all = text
-        .iter()
-        .map(|n| (*n, false))
-        .chain(images.iter().map(|m| (m.name.as_str(), true)).filter(|(n, _)| !text.contains(n)));
+    let named = entries.iter().filter_map(|e| Some((e["name"].as_str()?, e)));
     match one {
         None => {
-            let data: Vec<Value> = all.map(|(n, img)| if img { image(n) } else { object(n) }).collect();
+            let data: Vec<Value> = named.map(|(n, e)| object(n, e)).collect();
             json_answer(200, &json!({ "object": "list", "data": data }))
         }
         Some(raw) => {
             let want = ModelName::new(raw);
-            match all.into_iter().find(|(n, _)| ModelName::new(n) == want) {
-                Some((_, true)) => json_answer(200, &image(raw)),
-                Some((_, false)) => json_answer(200, &object(raw)),
+            match named.into_iter().find(|(n, _)| ModelName::new(n) == want) {
+                Some((_, e)) => json_answer(200, &object(raw, e)),
                 None => error_answer(Proto::OpenAi, 404, &format!("model \"{raw}\" not found"), None),
             }
         }
@@ -462,14 +443,10 @@ async fn explain(app: &App, query: &str) -> Answer {
     let v = app
         .driver
         .query(move |r, _| {
-            let d = r.explain(&m);
-            let no_text = d.eliminated.iter().all(|(_, e)| matches!(e, herd_core::score::Elimination::ModelAbsent));
-            if d.ranked.is_empty() && no_text {
-                // No node has it as a text model: an image model's servers, if any offer it.
-                if let Some(images) = r.explain_image(&model) {
-                    return image_explain(&model, &images, r.image_fleet());
-                }
+            if let Some(images) = r.explain_image(&model) {
+                return image_explain(&model, &images, r.image_fleet());
             }
+            let d = r.explain(&m);
             let name = |id| r.fleet().node(id).map_or_else(String::new, |n| n.name().to_string());
             let ranked: Vec<Value> = d
                 .ranked

@@ -221,26 +221,35 @@ pub fn image_models_json(models: &[ImageModel]) -> Vec<Value> {
         .collect()
 }
 
-/// `/api/tags` entries for image models, marked as images (`details.type: "image"`, as
-/// ollama-herd marks them), with the synthetic digest and no size (servers do not say).
-pub fn image_tags(models: &[ImageModel]) -> Vec<Value> {
-    models
-        .iter()
-        .map(|m| {
-            json!({
-                "name": m.name,
-                "model": m.name,
-                "modified_at": "1970-01-01T00:00:00Z",
-                "size": 0,
-                "digest": digest_of(&m.name, None),
-                "details": {"parent_model": "", "format": "", "family": "", "families": null,
-                            "parameter_size": "", "quantization_level": "", "type": "image",
-                            "fleet_nodes": m.fleet_nodes},
-                "capabilities": ["image"],
-                "herd_nodes": m.fleet_nodes,
-            })
+/// The fleet's whole model list (`/api/tags`, and `/v1/models` from it): [`tags`], then the image
+/// models ([`image_models`]) whose names no text model has, marked as images
+/// (`details.type: "image"`, as ollama-herd marks them), with the synthetic digest and no size
+/// (image servers do not say).
+pub fn listing(fleet: &Fleet, images: &crate::image::sched::ImageFleet, wall: WallClock) -> Vec<Value> {
+    let mut out = tags(fleet, wall);
+    let text: std::collections::BTreeSet<String> =
+        out.iter().filter_map(|m| m["name"].as_str().map(str::to_string)).collect();
+    let image_entries = image_models(images).into_iter().filter(|m| !text.contains(&m.name)).map(|m| {
+        json!({
+            "name": m.name,
+            "model": m.name,
+            "modified_at": "1970-01-01T00:00:00Z",
+            "size": 0,
+            "digest": digest_of(&m.name, None),
+            "details": {"parent_model": "", "format": "", "family": "", "families": null,
+                        "parameter_size": "", "quantization_level": "", "type": "image",
+                        "fleet_nodes": m.fleet_nodes},
+            "capabilities": ["image"],
+            "herd_nodes": m.fleet_nodes,
         })
-        .collect()
+    });
+    out.extend(image_entries);
+    out
+}
+
+/// Whether a [`listing`] entry is an image model.
+pub fn is_image_entry(entry: &Value) -> bool {
+    entry["details"]["type"] == "image"
 }
 
 /// When a loaded model's node gave no `expires_at`: far in the future, as Ollama shows a model

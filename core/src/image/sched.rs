@@ -295,21 +295,6 @@ impl ImageFleet {
         self.backends.get(&id).is_some_and(|b| b.info.up && b.reachable)
     }
 
-    /// Every model offered by a backend that is up, with the machines offering it (sorted).
-    pub fn models(&self) -> BTreeMap<String, Vec<String>> {
-        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for b in self.backends.values().filter(|b| b.info.up && b.reachable) {
-            for m in &b.info.models {
-                let machines = out.entry(m.clone()).or_default();
-                if !machines.contains(&b.info.machine) {
-                    machines.push(b.info.machine.clone());
-                    machines.sort();
-                }
-            }
-        }
-        out
-    }
-
     /// Whether some backend (up or not) offers `model`.
     pub fn model_known(&self, model: &str) -> bool {
         self.backends.values().any(|b| b.info.offers(model))

@@ -401,7 +401,12 @@ mod sched {
             vec![(full, "queue_full"), (small, "vram_does_not_fit"), (down, "down"), (none, "model_not_offered")]
         );
         assert!(f.model_known("m") && !f.model_known("nope"));
-        assert_eq!(f.models().get("m").map(Vec::len), Some(2), "down backends' models are not listed");
+        let listed = crate::fleet::views::image_models(&f);
+        assert_eq!(
+            listed.iter().find(|l| l.name == "m").map(|l| l.fleet_nodes.len()),
+            Some(2),
+            "down backends' models are not listed"
+        );
     }
 
     #[test]

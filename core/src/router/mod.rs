@@ -502,9 +502,10 @@ impl Router {
 
     /// The image servers' ranking for `model` (`/fleet/explain` for an image model): a one-image,
     /// one-megapixel job at the servers' default steps, as it would be ranked now; `None` when no
-    /// server offers the model. A query: changes nothing.
+    /// server offers the model, or a node has it as a text model (whose explanation is
+    /// [`Router::explain`]). A query: changes nothing.
     pub fn explain_image(&self, model: &str) -> Option<crate::image::sched::Ranking> {
-        if !self.images.model_known(model) {
+        if !self.images.model_known(model) || self.fleet.model_known(&ModelName::new(model)) {
             return None;
         }
         let job = crate::image::sched::JobShape { model: model.to_string(), pixels: 1 << 20, steps: None, n: 1 };
