@@ -145,18 +145,7 @@ pub fn request(kind: ImageBackendKind, job: &ImageJob) -> Option<BackendCall> {
             put("n", json!(job.n));
             put("size", json!(job.size()));
             put("response_format", json!("b64_json"));
-            if let Some(s) = job.seed {
-                put("seed", json!(s));
-            }
-            if let Some(steps) = job.steps {
-                put("num_inference_steps", json!(steps));
-            }
-            if let Some(g) = job.guidance {
-                put("guidance_scale", json!(g));
-            }
-            if let Some(neg) = &job.negative_prompt {
-                put("negative_prompt", json!(neg));
-            }
+            optional(&mut put, job, "num_inference_steps", "guidance_scale");
             "/v1/images/generations"
         }
         ImageBackendKind::OllamaHerd => {
@@ -164,22 +153,28 @@ pub fn request(kind: ImageBackendKind, job: &ImageJob) -> Option<BackendCall> {
             put("prompt", json!(job.prompt));
             put("width", json!(job.width));
             put("height", json!(job.height));
-            if let Some(steps) = job.steps {
-                put("steps", json!(steps));
-            }
-            if let Some(g) = job.guidance {
-                put("guidance", json!(g));
-            }
-            if let Some(s) = job.seed {
-                put("seed", json!(s));
-            }
-            if let Some(neg) = &job.negative_prompt {
-                put("negative_prompt", json!(neg));
-            }
+            optional(&mut put, job, "steps", "guidance");
             "/api/generate-image"
         }
     };
     Some(BackendCall { path, body: serde_json::to_vec(&Value::Object(body)).unwrap_or_default() })
+}
+
+/// The fields a client may leave out, put only when it named them: `seed`, `negative_prompt`, and
+/// steps and guidance under the server's own names.
+fn optional(put: &mut impl FnMut(&str, Value), job: &ImageJob, steps: &str, guidance: &str) {
+    if let Some(s) = job.seed {
+        put("seed", json!(s));
+    }
+    if let Some(n) = job.steps {
+        put(steps, json!(n));
+    }
+    if let Some(g) = job.guidance {
+        put(guidance, json!(g));
+    }
+    if let Some(neg) = &job.negative_prompt {
+        put("negative_prompt", json!(neg));
+    }
 }
 
 /// Images a backend answered with.
