@@ -20,6 +20,7 @@ use herd_core::url::BaseUrl;
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -179,6 +180,8 @@ struct Shared {
     state: Mutex<Driver>,
     /// Inputs sent while the lock was taken, in the order they were sent.
     pending: Mutex<VecDeque<Input>>,
+    /// Set after an input is queued in `pending`: the hot path reads this, not the queue's lock.
+    queued: AtomicBool,
     /// Wakes the driver task: inputs are pending, core's next deadline moved earlier, or the last
     /// handle is gone.
     wake: Arc<Notify>,
@@ -208,6 +211,8 @@ impl DriverTx {
             Err(TryLockError::Poisoned(p)) => self.settle(p.into_inner(), Some(input)),
             Err(TryLockError::WouldBlock) => {
                 lock(&self.shared.pending).push_back(input);
+                // After the push: whoever sees the flag finds the input.
+                self.shared.queued.store(true, Ordering::Release);
                 self.shared.wake.notify_one();
             }
         }
@@ -216,7 +221,7 @@ impl DriverTx {
     /// Runs `f` on the router and returns what it computes, after every input sent before it.
     pub async fn query<T: Send + 'static>(&self, f: impl FnOnce(&Router, &Nodes) -> T + Send + 'static) -> Option<T> {
         let mut driver = lock(&self.shared.state);
-        driver.take_pending(&self.shared.pending);
+        driver.take_pending(&self.shared);
         let out = f(&driver.router, &driver.nodes);
         self.settle(driver, None);
         Some(out)
@@ -226,15 +231,14 @@ impl DriverTx {
     /// events they caused; tells the driver task when core's next deadline moved earlier or more
     /// inputs arrived meanwhile.
     fn settle(&self, mut driver: MutexGuard<'_, Driver>, input: Option<Input>) {
-        driver.take_pending(&self.shared.pending);
+        driver.take_pending(&self.shared);
         if let Some(input) = input {
             driver.handle(input);
         }
-        let now = driver.now();
-        driver.turn(now, &self.shared.pending);
+        driver.turn(&self.shared);
         let earlier = driver.router.poll_timeout().is_some_and(|at| at < driver.armed);
         drop(driver);
-        if earlier || !lock(&self.shared.pending).is_empty() {
+        if earlier || self.shared.queued.load(Ordering::Acquire) {
             self.shared.wake.notify_one();
         }
     }
@@ -309,8 +313,12 @@ pub fn spawn(router: Router, traces: Option<Box<dyn TraceSink>>, rt: Arc<dyn Run
         armed: herd_core::time::Instant::MAX,
     };
     let wake = Arc::new(Notify::new());
-    let shared =
-        Arc::new(Shared { state: Mutex::new(driver), pending: Mutex::new(VecDeque::new()), wake: wake.clone() });
+    let shared = Arc::new(Shared {
+        state: Mutex::new(driver),
+        pending: Mutex::new(VecDeque::new()),
+        queued: AtomicBool::new(false),
+        wake: wake.clone(),
+    });
     rt.spawn(Box::pin(run(Arc::downgrade(&shared), wake, rt.clone())));
     (DriverTx { shared }, pull_rx)
 }
@@ -325,12 +333,12 @@ async fn run(shared: Weak<Shared>, wake: Arc<Notify>, rt: Arc<dyn Runtime>) {
         let Some(tx) = shared.upgrade().map(|shared| DriverTx { shared }) else { return };
         let at = {
             let mut driver = lock(&tx.shared.state);
-            driver.take_pending(&tx.shared.pending);
-            let now = driver.now();
+            driver.take_pending(&tx.shared);
             if fired {
+                let now = driver.now();
                 driver.router.handle_timeout(now);
             }
-            driver.turn(now, &tx.shared.pending);
+            driver.turn(&tx.shared);
             let at = driver.router.poll_timeout().unwrap_or(herd_core::time::Instant::MAX);
             driver.armed = at;
             at
@@ -344,28 +352,27 @@ async fn run(shared: Weak<Shared>, wake: Arc<Notify>, rt: Arc<dyn Runtime>) {
 }
 
 impl Driver {
-    /// Handles the inputs that found the lock taken, oldest first.
-    fn take_pending(&mut self, pending: &Mutex<VecDeque<Input>>) {
-        loop {
-            let batch = std::mem::take(&mut *lock(pending));
-            if batch.is_empty() {
-                return;
-            }
+    /// Handles the inputs that found the lock taken, oldest first; whether there were any. Costs
+    /// one atomic load when there are none (nearly always).
+    fn take_pending(&mut self, shared: &Shared) -> bool {
+        let mut took = false;
+        while shared.queued.swap(false, Ordering::AcqRel) {
+            let batch = std::mem::take(&mut *lock(&shared.pending));
+            took |= !batch.is_empty();
             for input in batch {
                 self.handle(input);
             }
         }
+        took
     }
 
-    /// Core's deadlines that are due, then every command and event (and any input that arrived
-    /// meanwhile).
-    fn turn(&mut self, now: herd_core::time::Instant, pending: &Mutex<VecDeque<Input>>) {
-        if self.router.poll_timeout().is_some_and(|at| at <= now) {
-            self.router.handle_timeout(now);
+    /// Every command and event (core's `handle_*` calls have already run what time made due),
+    /// then any input that arrived meanwhile and what it caused.
+    fn turn(&mut self, shared: &Shared) {
+        self.drain();
+        if self.take_pending(shared) {
+            self.drain();
         }
-        self.drain();
-        self.take_pending(pending);
-        self.drain();
     }
 
     fn now(&self) -> herd_core::time::Instant {
