@@ -7,7 +7,7 @@ use crate::driver::{DriverTx, Input};
 use crate::static_nodes::{get_json, POLL_EVERY};
 use crate::upstream::Upstream;
 use crate::Runtime;
-use herd_core::image::backend::{parse_models, ImageBackendKind};
+use herd_core::image::backend::{models_of, ImageBackendKind};
 use herd_core::image::sched::BackendInfo;
 use herd_core::url::BaseUrl;
 use std::sync::Arc;
@@ -50,8 +50,7 @@ pub async fn poll(driver: DriverTx, client: Arc<dyn Upstream>, rt: Arc<dyn Runti
         let started = rt.now();
         let listed = get_json(&*client, &*rt, &node.url, node.kind.models_path(), &[])
             .await
-            .and_then(|v| serde_json::to_vec(&v).ok())
-            .and_then(|body| parse_models(node.kind, &body).ok());
+            .and_then(|v| models_of(node.kind, &v).ok());
         let up = listed.is_some();
         if let Some(models) = listed {
             last = models;

@@ -532,6 +532,14 @@ pub const MAX_LISTED_MODELS: usize = 1024;
 /// [`AnswerError::Malformed`] when the body is not the kind's list.
 pub fn parse_models(kind: ImageBackendKind, body: &[u8]) -> Result<Vec<String>, AnswerError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| AnswerError::Malformed(e.to_string()))?;
+    models_of(kind, &v)
+}
+
+/// [`parse_models`] of an answer already read as JSON.
+///
+/// # Errors
+/// [`AnswerError::Malformed`] when `v` is not the kind's list.
+pub fn models_of(kind: ImageBackendKind, v: &Value) -> Result<Vec<String>, AnswerError> {
     let bad = || AnswerError::Malformed(format!("not {}'s model list", kind.as_str()));
     let names: Vec<&str> = match kind {
         ImageBackendKind::SdCpp | ImageBackendKind::OpenAi => v
